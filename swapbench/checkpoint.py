@@ -1,0 +1,118 @@
+"""Checkpoints as safetensors plus JSON: nothing is ever unpickled.
+
+Any nested state (module and optimiser state dicts, RNG states, counters) is split into a flat dict
+of tensors, stored as safetensors, and a JSON skeleton that records where each tensor goes, stored
+in the safetensors header. A JSON sidecar repeats the human-readable metadata (step, recipe hash,
+git commit) with the sha256 of the tensor file, which loading checks. Both files are written to a
+temporary name and renamed into place, so a crash never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from swapbench.errors import UserError
+
+FORMAT = "swapbench-checkpoint-1"
+
+
+def flatten_state(state: Any) -> tuple[dict[str, torch.Tensor], Any]:
+    """(tensors keyed by path, JSON skeleton with ``{"__tensor__": path}`` where each tensor was)."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(obj: Any, path: str) -> Any:
+        if isinstance(obj, torch.Tensor):
+            tensors[path] = obj.detach().cpu().contiguous().clone()
+            return {"__tensor__": path}
+        if isinstance(obj, dict):
+            if all(isinstance(k, str) for k in obj):
+                return {k: walk(v, f"{path}.{k}" if path else k) for k, v in obj.items()}
+            return {"__items__": [[k, walk(v, f"{path}.{k}")] for k, v in obj.items()]}
+        if isinstance(obj, (list, tuple)):
+            return [walk(v, f"{path}.{i}") for i, v in enumerate(obj)]
+        if obj is None or isinstance(obj, (bool, int, float, str)):
+            return obj
+        raise TypeError(f"checkpoint state at '{path}' has an unsupported type {type(obj).__name__}")
+
+    return tensors, walk(state, "")
+
+
+def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(skeleton, dict):
+        if "__tensor__" in skeleton:
+            return tensors[skeleton["__tensor__"]]
+        if "__items__" in skeleton:
+            return {k: unflatten_state(v, tensors) for k, v in skeleton["__items__"]}
+        return {k: unflatten_state(v, tensors) for k, v in skeleton.items()}
+    if isinstance(skeleton, list):
+        return [unflatten_state(v, tensors) for v in skeleton]
+    return skeleton
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` (.safetensors) and ``meta`` + sha256 to the .json beside it."""
+    path = Path(path)
+    tensors, skeleton = flatten_state(state)
+    header = {"format": FORMAT, "skeleton": json.dumps(skeleton), "meta": json.dumps(meta)}
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+    info = {"format": FORMAT, "file": path.name, "sha256": sha256_file(path), **meta}
+    _atomic_write(sidecar(path), lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
+    """(state, meta) from a checkpoint written by :func:`save_checkpoint`; checks the sidecar's hash."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; pass the .safetensors file a run wrote")
+    side = sidecar(path)
+    if side.is_file():
+        expected = json.loads(side.read_text()).get("sha256")
+        actual = sha256_file(path)
+        if expected and expected != actual:
+            raise UserError(
+                f"checkpoint {path} has sha256 {actual} but {side.name} records {expected}; "
+                f"the file is corrupt or was replaced, use another checkpoint"
+            )
+    try:
+        with safe_open(str(path), framework="pt", device=str(map_location)) as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise UserError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
+    if header.get("format") != FORMAT:
+        raise UserError(f"checkpoint {path} was not written by swapbench (format {header.get('format')!r})")
+    return unflatten_state(json.loads(header["skeleton"]), tensors), json.loads(header["meta"])

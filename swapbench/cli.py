@@ -1,0 +1,229 @@
+"""The swapbench command line: `swapbench run RECIPE`, `swapbench recipes list`, ...
+
+A user mistake (bad recipe, unknown name, missing file) prints one line starting with ``error:`` and
+exits with status 2; ``--debug`` adds the traceback. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from swapbench import __version__
+from swapbench.errors import UserError
+
+try:  # recent typer releases vendor their own copy of click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer on top of click
+    from click import exceptions as click_exceptions
+
+app = typer.Typer(
+    name="swapbench",
+    help="A research benchmark suite for the Swapping Autoencoder (Park et al., NeurIPS 2020).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+recipes_app = typer.Typer(help="List, show and validate recipes.", no_args_is_help=True)
+app.add_typer(recipes_app, name="recipes")
+
+out = Console()
+err = Console(stderr=True)
+
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a recipe setting, e.g. --set model.texture_dim=64 (repeatable)."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"swapbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for user errors.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _scores_table(title: str, scores: dict[str, float]) -> Table:
+    table = Table(title=title)
+    table.add_column("score")
+    table.add_column("value", justify="right")
+    for k, v in scores.items():
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) and not float(v).is_integer() else f"{v:g}")
+    return table
+
+
+@app.command()
+def run(
+    recipe: Annotated[str, typer.Argument(help="Recipe file or name (see `swapbench recipes list`).")],
+    set_: SetOption = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
+) -> None:
+    """Train a recipe, then score it; everything is logged to one MLflow run."""
+    from swapbench.pipeline import train_and_evaluate
+    from swapbench.recipe import load_recipe
+
+    r = load_recipe(recipe, set_ or [])
+    summary = train_and_evaluate(r, progress=progress)
+    t = summary.train
+    out.print(f"run {summary.run_id}: {t.steps} steps, {t.images_seen} images in {t.seconds:.1f} s "
+              f"({t.images_per_second:.1f} images/s); checkpoint {t.checkpoint}")
+    out.print(_scores_table(f"{r.name} (MLflow run {summary.run_id})", summary.scores))
+
+
+@app.command()
+def train(
+    recipe: Annotated[str, typer.Argument(help="Recipe file or name.")],
+    set_: SetOption = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Train a recipe without scoring it (`swapbench evaluate` scores it later)."""
+    from swapbench.pipeline import train_and_evaluate
+    from swapbench.recipe import load_recipe
+
+    summary = train_and_evaluate(load_recipe(recipe, set_ or []), evaluate_after=False, progress=progress)
+    t = summary.train
+    out.print(f"run {summary.run_id}: {t.steps} steps in {t.seconds:.1f} s ({t.images_per_second:.1f} images/s); "
+              f"checkpoint {t.checkpoint}")
+
+
+@app.command()
+def evaluate(
+    target: Annotated[str, typer.Argument(help="An MLflow run id, or a checkpoint .safetensors file.")],
+    metrics: Annotated[Optional[str], typer.Option(help="Comma-separated metric names (default: the recipe's).")] = None,
+    log: Annotated[bool, typer.Option("--log/--no-log", help="Log the scores into the run that made the checkpoint.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+) -> None:
+    """Score a trained model again (e.g. with metrics added since it was trained)."""
+    from swapbench.pipeline import evaluate_checkpoint
+    from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, download_run_artifact
+
+    path = Path(target)
+    if not path.exists():
+        if target.endswith((".safetensors", ".json")) or "/" in target:
+            raise UserError(f"checkpoint {target} does not exist; pass an existing .safetensors file or an MLflow run id")
+        folder = download_run_artifact(target, CHECKPOINT_ARTIFACT_DIR)
+        path = folder / "last.safetensors"
+    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    scores, meta = evaluate_checkpoint(path, names, log_to_run=log)
+    if as_json:
+        print(json.dumps({"run_id": meta.get("run_id"), "scores": scores}))
+    else:
+        out.print(_scores_table(f"{meta['recipe']['name']} (run {meta.get('run_id')}, {meta['weights']} weights)", scores))
+
+
+@recipes_app.command("list")
+def recipes_list() -> None:
+    """List the recipes that ship with swapbench."""
+    import yaml
+
+    from swapbench.recipe import list_recipes
+
+    table = Table()
+    table.add_column("name")
+    table.add_column("description")
+    for name, path in list_recipes().items():
+        data = yaml.safe_load(path.read_text()) or {}
+        table.add_row(name, str(data.get("description", "")))
+    out.print(table)
+
+
+@recipes_app.command("show")
+def recipes_show(
+    recipe: Annotated[str, typer.Argument(help="Recipe file or name.")],
+    set_: SetOption = None,
+) -> None:
+    """Print the fully resolved recipe: defaults, extends and --set applied."""
+    from swapbench.recipe import load_recipe
+
+    print(load_recipe(recipe, set_ or []).to_yaml(), end="")
+
+
+@recipes_app.command("validate")
+def recipes_validate(
+    files: Annotated[list[str], typer.Argument(help="Recipe files or names.")],
+    set_: SetOption = None,
+) -> None:
+    """Check recipes against the schema and its cross-field rules without running anything."""
+    from swapbench.recipe import load_recipe
+
+    for f in files:
+        r = load_recipe(f, set_ or [])
+        out.print(f"{f}: OK ({r.name}, {r.steps} steps, {r.data.resolution} px, hash {r.hash()[:12]})")
+
+
+@recipes_app.command("options")
+def recipes_options() -> None:
+    """Every recipe setting with its default and description."""
+    from swapbench.recipe import describe_fields
+
+    table = Table()
+    for col in ("key", "default", "description"):
+        table.add_column(col)
+    for key, default, desc in describe_fields():
+        table.add_row(key, json.dumps(default) if not isinstance(default, str) else default, desc)
+    out.print(table)
+
+
+@app.command("registry")
+def registry(kind: Annotated[Optional[str], typer.Argument(help="Only this registry (e.g. encoder).")] = None) -> None:
+    """List the registered components (built-in and from plugins) by kind."""
+    from swapbench.errors import did_you_mean
+    from swapbench.registry import ALL_REGISTRIES
+
+    if kind is not None and kind not in ALL_REGISTRIES:
+        raise UserError(f"no registry '{kind}'{did_you_mean(kind, ALL_REGISTRIES)}; known: {', '.join(ALL_REGISTRIES)}")
+    table = Table()
+    for col in ("kind", "name", "description"):
+        table.add_column(col)
+    for k, reg in ALL_REGISTRIES.items():
+        if kind in (None, k):
+            for name in reg.names():
+                table.add_row(k, name, reg.describe(name))
+    out.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: user errors exit 2 with one line, no traceback (unless --debug)."""
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        rv = app(args=argv, prog_name="swapbench", standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else 0)
+    except UserError as exc:
+        if debug:
+            traceback.print_exc()
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click_exceptions.NoArgsIsHelpError as exc:
+        exc.ctx.get_help()  # typer prints the (rich) help itself
+        sys.exit(0)
+    except click_exceptions.ClickException as exc:  # usage errors: unknown option, missing argument
+        if debug:
+            traceback.print_exc()
+        command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "swapbench"
+        err.print(f"error: {exc.format_message().rstrip('.')}; see `{command} --help`", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("interrupted", markup=False)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

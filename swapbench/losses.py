@@ -1,0 +1,73 @@
+"""Loss functions, registered by name. The trainer weighs them as the recipe's ``loss`` section says
+and never computes a term whose weight is 0."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from swapbench.registry import LOSSES
+
+
+@LOSSES.register("l1", description="Mean absolute error between two image batches.")
+def l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    return (fake - real).abs().mean()
+
+
+class GANLoss:
+    """The three terms of one adversarial objective, on discriminator logits."""
+
+    @staticmethod
+    def d_real(logits: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @staticmethod
+    def d_fake(logits: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @staticmethod
+    def g(logits: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@LOSSES.register("nonsaturating", description="Logistic GAN loss with the non-saturating generator term (StyleGAN2).")
+class NonSaturatingLoss(GANLoss):
+    @staticmethod
+    def d_real(logits: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-logits).mean()
+
+    @staticmethod
+    def d_fake(logits: torch.Tensor) -> torch.Tensor:
+        return F.softplus(logits).mean()
+
+    @staticmethod
+    def g(logits: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-logits).mean()
+
+
+@LOSSES.register("hinge", description="Hinge GAN loss (SAGAN, BigGAN).")
+class HingeLoss(GANLoss):
+    @staticmethod
+    def d_real(logits: torch.Tensor) -> torch.Tensor:
+        return F.relu(1 - logits).mean()
+
+    @staticmethod
+    def d_fake(logits: torch.Tensor) -> torch.Tensor:
+        return F.relu(1 + logits).mean()
+
+    @staticmethod
+    def g(logits: torch.Tensor) -> torch.Tensor:
+        return -logits.mean()
+
+
+@LOSSES.register("r1", description="R1 penalty: squared gradient norm of real logits w.r.t. real inputs.")
+def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """E[ ||d D(x) / d x||^2 ], summed over all inputs that were passed (e.g. crops and references).
+
+    The inputs must have ``requires_grad=True`` before the discriminator saw them.
+    """
+    inputs = [real_inputs] if isinstance(real_inputs, torch.Tensor) else list(real_inputs)
+    grads = torch.autograd.grad(real_logits.sum(), inputs, create_graph=True)
+    return sum(g.square().flatten(1).sum(1).mean() for g in grads)

@@ -1,0 +1,75 @@
+"""The co-occurrence patch discriminator: is this crop a patch of the same texture as those reference
+patches? It is what makes the texture code carry texture (Park et al. 2020, Sec. 3.2)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from swapbench.nn.layers import ConvLayer, EqualLinear, ResBlock, channel_table
+from swapbench.registry import DISCRIMINATORS
+
+
+def random_crops(images: torch.Tensor, n: int, size_min: float, size_max: float, out_size: int) -> torch.Tensor:
+    """``n`` random square crops per image, each of side U(size_min, size_max) x image side, resized
+    (bilinear) to ``out_size``. Returns (B, n, C, out_size, out_size); differentiable w.r.t. images.
+
+    All crops of an image are sampled in one ``grid_sample`` call on a (n * out_size) x out_size grid,
+    so the image itself is never copied. Randomness comes from torch's global generator.
+    """
+    b, c = images.shape[:2]
+    dev, dt = images.device, images.dtype
+    side = torch.empty(b, n, device=dev, dtype=dt).uniform_(size_min, size_max)  # fraction of the side
+    # crop centres in normalised [-1, 1] coordinates, keeping the crop inside the image
+    cx = (torch.rand(b, n, device=dev, dtype=dt) * 2 - 1) * (1 - side)
+    cy = (torch.rand(b, n, device=dev, dtype=dt) * 2 - 1) * (1 - side)
+    lin = (torch.arange(out_size, device=dev, dtype=dt) + 0.5) / out_size * 2 - 1  # pixel centres
+    gx = cx[..., None, None] + side[..., None, None] * lin.view(1, 1, 1, -1)  # (b, n, 1, p)
+    gy = cy[..., None, None] + side[..., None, None] * lin.view(1, 1, -1, 1)  # (b, n, p, 1)
+    grid = torch.stack(torch.broadcast_tensors(gx, gy), dim=-1)  # (b, n, p, p, 2)
+    grid = grid.reshape(b, n * out_size, out_size, 2)
+    out = torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.view(b, c, n, out_size, out_size).permute(0, 2, 1, 3, 4)
+
+
+@DISCRIMINATORS.register("cooccur", description="Co-occurrence patch discriminator (crop vs. averaged reference patches).")
+class CooccurDiscriminator(nn.Module):
+    """A patch encoder (1x1 stem, residual blocks down to 4x4, a 4x4 valid conv to a feature vector)
+    shared by crops and references; the reference features of one texture image are averaged, and an
+    MLP judges each crop feature jointly with that average."""
+
+    def __init__(self, patch_size: int, channels: int, max_channels: int):
+        super().__init__()
+        ch = channel_table(patch_size, channels, max_channels, min_resolution=4)
+        layers, res = [ConvLayer(3, ch[patch_size], 1)], patch_size
+        while res > 4:
+            layers.append(ResBlock(ch[res], ch[res // 2]))
+            res //= 2
+        feat = ch[4]
+        layers.append(ConvLayer(feat, feat, 4, padding="valid"))
+        self.encoder = nn.Sequential(*layers, nn.Flatten())
+        self.classifier = nn.Sequential(
+            EqualLinear(feat * 2, feat * 2, activate=True),
+            EqualLinear(feat * 2, feat, activate=True),
+            EqualLinear(feat, 1),
+        )
+
+    def encode(self, patches: torch.Tensor) -> torch.Tensor:
+        """(B, n, C, p, p) -> (B, n, F)"""
+        b, n = patches.shape[:2]
+        return self.encoder(patches.flatten(0, 1)).view(b, n, -1)
+
+    def reference_features(self, reference: torch.Tensor) -> torch.Tensor:
+        """(B, n_ref, C, p, p) -> (B, F): the averaged feature of each image's reference patches."""
+        return self.encode(reference).mean(dim=1)
+
+    def forward(self, crops: torch.Tensor, reference: torch.Tensor | None = None,
+                reference_features: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, n) for crops (B, n, C, p, p) given references (B, n_ref, C, p, p) or their features."""
+        if reference_features is None:
+            if reference is None:
+                raise ValueError("CooccurDiscriminator needs reference patches or reference_features")
+            reference_features = self.reference_features(reference)
+        f = self.encode(crops)
+        r = reference_features[:, None].expand(-1, f.shape[1], -1)
+        return self.classifier(torch.cat([f, r], dim=-1)).squeeze(-1)

@@ -1,0 +1,387 @@
+"""The recipe schema: every setting of a swapbench run, once, with its default and a description.
+
+A recipe YAML only overrides these defaults. ``extends: other.yaml`` merges a parent recipe first
+(an ablation is a few lines), ``--set a.b=value`` overrides from the command line, an unknown key
+is an error naming the closest valid key, and cross-field checks reject impossible combinations
+before any work starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from swapbench.errors import UserError, did_you_mean
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    dataset: str = Field("photos", description="Registered dataset name.")
+    resolution: int = Field(64, ge=16, le=2048, description="Image side in pixels (a power of two).")
+    test_images: int = Field(64, ge=2, description="Fixed test-split images scored by the evaluator.")
+    scale: tuple[float, float] = Field(
+        (0.2, 0.6), description="Random crop side as a fraction of the source photo's shorter side."
+    )
+    hflip: bool = Field(True, description="Random horizontal flips of training crops.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0: load in the main process).")
+
+
+class ModelConfig(Section):
+    encoder: str = Field("swap_ae", description="Registered encoder name.")
+    generator: str = Field("swap_ae", description="Registered generator name.")
+    discriminator: str = Field("stylegan2", description="Registered image discriminator name.")
+    cooccur_discriminator: str | None = Field(
+        "cooccur", description="Registered co-occurrence patch discriminator; null disables it."
+    )
+    channels: int = Field(32, ge=1, description="Width at full resolution; doubles per halving of the side.")
+    max_channels: int = Field(512, ge=1, description="Upper bound on any layer's width.")
+    structure_channels: int = Field(8, ge=1, description="Channels of the spatial structure code.")
+    structure_downsample: int = Field(
+        16, ge=1, description="Structure code side = resolution / this (a power of two)."
+    )
+    texture_dim: int = Field(2048, ge=1, description="Length of the texture code vector.")
+    generator_blocks: int = Field(
+        2, ge=0, description="Modulated residual blocks at the structure code's resolution."
+    )
+
+
+class CooccurConfig(Section):
+    patch_size: int = Field(32, ge=4, description="Side the random crops are resized to (a power of two).")
+    crop_min: float = Field(0.125, gt=0, le=1, description="Smallest crop side as a fraction of the image side.")
+    crop_max: float = Field(0.25, gt=0, le=1, description="Largest crop side as a fraction of the image side.")
+    n_crops: int = Field(8, ge=1, description="Crops judged per swapped image.")
+    n_ref: int = Field(4, ge=1, description="Reference crops of the texture image averaged into one feature.")
+    channels: int = Field(32, ge=1, description="Width of the patch discriminator at patch resolution.")
+
+
+class LossConfig(Section):
+    gan: str = Field("nonsaturating", description="Registered GAN loss used by every adversarial term.")
+    recon_l1: float = Field(1.0, ge=0, description="L1 reconstruction weight.")
+    recon_lpips: float = Field(0.0, ge=0, description="LPIPS (VGG) reconstruction weight; 0 disables.")
+    g_recon: float = Field(0.5, ge=0, description="Generator GAN weight on reconstructions.")
+    g_swap: float = Field(1.0, ge=0, description="Generator GAN weight on swaps.")
+    d_real: float = Field(1.0, ge=0, description="Discriminator weight on real images.")
+    d_recon: float = Field(0.5, ge=0, description="Discriminator weight on reconstructions.")
+    d_swap: float = Field(0.5, ge=0, description="Discriminator weight on swaps.")
+    cooccur: float = Field(1.0, ge=0, description="Co-occurrence patch GAN weight (G and patch D).")
+    r1: float = Field(10.0, ge=0, description="R1 penalty weight on the image discriminator.")
+    patch_r1: float = Field(1.0, ge=0, description="R1 penalty weight on the co-occurrence discriminator.")
+    r1_interval: int = Field(16, ge=1, description="Lazy R1: apply every this many discriminator steps.")
+
+
+class OptimConfig(Section):
+    name: str = Field("adam", description="Registered optimizer name.")
+    lr: float = Field(0.002, gt=0, description="Learning rate (the discriminators' is lazy-R1 corrected).")
+    betas: tuple[float, float] = Field((0.0, 0.99), description="Adam betas.")
+    eps: float = Field(1e-8, gt=0, description="Adam epsilon.")
+
+
+class TrainConfig(Section):
+    images: int = Field(25_000_000, ge=1, description="Training length in images seen (as the paper counts).")
+    batch_size: int = Field(16, ge=2, description="Images per step; swaps pair each image with another.")
+    ema: float = Field(0.999, ge=0, lt=1, description="Per-step EMA decay of encoder+generator; 0 disables.")
+    log_every: int = Field(10, ge=1, description="Steps between logged training metrics.")
+    image_every: int = Field(500, ge=1, description="Steps between swap grids logged to MLflow.")
+    checkpoint_every: int = Field(1000, ge=1, description="Steps between checkpoints (one is always written at the end).")
+    amp: bool = Field(True, description="bfloat16 autocast on CUDA; ignored on the CPU.")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; null keeps torch's default.")
+
+
+class EvalConfig(Section):
+    metrics: list[str] | Literal["all"] = Field("all", description="Registered metrics to compute, or 'all'.")
+    batch_size: int = Field(16, ge=1, description="Images per evaluation batch.")
+    use_ema: bool = Field(True, description="Score the EMA copy of encoder+generator when there is one.")
+    grid_size: int = Field(4, ge=2, description="Structure and texture images per side of the swap grid.")
+
+
+class TrackingConfig(Section):
+    uri: str | None = Field(
+        None, description="MLflow tracking URI; null uses $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."
+    )
+    experiment: str | None = Field(None, description="MLflow experiment; null uses the recipe name.")
+    run_name: str | None = Field(None, description="MLflow run name; null lets MLflow choose.")
+    log_checkpoint: bool = Field(True, description="Log the final checkpoint as a run artifact.")
+    checkpoint_dir: str = Field("checkpoints", description="Local folder for checkpoints; each run writes <dir>/<run id>/.")
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+class Recipe(Section):
+    name: str = Field("recipe", description="Recipe name (defaults to the file name).")
+    description: str = Field("", description="One line on what the recipe is for.")
+    seed: int = Field(0, description="Seed for weights, data order, crops and evaluation pairs.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' uses CUDA when present.")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    cooccur: CooccurConfig = Field(default_factory=CooccurConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Recipe:
+        res = self.data.resolution
+        if not _is_pow2(res):
+            raise ValueError(f"data.resolution={res} must be a power of two (e.g. 32, 64, 256)")
+        sd = self.model.structure_downsample
+        if not _is_pow2(sd) or res % sd != 0 or res // sd < 2:
+            raise ValueError(
+                f"model.structure_downsample={sd} must be a power of two that leaves a structure "
+                f"code of at least 2x2 at data.resolution={res} (use at most {res // 2})"
+            )
+        lo, hi = self.data.scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"data.scale={list(self.data.scale)} must satisfy 0 < min <= max <= 1")
+        if self.optim.betas[0] < 0 or not 0 <= self.optim.betas[1] < 1:
+            raise ValueError(f"optim.betas={list(self.optim.betas)} must lie in [0, 1)")
+        co = self.cooccur
+        if self.model.cooccur_discriminator is None:
+            for key in ("cooccur", "patch_r1"):
+                if getattr(self.loss, key) > 0:
+                    raise ValueError(
+                        f"loss.{key}={getattr(self.loss, key)} needs the co-occurrence discriminator, "
+                        f"but model.cooccur_discriminator is null; set loss.{key}=0 or name one"
+                    )
+        else:
+            if co.patch_size > res:
+                raise ValueError(
+                    f"cooccur.patch_size={co.patch_size} is larger than data.resolution={res}; "
+                    f"use at most {res}"
+                )
+            if not _is_pow2(co.patch_size):
+                raise ValueError(f"cooccur.patch_size={co.patch_size} must be a power of two >= 4")
+            if co.crop_min > co.crop_max:
+                raise ValueError(
+                    f"cooccur.crop_min={co.crop_min} is larger than cooccur.crop_max={co.crop_max}"
+                )
+            if co.crop_min * res < 2:
+                raise ValueError(
+                    f"cooccur.crop_min={co.crop_min} gives crops under 2 px at data.resolution={res}; "
+                    f"raise it to at least {2 / res:.3g}"
+                )
+        if self.eval.grid_size > self.data.test_images:
+            raise ValueError(
+                f"eval.grid_size={self.eval.grid_size} needs at least that many data.test_images "
+                f"(have {self.data.test_images})"
+            )
+        return self
+
+    # -- derived values -----------------------------------------------------------------------
+    @property
+    def steps(self) -> int:
+        """Optimisation steps implied by ``train.images`` and ``train.batch_size``."""
+        return math.ceil(self.train.images / self.train.batch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted-key view, e.g. ``{"model.texture_dim": 2048, ...}`` (what MLflow logs as params)."""
+        return dict(_flatten(self.to_dict()))
+
+    def hash(self) -> str:
+        """sha256 of the canonical JSON of the resolved recipe (names excluded)."""
+        d = self.to_dict()
+        d.pop("name", None)
+        d.pop("description", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            yield from _flatten(v, key + ".")
+        else:
+            yield key, v
+
+
+def describe_fields(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, default, description) for every setting: the full list of options."""
+    rows = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            rows.extend(describe_fields(ann, f"{prefix}{name}."))
+        else:
+            rows.append((f"{prefix}{name}", field.get_default(call_default_factory=True), field.description or ""))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: files, names, extends, overrides
+# ---------------------------------------------------------------------------------------------
+
+CHECKOUT_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+
+
+def recipe_dirs() -> list[Path]:
+    """Where recipe names are looked up: the checkout's recipes/, then the installed copy."""
+    dirs = []
+    if CHECKOUT_RECIPES.is_dir():
+        dirs.append(CHECKOUT_RECIPES)
+    try:
+        installed = Path(str(resources.files("swapbench._recipes")))
+        if installed.is_dir() and installed.resolve() not in [d.resolve() for d in dirs]:
+            dirs.append(installed)
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return dirs
+
+
+def list_recipes() -> dict[str, Path]:
+    """Recipe name (path relative to the recipes folder, without .yaml) -> file."""
+    found: dict[str, Path] = {}
+    for d in recipe_dirs():
+        for path in sorted(d.rglob("*.yaml")):
+            name = path.relative_to(d).with_suffix("").as_posix()
+            found.setdefault(name, path)
+    return found
+
+
+def find_recipe(ref: str | Path, relative_to: Path | None = None) -> Path:
+    """Resolve a recipe file path or a recipe name (``ablation_no_cooc``) to a file."""
+    ref = str(ref)
+    candidates = [Path(ref)]
+    if relative_to is not None:
+        candidates.insert(0, relative_to / ref)
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    name = ref[:-5] if ref.endswith((".yaml", ".yml")) else ref
+    name = name.removeprefix("recipes/")
+    known = list_recipes()
+    if name in known:
+        return known[name]
+    raise UserError(
+        f"recipe '{ref}' not found{did_you_mean(name, known)}; give a path to a YAML file or one of "
+        f"the names that `swapbench recipes list` prints"
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"recipe {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"recipe {path} must be a YAML mapping of settings, not a {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _load_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if path in chain:
+        cycle = " -> ".join(p.name for p in (*chain, path))
+        raise UserError(f"recipe extends itself in a cycle: {cycle}; remove one of the 'extends' keys")
+    data = _read_yaml(path)
+    parent_ref = data.pop("extends", None)
+    if parent_ref is None:
+        return data
+    if not isinstance(parent_ref, str):
+        raise UserError(f"recipe {path}: 'extends' must be one recipe name or path, got {parent_ref!r}")
+    parent = _load_tree(find_recipe(parent_ref, relative_to=path.parent), (*chain, path))
+    parent.pop("name", None)  # a name is never inherited
+    parent.pop("description", None)
+    return deep_merge(parent, data)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"model.texture_dim=64"`` -> (["model", "texture_dim"], 64); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UserError(f"--set '{text}' must look like key=value, e.g. --set model.texture_dim=64")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    for text in overrides:
+        keys, value = parse_override(text)
+        patch = _nest(keys, value)
+        check_keys(patch, source=f"--set {text}")
+        data = deep_merge(data, patch)
+    return data
+
+
+def _nest(keys: list[str], value: Any) -> dict[str, Any]:
+    out: Any = value
+    for k in reversed(keys):
+        out = {k: out}
+    return out
+
+
+def check_keys(data: Mapping[str, Any], source: str, model: type[BaseModel] = Recipe, prefix: str = "") -> None:
+    """Reject keys the schema does not have, naming the closest valid key."""
+    fields = model.model_fields
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            valid = [f"{prefix}{f}" for f in fields]
+            raise UserError(
+                f"{source}: unknown key '{dotted}'{did_you_mean(dotted, valid)}; "
+                f"`swapbench recipes options` lists every key"
+            )
+        ann = fields[key].annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            if not isinstance(value, Mapping):
+                raise UserError(f"{source}: '{dotted}' is a section and needs a mapping of keys, got {value!r}")
+            check_keys(value, source, ann, dotted + ".")
+
+
+def validate_recipe(data: Mapping[str, Any], source: str) -> Recipe:
+    check_keys(data, source)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if loc:
+            msg = f"{loc}: {msg} (got {err.get('input')!r})"
+        raise UserError(f"{source}: {msg}") from None
+
+
+def load_recipe(ref: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    """Load a recipe by path or name, resolve ``extends``, apply ``--set`` overrides, validate."""
+    path = find_recipe(ref)
+    data = _load_tree(path)
+    data.setdefault("name", path.stem)
+    check_keys(data, source=f"recipe {path.name}")
+    data = apply_overrides(data, overrides)
+    return validate_recipe(data, source=f"recipe {path.name}")

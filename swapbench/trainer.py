@@ -1,0 +1,345 @@
+"""The training loop of the Swapping Autoencoder.
+
+One step, with B images x and B texture sources x' = x rolled by one (so A != B within the batch):
+
+1. E and G run once: reconstructions G(E(x)) and swaps G(s(x), t(x')).
+2. Discriminator step on detached fakes: the image discriminator on real / reconstructed / swapped
+   images, the co-occurrence discriminator on crops of x' (real) and of the swaps (fake), both
+   judged against reference crops of x'. Every ``r1_interval`` steps a lazy R1 penalty follows.
+3. Generator step: L1 reconstruction, GAN terms on reconstructions and swaps, co-occurrence GAN
+   term, through the just-updated discriminators. The graph of step 1 is reused, which is exactly
+   equivalent to recomputing it because E and G have not changed in between.
+
+Every term whose weight is 0 is skipped entirely. All training state (networks, optimisers, EMA,
+RNG, data position) lives in :meth:`Trainer.state_dict`, which a checkpoint holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from swapbench import __version__
+from swapbench.checkpoint import load_checkpoint, save_checkpoint
+from swapbench.data import SeededInfiniteSampler, build_dataset, test_images
+from swapbench.models.build import build_autoencoder, build_cooccur_discriminator, build_discriminator
+from swapbench.models.cooccur import random_crops
+from swapbench.optim import lazy_regularization_scaled
+from swapbench.recipe import Recipe
+from swapbench.registry import LOSSES, OPTIMIZERS
+from swapbench.runtime import git_commit, resolve_device, seed_everything
+from swapbench.tracking import Tracker
+from swapbench.visualize import swap_grid
+
+log = logging.getLogger(__name__)
+
+
+def set_requires_grad(module: nn.Module | None, flag: bool) -> None:
+    if module is not None:
+        for p in module.parameters():
+            p.requires_grad_(flag)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    images_seen: int
+    seconds: float
+    images_per_second: float
+    checkpoint: Path | None
+    final_losses: dict[str, float]
+
+
+class Trainer:
+    """Builds every network of a recipe and trains them; ``rank``/``world_size`` make it DDP-ready
+    (only rank 0 logs and checkpoints)."""
+
+    def __init__(self, recipe: Recipe, *, device: torch.device | None = None, tracker: Tracker | None = None,
+                 checkpoint_dir: str | Path | None = None, rank: int = 0, world_size: int = 1):
+        self.recipe = recipe
+        self.device = device or resolve_device(recipe.device)
+        self.tracker = tracker or Tracker()
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.rank, self.world_size = rank, world_size
+        if recipe.train.threads:
+            torch.set_num_threads(recipe.train.threads)
+        seed_everything(recipe.seed)
+
+        self.autoencoder = build_autoencoder(recipe).to(self.device)
+        self.discriminator = build_discriminator(recipe).to(self.device)
+        cooccur = build_cooccur_discriminator(recipe)
+        self.cooccur = cooccur.to(self.device) if cooccur is not None else None
+
+        L, opt = recipe.loss, recipe.optim
+        self.gan = LOSSES.get(L.gan)
+        self.l1 = LOSSES.get("l1")
+        self.r1 = LOSSES.get("r1")
+        self.lpips = LOSSES.build("lpips", device=self.device) if L.recon_lpips > 0 else None
+        self.use_cooccur = self.cooccur is not None and L.cooccur > 0
+        self.use_swaps = L.g_swap > 0 or L.d_swap > 0 or self.use_cooccur
+        self.use_r1 = L.r1 > 0 or (self.cooccur is not None and L.patch_r1 > 0)
+
+        self.g_optim = OPTIMIZERS.build(opt.name, params=self.autoencoder.parameters(), lr=opt.lr,
+                                        betas=opt.betas, eps=opt.eps)
+        d_lr, d_betas = (lazy_regularization_scaled(opt.lr, opt.betas, L.r1_interval)
+                         if self.use_r1 else (opt.lr, opt.betas))
+        d_params = list(self.discriminator.parameters())
+        if self.cooccur is not None:
+            d_params += list(self.cooccur.parameters())
+        self.d_optim = OPTIMIZERS.build(opt.name, params=d_params, lr=d_lr, betas=d_betas, eps=opt.eps)
+
+        self.ema = None
+        if recipe.train.ema > 0:
+            from timm.utils import ModelEmaV3
+
+            # warm-up keeps the average useful in short CPU runs; the decay is capped at train.ema
+            self.ema = ModelEmaV3(self.autoencoder, decay=recipe.train.ema, use_warmup=True)
+
+        self.step = 0
+        self.images_seen = 0
+        self.amp = recipe.train.amp and self.device.type == "cuda"
+        self.train_set = build_dataset(recipe, "train")
+        self._grid_images: torch.Tensor | None = None
+
+    # -- state --------------------------------------------------------------------------------
+    def eval_model(self) -> nn.Module:
+        """The model to score: the EMA copy when there is one and the recipe asks for it."""
+        if self.ema is not None and self.recipe.eval.use_ema:
+            return self.ema.module
+        return self.autoencoder
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "autoencoder": self.autoencoder.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "g_optim": self.g_optim.state_dict(),
+            "d_optim": self.d_optim.state_dict(),
+            "step": self.step,
+            "images_seen": self.images_seen,
+            "rng": {"torch": torch.get_rng_state()},
+        }
+        if torch.cuda.is_available():
+            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        if self.cooccur is not None:
+            state["cooccur"] = self.cooccur.state_dict()
+        if self.ema is not None:
+            state["ema"] = self.ema.module.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.autoencoder.load_state_dict(state["autoencoder"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        if self.cooccur is not None:
+            self.cooccur.load_state_dict(state["cooccur"])
+        if self.ema is not None and "ema" in state:
+            self.ema.module.load_state_dict(state["ema"])
+        self.g_optim.load_state_dict(state["g_optim"])
+        self.d_optim.load_state_dict(state["d_optim"])
+        self.step = int(state["step"])
+        self.images_seen = int(state["images_seen"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "images_seen": self.images_seen,
+            "recipe": self.recipe.to_dict(),
+            "recipe_hash": self.recipe.hash(),
+            "git_commit": git_commit(),
+            "swapbench_version": __version__,
+            "run_id": self.tracker.run_id,
+        }
+
+    def save(self, path: str | Path | None = None) -> Path | None:
+        if self.rank != 0:
+            return None
+        if path is None:
+            if self.checkpoint_dir is None:
+                return None
+            path = self.checkpoint_dir / "last.safetensors"
+        return save_checkpoint(path, self.state_dict(), self.checkpoint_meta())
+
+    def resume(self, path: str | Path) -> None:
+        state, meta = load_checkpoint(path, map_location="cpu")
+        if meta.get("recipe_hash") != self.recipe.hash():
+            log.warning("checkpoint %s was written by a different recipe (hash %s, this one %s)",
+                        path, meta.get("recipe_hash"), self.recipe.hash())
+        self.load_state_dict(state)
+
+    # -- one step -----------------------------------------------------------------------------
+    def _autocast(self):
+        if self.amp:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _crops(self, images: torch.Tensor, n: int) -> torch.Tensor:
+        co = self.recipe.cooccur
+        return random_crops(images, n, co.crop_min, co.crop_max, co.patch_size)
+
+    def train_step(self, real: torch.Tensor) -> dict[str, float]:
+        """One discriminator and one generator update; returns the unweighted value of every term
+        that was computed (a term with weight 0 does not appear)."""
+        L, co = self.recipe.loss, self.recipe.cooccur
+        ae, D, Dc = self.autoencoder, self.discriminator, self.cooccur
+        x = real.to(self.device, non_blocking=True)
+        texture_src = x.roll(1, dims=0)
+        out: dict[str, torch.Tensor] = {}
+
+        with self._autocast():
+            structure, texture = ae.encode(x)
+            recon = ae.decode(structure, texture)
+            swap = ae.decode(structure, texture.roll(1, dims=0)) if self.use_swaps else None
+
+        # ---- discriminator step ----------------------------------------------------------------
+        set_requires_grad(D, True)
+        set_requires_grad(Dc, True)
+        with self._autocast():
+            d_loss = x.new_zeros(())
+            if L.d_real > 0:
+                out["d_real"] = self.gan.d_real(D(x))
+                d_loss = d_loss + L.d_real * out["d_real"]
+            if L.d_recon > 0:
+                out["d_recon"] = self.gan.d_fake(D(recon.detach()))
+                d_loss = d_loss + L.d_recon * out["d_recon"]
+            if L.d_swap > 0:
+                out["d_swap"] = self.gan.d_fake(D(swap.detach()))
+                d_loss = d_loss + L.d_swap * out["d_swap"]
+            if self.use_cooccur:
+                ref = Dc.reference_features(self._crops(texture_src, co.n_ref))
+                real_logits = Dc(self._crops(texture_src, co.n_crops), reference_features=ref)
+                fake_logits = Dc(self._crops(swap.detach(), co.n_crops), reference_features=ref)
+                out["d_cooccur"] = self.gan.d_real(real_logits) + self.gan.d_fake(fake_logits)
+                d_loss = d_loss + L.cooccur * out["d_cooccur"]
+        self.d_optim.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.d_optim.step()
+
+        if self.use_r1 and self.step % L.r1_interval == 0:
+            self._lazy_r1(x, texture_src, out)
+
+        # ---- generator step --------------------------------------------------------------------
+        set_requires_grad(D, False)
+        set_requires_grad(Dc, False)
+        with self._autocast():
+            g_loss = x.new_zeros(())
+            if L.recon_l1 > 0:
+                out["recon_l1"] = self.l1(recon.float(), x)
+                g_loss = g_loss + L.recon_l1 * out["recon_l1"]
+            if self.lpips is not None:
+                out["recon_lpips"] = self.lpips(recon.float(), x).mean()
+                g_loss = g_loss + L.recon_lpips * out["recon_lpips"]
+            if L.g_recon > 0:
+                out["g_recon"] = self.gan.g(D(recon))
+                g_loss = g_loss + L.g_recon * out["g_recon"]
+            if L.g_swap > 0:
+                out["g_swap"] = self.gan.g(D(swap))
+                g_loss = g_loss + L.g_swap * out["g_swap"]
+            if self.use_cooccur:
+                with torch.no_grad():
+                    ref = Dc.reference_features(self._crops(texture_src, co.n_ref))
+                out["g_cooccur"] = self.gan.g(Dc(self._crops(swap, co.n_crops), reference_features=ref))
+                g_loss = g_loss + L.cooccur * out["g_cooccur"]
+        self.g_optim.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.g_optim.step()
+        set_requires_grad(D, True)
+        set_requires_grad(Dc, True)
+
+        if self.ema is not None:
+            self.ema.update(self.autoencoder, step=self.step + 1)
+        self.step += 1
+        self.images_seen += x.shape[0] * self.world_size
+        return {k: float(v.detach()) for k, v in out.items()}
+
+    def _lazy_r1(self, x: torch.Tensor, texture_src: torch.Tensor, out: dict[str, torch.Tensor]) -> None:
+        """R1 on real inputs, scaled by the interval (StyleGAN2's lazy regularisation), in fp32."""
+        L, co = self.recipe.loss, self.recipe.cooccur
+        interval = L.r1_interval
+        loss = x.new_zeros(())
+        if L.r1 > 0:
+            x_r = x.detach().requires_grad_(True)
+            out["r1"] = self.r1(self.discriminator(x_r), x_r)
+            loss = loss + L.r1 / 2 * interval * out["r1"]
+        if self.cooccur is not None and L.patch_r1 > 0:
+            crops = self._crops(texture_src, co.n_crops).detach().requires_grad_(True)
+            ref = self._crops(texture_src, co.n_ref).detach()
+            out["patch_r1"] = self.r1(self.cooccur(crops, reference=ref), crops)
+            loss = loss + L.patch_r1 / 2 * interval * out["patch_r1"]
+        self.d_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.d_optim.step()
+
+    # -- the loop -----------------------------------------------------------------------------
+    def loader(self) -> DataLoader:
+        sampler = SeededInfiniteSampler(len(self.train_set), self.recipe.seed, start=self.images_seen,
+                                        rank=self.rank, world_size=self.world_size)
+        workers = self.recipe.data.num_workers
+        return DataLoader(self.train_set, batch_size=self.recipe.train.batch_size // self.world_size,
+                          sampler=sampler, num_workers=workers, pin_memory=self.device.type == "cuda",
+                          persistent_workers=workers > 0, drop_last=True)
+
+    def grid_images(self) -> torch.Tensor:
+        if self._grid_images is None:
+            g = self.recipe.eval.grid_size
+            imgs = test_images(self.recipe)
+            self._grid_images = imgs[: 2 * g] if imgs.shape[0] >= 2 * g else torch.cat([imgs[:g], imgs[:g].roll(1, 0)])
+        return self._grid_images
+
+    def log_swap_grid(self, artifact_file: str) -> None:
+        if self.rank != 0:
+            return
+        g = self.recipe.eval.grid_size
+        imgs = self.grid_images()
+        model = self.eval_model()
+        was_training = model.training
+        model.eval()
+        self.tracker.log_image(swap_grid(model, imgs[:g], imgs[g : 2 * g]), artifact_file)
+        model.train(was_training)
+
+    def fit(self, on_step: Callable[[int, int, dict[str, float], float], None] | None = None) -> TrainResult:
+        """Train until ``train.images`` images have been seen. ``on_step(step, total_steps, losses,
+        images_per_second)`` is called after every step (the CLI's progress bar)."""
+        t = self.recipe.train
+        total_steps = self.recipe.steps
+        self.autoencoder.train()
+        batches = iter(self.loader())
+        start, start_images = time.perf_counter(), self.images_seen
+        losses: dict[str, float] = {}
+        checkpoint = None
+        while self.step < total_steps:
+            losses = self.train_step(next(batches))
+            elapsed = time.perf_counter() - start
+            ips = (self.images_seen - start_images) / max(elapsed, 1e-9)
+            if self.rank == 0:
+                if self.step % t.log_every == 0 or self.step == total_steps:
+                    self.tracker.log_metrics({**{f"train/{k}": v for k, v in losses.items()},
+                                              "train/images_per_second": ips,
+                                              "train/images_seen": self.images_seen}, step=self.step)
+                if self.step % t.image_every == 0:
+                    self.log_swap_grid(f"swap_grids/step_{self.step:08d}.png")
+                if self.step % t.checkpoint_every == 0 and self.step < total_steps:
+                    checkpoint = self.save()
+            if on_step is not None:
+                on_step(self.step, total_steps, losses, ips)
+        seconds = time.perf_counter() - start
+        checkpoint = self.save() or checkpoint
+        self.log_swap_grid("swap_grid.png")
+        return TrainResult(
+            steps=self.step,
+            images_seen=self.images_seen,
+            seconds=seconds,
+            images_per_second=(self.images_seen - start_images) / max(seconds, 1e-9),
+            checkpoint=checkpoint,
+            final_losses=losses,
+        )
