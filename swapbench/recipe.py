@@ -377,11 +377,33 @@ def validate_recipe(data: Mapping[str, Any], source: str) -> Recipe:
         raise UserError(f"{source}: {msg}") from None
 
 
+def check_names(recipe: Recipe) -> None:
+    """Every registry name the recipe uses exists (unknown names fail here, before any work)."""
+    from swapbench.registry import DATASETS, DISCRIMINATORS, ENCODERS, GENERATORS, LOSSES, METRICS, OPTIMIZERS
+
+    DATASETS.get(recipe.data.dataset)
+    ENCODERS.get(recipe.model.encoder)
+    GENERATORS.get(recipe.model.generator)
+    DISCRIMINATORS.get(recipe.model.discriminator)
+    if recipe.model.cooccur_discriminator is not None:
+        DISCRIMINATORS.get(recipe.model.cooccur_discriminator)
+    LOSSES.get(recipe.loss.gan)
+    if recipe.loss.recon_lpips > 0:
+        LOSSES.get("lpips")
+    OPTIMIZERS.get(recipe.optim.name)
+    if recipe.eval.metrics != "all":
+        for name in recipe.eval.metrics:
+            METRICS.get(name)
+
+
 def load_recipe(ref: str | Path, overrides: Sequence[str] = ()) -> Recipe:
-    """Load a recipe by path or name, resolve ``extends``, apply ``--set`` overrides, validate."""
+    """Load a recipe by path or name, resolve ``extends``, apply ``--set`` overrides, validate the
+    values, the cross-field rules and every registry name."""
     path = find_recipe(ref)
     data = _load_tree(path)
     data.setdefault("name", path.stem)
     check_keys(data, source=f"recipe {path.name}")
     data = apply_overrides(data, overrides)
-    return validate_recipe(data, source=f"recipe {path.name}")
+    recipe = validate_recipe(data, source=f"recipe {path.name}")
+    check_names(recipe)
+    return recipe

@@ -72,10 +72,21 @@ def _param_value(v: Any) -> str:
     return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
 
+def quiet_mlflow() -> None:
+    """MLflow logs store migrations and experiment creation at INFO on stderr; keep the CLI's output
+    to what swapbench says unless --debug asked for more."""
+    import logging
+
+    if not logging.getLogger("swapbench").isEnabledFor(logging.INFO):
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def connect(uri: str, experiment: str) -> None:
     """Point MLflow at ``uri`` and select (or create) ``experiment``; a dead store is a user error."""
     import mlflow
 
+    quiet_mlflow()
     mlflow.set_tracking_uri(uri)
     try:
         mlflow.set_experiment(experiment)
@@ -127,6 +138,7 @@ def download_run_artifact(run_id: str, artifact_path: str, uri: str | None = Non
     from mlflow.exceptions import MlflowException
 
     uri = uri or tracking_uri()
+    quiet_mlflow()
     mlflow.set_tracking_uri(uri)
     try:
         mlflow.get_run(run_id)

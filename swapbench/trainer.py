@@ -285,9 +285,12 @@ class Trainer:
         sampler = SeededInfiniteSampler(len(self.train_set), self.recipe.seed, start=self.images_seen,
                                         rank=self.rank, world_size=self.world_size)
         workers = self.recipe.data.num_workers
+        # A private generator for the workers' base seed: iterating the loader must not consume the
+        # global RNG, or a resumed run would draw different crops than an uninterrupted one.
+        worker_seed = torch.Generator().manual_seed(self.recipe.seed * 1009 + self.images_seen)
         return DataLoader(self.train_set, batch_size=self.recipe.train.batch_size // self.world_size,
                           sampler=sampler, num_workers=workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=workers > 0, drop_last=True)
+                          persistent_workers=workers > 0, drop_last=True, generator=worker_seed)
 
     def grid_images(self) -> torch.Tensor:
         if self._grid_images is None:

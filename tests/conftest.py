@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from swapbench.recipe import Recipe, load_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY = {
+    "name": "tiny",
+    "data": {"resolution": 16, "test_images": 8},
+    "model": {"channels": 4, "max_channels": 16, "structure_channels": 2, "structure_downsample": 4,
+              "texture_dim": 8, "generator_blocks": 1},
+    "cooccur": {"patch_size": 8, "n_crops": 2, "n_ref": 2, "channels": 4},
+    "loss": {"r1_interval": 2},
+    "train": {"images": 8, "batch_size": 4, "log_every": 1, "image_every": 1, "checkpoint_every": 1},
+    "eval": {"batch_size": 8, "grid_size": 2},
+    "device": "cpu",
+}
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+@pytest.fixture
+def tiny(tiny_yaml: Path) -> Recipe:
+    return load_recipe(tiny_yaml)
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run the installed `swapbench` console script (as a user would) in ``cwd``."""
+    full_env = {**os.environ, "MLFLOW_TRACKING_URI": "", **(env or {})}
+    full_env.pop("MLFLOW_TRACKING_URI") if not full_env["MLFLOW_TRACKING_URI"] else None
+    exe = Path(sys.executable).with_name("swapbench")
+    return subprocess.run([str(exe), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)

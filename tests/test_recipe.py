@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from swapbench.errors import UserError
+from swapbench.recipe import Recipe, describe_fields, list_recipes, load_recipe
+
+
+def write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_defaults_are_the_papers():
+    r = Recipe()
+    assert (r.optim.lr, r.optim.betas) == (0.002, (0.0, 0.99))
+    assert (r.loss.r1, r.loss.r1_interval, r.loss.patch_r1, r.loss.cooccur) == (10.0, 16, 1.0, 1.0)
+    assert (r.loss.g_recon, r.loss.g_swap, r.loss.d_real, r.loss.d_recon, r.loss.d_swap) == (0.5, 1.0, 1.0, 0.5, 0.5)
+    assert (r.cooccur.crop_min, r.cooccur.crop_max, r.cooccur.n_crops) == (0.125, 0.25, 8)
+    assert (r.model.texture_dim, r.model.structure_channels, r.model.structure_downsample) == (2048, 8, 16)
+    assert r.loss.recon_lpips == 0
+
+
+def test_every_setting_has_a_description():
+    rows = describe_fields()
+    assert len(rows) > 40
+    assert all(desc for _, _, desc in rows), [k for k, _, d in rows if not d]
+
+
+def test_yaml_only_overrides_and_name_defaults_to_file(tmp_path):
+    r = load_recipe(write(tmp_path, "mine.yaml", {"model": {"texture_dim": 64}}))
+    assert r.name == "mine"
+    assert r.model.texture_dim == 64
+    assert r.model.structure_channels == 8  # untouched default
+
+
+def test_extends_merges_parent_then_child(tmp_path):
+    write(tmp_path, "base.yaml", {"description": "base", "model": {"texture_dim": 64, "channels": 8}})
+    r = load_recipe(write(tmp_path, "child.yaml", {"extends": "base.yaml", "model": {"channels": 4}}))
+    assert (r.model.texture_dim, r.model.channels) == (64, 4)
+    assert r.name == "child" and r.description == ""  # names are not inherited
+
+
+def test_shipped_ablation_extends_swap_ae():
+    base, abl = load_recipe("swap_ae"), load_recipe("ablation_no_cooc")
+    assert abl.model.cooccur_discriminator is None and abl.loss.cooccur == 0 and abl.loss.patch_r1 == 0
+    diff = {k for k, v in abl.flat().items() if base.flat()[k] != v}
+    assert diff == {"name", "description", "model.cooccur_discriminator", "loss.cooccur", "loss.patch_r1"}
+
+
+def test_extends_cycle_is_an_error(tmp_path):
+    write(tmp_path, "a.yaml", {"extends": "b.yaml"})
+    write(tmp_path, "b.yaml", {"extends": "a.yaml"})
+    with pytest.raises(UserError, match="cycle: a.yaml -> b.yaml -> a.yaml"):
+        load_recipe(tmp_path / "a.yaml")
+
+
+def test_set_overrides_are_typed(tmp_path):
+    r = load_recipe(write(tmp_path, "r.yaml", {}), ["model.texture_dim=64", "optim.betas=[0.5, 0.9]",
+                                                   "model.cooccur_discriminator=null", "loss.cooccur=0",
+                                                   "loss.patch_r1=0", "tracking.run_name=try 1"])
+    assert r.model.texture_dim == 64
+    assert r.optim.betas == (0.5, 0.9)
+    assert r.model.cooccur_discriminator is None
+    assert r.tracking.run_name == "try 1"
+
+
+@pytest.mark.parametrize("data, overrides, message", [
+    ({"model": {"texure_dim": 3}}, [], "unknown key 'model.texure_dim' (did you mean 'model.texture_dim'?)"),
+    ({"modle": {}}, [], "unknown key 'modle' (did you mean 'model'?)"),
+    ({}, ["train.imags=5"], "unknown key 'train.imags' (did you mean 'train.images'?)"),
+    ({}, ["model.texture_dim"], "must look like key=value"),
+    ({"model": 3}, [], "'model' is a section"),
+    ({"model": {"texture_dim": -1}}, [], "model.texture_dim: Input should be greater than or equal to 1"),
+    ({"train": {"batch_size": 1}}, [], "train.batch_size"),
+])
+def test_bad_keys_and_values_are_one_line_errors(tmp_path, data, overrides, message):
+    with pytest.raises(UserError) as exc:
+        load_recipe(write(tmp_path, "r.yaml", data), overrides)
+    assert message in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["cooccur.patch_size=128"], "cooccur.patch_size=128 is larger than data.resolution=64"),
+    (["model.structure_downsample=3"], "model.structure_downsample=3 must be a power of two"),
+    (["model.structure_downsample=64"], "structure code of at least 2x2"),
+    (["data.resolution=48"], "data.resolution=48 must be a power of two"),
+    (["model.cooccur_discriminator=null"], "loss.cooccur=1.0 needs the co-occurrence discriminator"),
+    (["model.cooccur_discriminator=null", "loss.cooccur=0"], "loss.patch_r1=1.0 needs the co-occurrence"),
+    (["cooccur.crop_min=0.5", "cooccur.crop_max=0.25"], "cooccur.crop_min=0.5 is larger than cooccur.crop_max=0.25"),
+    (["data.scale=[0.8, 0.2]"], "data.scale=[0.8, 0.2] must satisfy"),
+    (["eval.grid_size=9", "data.test_images=4"], "eval.grid_size=9 needs at least"),
+])
+def test_cross_field_checks(tmp_path, overrides, message):
+    path = write(tmp_path, "r.yaml", {"data": {"resolution": 64}, "cooccur": {"patch_size": 16}})
+    load_recipe(path)  # the base is valid
+    with pytest.raises(UserError) as exc:
+        load_recipe(path, overrides)
+    assert message in str(exc.value)
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_recipe(write(tmp_path, "bad.yaml", "model: {texture_dim: [1, 2\n"))
+    with pytest.raises(UserError, match="must be a YAML mapping"):
+        load_recipe(write(tmp_path, "list.yaml", "- 1\n- 2\n"))
+    with pytest.raises(UserError, match="recipe 'swap_aee' not found \\(did you mean 'swap_ae'\\?\\)"):
+        load_recipe("swap_aee")
+
+
+def test_every_shipped_recipe_validates():
+    names = list_recipes()
+    assert {"quickstart", "swap_ae", "swap_ae_256", "ablation_no_cooc"} <= set(names)
+    for name in names:
+        r = load_recipe(name)
+        assert r.name == name.split("/")[-1]
+
+
+def test_gpu_recipe_has_the_paper_settings():
+    r = load_recipe("swap_ae_256")
+    assert r.data.resolution == 256 and r.model.structure_channels == 8 and r.model.structure_downsample == 16
+    assert r.model.texture_dim == 2048 and r.optim.lr == 0.002 and r.optim.betas == (0.0, 0.99)
+    assert (r.loss.r1, r.loss.r1_interval, r.loss.patch_r1) == (10, 16, 1)
+    assert r.train.batch_size == 16 and r.train.images == 25_000_000
+
+
+def test_flat_params_and_hash():
+    r = load_recipe("quickstart")
+    flat = r.flat()
+    assert flat["model.texture_dim"] == r.model.texture_dim and flat["optim.betas"] == [0.0, 0.99]
+    assert r.hash() == load_recipe("quickstart").hash()
+    assert r.hash() != load_recipe("quickstart", ["seed=1"]).hash()

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from swapbench.errors import UserError
+from swapbench.registry import (ALL_REGISTRIES, DATASETS, DISCRIMINATORS, ENCODERS, GENERATORS, LOSSES, METRICS,
+                                Registry, UnknownNameError)
+
+
+def test_register_get_build():
+    reg = Registry("widget")
+
+    @reg.register("square", description="squares a number")
+    def square(x: int) -> int:
+        return x * x
+
+    assert reg.get("square") is square
+    assert reg.build("square", x=3) == 9
+    assert "square" in reg and reg.names() == ["square"]
+    assert reg.describe("square") == "squares a number"
+
+
+def test_description_defaults_to_first_docstring_line():
+    reg = Registry("widget")
+
+    @reg.register("thing")
+    class Thing:
+        """First line.
+
+        More text."""
+
+    assert reg.describe("thing") == "First line."
+
+
+def test_unknown_name_lists_known_and_closest():
+    with pytest.raises(UnknownNameError) as exc:
+        ENCODERS.get("swap_aee")
+    msg = str(exc.value)
+    assert "unknown encoder 'swap_aee'" in msg
+    assert "did you mean 'swap_ae'?" in msg
+    assert "known encoders: swap_ae" in msg
+    assert isinstance(exc.value, UserError)
+
+
+def test_duplicate_name_from_another_object_is_refused():
+    reg = Registry("widget")
+    reg.add("a", int)
+    reg.add("a", int)  # re-registering the same object (module re-import) is fine
+    with pytest.raises(ValueError, match="already registered"):
+        reg.add("a", float)
+
+
+def test_builtin_registries_import_their_own_modules():
+    # a fresh interpreter that imports only the registry module still sees every built-in
+    code = ("from swapbench.registry import ENCODERS, DISCRIMINATORS, LOSSES, METRICS, DATASETS;"
+            "print(ENCODERS.names(), DISCRIMINATORS.names(), LOSSES.names(), METRICS.names(), DATASETS.names())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for name in ("swap_ae", "stylegan2", "cooccur", "nonsaturating", "r1", "recon_psnr", "photos"):
+        assert name in out
+
+
+def test_builtins_present():
+    assert "swap_ae" in ENCODERS and "swap_ae" in GENERATORS
+    assert {"stylegan2", "cooccur"} <= set(DISCRIMINATORS.names())
+    assert {"l1", "nonsaturating", "r1"} <= set(LOSSES.names())
+    assert {"recon_l1", "recon_psnr"} <= set(METRICS.names())
+    assert "photos" in DATASETS
+    assert set(ALL_REGISTRIES) == {"dataset", "encoder", "generator", "discriminator", "loss", "metric", "optimizer"}
+
+
+def _fake_distribution(root, module_source: str, entry: str) -> None:
+    """A tiny installed distribution: a module plus a dist-info folder with an entry point."""
+    (root / "tiny_plugin.py").write_text(textwrap.dedent(module_source))
+    info = root / "tiny_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[swapbench.plugins]\ntiny = {entry}\n")
+
+
+def test_plugin_entry_point_registers_an_encoder(tmp_path):
+    _fake_distribution(tmp_path, """
+        from swapbench.registry import ENCODERS
+
+        @ENCODERS.register("tiny_encoder", description="an encoder from a plugin")
+        class TinyEncoder:
+            pass
+    """, "tiny_plugin")
+    code = "from swapbench.registry import ENCODERS; print(ENCODERS.names())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(tmp_path), "PATH": ""}).stdout
+    assert "tiny_encoder" in out and "swap_ae" in out
+
+
+def test_plugin_callable_is_called(tmp_path):
+    _fake_distribution(tmp_path, """
+        def register():
+            from swapbench.registry import LOSSES
+            LOSSES.add("tiny_loss", lambda a, b: 0.0, description="plugin loss")
+    """, "tiny_plugin:register")
+    code = "from swapbench.registry import LOSSES; print(LOSSES.names())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(tmp_path), "PATH": ""}).stdout
+    assert "tiny_loss" in out
+
+
+def test_broken_plugin_warns_and_the_suite_still_works(tmp_path):
+    _fake_distribution(tmp_path, "raise ImportError('no such thing')\n", "tiny_plugin")
+    code = "from swapbench.registry import ENCODERS; print(ENCODERS.names())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={"PYTHONPATH": str(tmp_path), "PATH": ""})
+    assert "swap_ae" in proc.stdout
+    assert "plugin 'tiny'" in proc.stderr and "no such thing" in proc.stderr

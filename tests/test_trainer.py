@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from swapbench.checkpoint import load_checkpoint, save_checkpoint
+from swapbench.errors import UserError
+from swapbench.models.build import load_autoencoder
+from swapbench.recipe import load_recipe
+from swapbench.trainer import Trainer
+
+
+def weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def train(recipe, steps: int) -> Trainer:
+    t = Trainer(recipe)
+    batches = iter(t.loader())
+    for _ in range(steps):
+        t.train_step(next(batches))
+    return t
+
+
+def test_same_seed_same_weights(tiny):
+    a, b = train(tiny, 3), train(tiny, 3)
+    for name in ("autoencoder", "discriminator", "cooccur"):
+        assert same(weights(getattr(a, name)), weights(getattr(b, name))), name
+    c = train(load_recipe_with(tiny, seed=1), 3)
+    assert not same(weights(a.autoencoder), weights(c.autoencoder))
+
+
+def load_recipe_with(recipe, **changes):
+    return recipe.model_validate({**recipe.to_dict(), **changes})
+
+
+def test_step_reports_every_weighted_term(tiny):
+    t = Trainer(tiny)
+    losses = t.train_step(next(iter(t.loader())))  # step 0 includes the lazy R1
+    assert set(losses) == {"d_real", "d_recon", "d_swap", "d_cooccur", "r1", "patch_r1",
+                           "recon_l1", "g_recon", "g_swap", "g_cooccur"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    assert set(t.train_step(next(iter(t.loader())))) == {"d_real", "d_recon", "d_swap", "d_cooccur",
+                                                        "recon_l1", "g_recon", "g_swap", "g_cooccur"}
+
+
+def test_a_loss_with_weight_zero_is_not_computed(tiny):
+    def boom(*args, **kwargs):
+        raise AssertionError("a zero-weight loss was computed")
+
+    t = Trainer(load_recipe_with(tiny, loss={**tiny.loss.model_dump(), "recon_l1": 0.0}))
+    t.l1 = boom
+    assert "recon_l1" not in t.train_step(next(iter(t.loader())))
+
+    t = Trainer(tiny)
+    t.l1 = boom
+    with pytest.raises(AssertionError, match="zero-weight"):
+        t.train_step(next(iter(t.loader())))
+
+    # no co-occurrence discriminator: no crops are ever taken
+    r = load_recipe_with(tiny, model={**tiny.model.model_dump(), "cooccur_discriminator": None},
+                         loss={**tiny.loss.model_dump(), "cooccur": 0.0, "patch_r1": 0.0, "g_swap": 0.0, "d_swap": 0.0})
+    t = Trainer(r)
+    t._crops = boom
+    losses = t.train_step(next(iter(t.loader())))
+    assert t.cooccur is None and not any("cooccur" in k or "swap" in k or k == "patch_r1" for k in losses)
+
+
+def test_checkpoint_round_trip_and_exact_resume(tiny, tmp_path):
+    straight = train(tiny, 4)
+
+    first = train(tiny, 2)
+    path = first.save(tmp_path / "ckpt.safetensors")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["step"] == 2 and meta["images_seen"] == 8 and meta["recipe_hash"] == tiny.hash()
+    assert len(meta["sha256"]) == 64 and "git_commit" in meta
+
+    resumed = Trainer(tiny)
+    resumed.resume(path)
+    assert resumed.step == 2 and same(weights(resumed.autoencoder), weights(first.autoencoder))
+    batches = iter(resumed.loader())
+    for _ in range(2):
+        resumed.train_step(next(batches))
+    # networks, optimiser moments, EMA, RNG and data position all came back: the result is identical
+    for name in ("autoencoder", "discriminator", "cooccur"):
+        assert same(weights(getattr(resumed, name)), weights(getattr(straight, name))), name
+    assert same(weights(resumed.ema.module), weights(straight.ema.module))
+
+    model, recipe, meta = load_autoencoder(path)
+    assert recipe == tiny and meta["weights"] == "ema"
+    assert same(weights(model), weights(first.ema.module))
+
+
+def test_checkpoint_integrity_is_checked(tmp_path):
+    path = save_checkpoint(tmp_path / "c.safetensors", {"w": torch.ones(3), "opt": {0: {"step": 3}}, "b": (1, 2)},
+                           {"step": 1})
+    state, meta = load_checkpoint(path)
+    assert torch.equal(state["w"], torch.ones(3)) and state["opt"] == {0: {"step": 3}} and meta == {"step": 1}
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="corrupt or was replaced"):
+        load_checkpoint(path)
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="not a readable safetensors file"):
+        load_checkpoint(tmp_path / "junk.safetensors")
+    with pytest.raises(UserError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_fit_runs_to_the_image_budget_and_checkpoints(tiny, tmp_path):
+    t = Trainer(tiny, checkpoint_dir=tmp_path)
+    result = t.fit()
+    assert result.steps == tiny.steps == 2 and result.images_seen == 8
+    assert result.checkpoint == tmp_path / "last.safetensors" and result.checkpoint.is_file()
