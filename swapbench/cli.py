@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -201,6 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors exit 2 with one line, no traceback (unless --debug)."""
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    # a plain `kill` ends a run like Ctrl-C does: the MLflow run is marked KILLED, not left RUNNING
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         rv = app(args=argv, prog_name="swapbench", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
