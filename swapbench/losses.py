@@ -62,6 +62,13 @@ class HingeLoss(GANLoss):
         return -logits.mean()
 
 
+@LOSSES.register("lpips", description="LPIPS-VGG perceptual distance per image (inputs in [-1, 1]); build(device=...).")
+def lpips_loss(device: torch.device | str = "cpu", net: str = "vgg") -> torch.nn.Module:
+    from swapbench.metrics.lpips_net import build_lpips
+
+    return build_lpips(net, device)
+
+
 @LOSSES.register("r1", description="R1 penalty: squared gradient norm of real logits w.r.t. real inputs.")
 def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
     """E[ ||d D(x) / d x||^2 ], summed over all inputs that were passed (e.g. crops and references).

@@ -119,3 +119,13 @@ def test_fit_runs_to_the_image_budget_and_checkpoints(tiny, tmp_path):
     result = t.fit()
     assert result.steps == tiny.steps == 2 and result.images_seen == 8
     assert result.checkpoint == tmp_path / "last.safetensors" and result.checkpoint.is_file()
+
+
+def test_optional_lpips_reconstruction_term(tiny):
+    from test_weights import cached_or_skip
+
+    cached_or_skip("lpips_vgg")
+    t = Trainer(load_recipe_with(tiny, loss={**tiny.loss.model_dump(), "recon_lpips": 1.0}))
+    losses = t.train_step(next(iter(t.loader())))
+    assert losses["recon_lpips"] > 0
+    assert "recon_lpips" not in Trainer(tiny).train_step(next(iter(t.loader())))

@@ -1,0 +1,70 @@
+"""LPIPS (Zhang et al. 2018) with the backbones it was calibrated on, resolved offline.
+
+The ``lpips`` package's own network is used unchanged (its v0.1 linear layers ship inside it); only
+the ImageNet backbone, which it would otherwise download through torchvision, comes from the
+hash-checked file of :mod:`swapbench.weights`, converted once to safetensors in the cache.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from swapbench.weights import WEIGHT_FILES, cache_dir, load_numpy_pickle, resolve
+
+NETS = {"alex": ("lpips_alex", "AlexNet_0"), "vgg": ("lpips_vgg", "VGG16_0")}
+
+
+def backbone_state(net: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """[(weight OIHW, bias)] of the backbone's convolutions in order, from the safetensors cache
+    (written from the verified numpy pickle on first use)."""
+    weight_name, root = NETS[net]
+    converted = cache_dir() / f"{weight_name}_backbone.safetensors"
+    if not converted.is_file():
+        path, _ = resolve(weight_name)
+        tree = load_numpy_pickle(path)[root]
+        tensors = {}
+        for i in range(len(tree)):
+            conv = tree[f"Conv_{i}"]
+            tensors[f"conv{i}.weight"] = torch.from_numpy(conv["kernel"]).permute(3, 2, 0, 1).contiguous()
+            tensors[f"conv{i}.bias"] = torch.from_numpy(conv["bias"]).contiguous()
+        converted.parent.mkdir(parents=True, exist_ok=True)
+        tmp = converted.with_suffix(".part")
+        save_file(tensors, str(tmp), metadata={"source_sha256": WEIGHT_FILES[weight_name].sha256})
+        Path(tmp).replace(converted)
+    tensors = load_file(str(converted))
+    n = len(tensors) // 2
+    return [(tensors[f"conv{i}.weight"], tensors[f"conv{i}.bias"]) for i in range(n)]
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_lpips(net: str) -> nn.Module:
+    import warnings
+
+    import lpips
+
+    with warnings.catch_warnings():  # torchvision's note on its deprecated `pretrained` argument
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
+    convs = [m for m in model.net.modules() if isinstance(m, nn.Conv2d)]
+    state = backbone_state(net)
+    if len(convs) != len(state):
+        raise RuntimeError(f"LPIPS {net}: {len(convs)} backbone convs but {len(state)} converted weights")
+    with torch.no_grad():
+        for conv, (w, b) in zip(convs, state):
+            conv.weight.copy_(w)
+            conv.bias.copy_(b)
+    return model.eval().requires_grad_(False)
+
+
+def build_lpips(net: str = "vgg", device: torch.device | str = "cpu") -> nn.Module:
+    """The ``lpips`` package's LPIPS network (inputs in [-1, 1]) with the calibrated backbone."""
+    if net not in NETS:
+        raise ValueError(f"LPIPS net must be one of {sorted(NETS)}, got {net!r}")
+    import copy
+
+    return copy.deepcopy(_cpu_lpips(net)).to(device)
