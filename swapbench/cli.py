@@ -35,6 +35,8 @@ app = typer.Typer(
 )
 recipes_app = typer.Typer(help="List, show and validate recipes.", no_args_is_help=True)
 app.add_typer(recipes_app, name="recipes")
+datasets_app = typer.Typer(help="List, preview and benchmark the registered datasets.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
 weights_app = typer.Typer(help="Fetch and verify the pretrained files the scores need (offline-safe).",
                           no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
@@ -199,6 +201,92 @@ def registry(kind: Annotated[Optional[str], typer.Argument(help="Only this regis
             for name in reg.names():
                 table.add_row(k, name, reg.describe(name))
     out.print(table)
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """Each dataset with its description, splits and sizes."""
+    from swapbench.registry import DATASETS
+
+    table = Table()
+    for col in ("name", "description", "splits and sizes"):
+        table.add_column(col)
+    for name in DATASETS.names():
+        summary = getattr(DATASETS.get(name), "SUMMARY", "")
+        table.add_row(name, DATASETS.describe(name), summary)
+    out.print(table)
+
+
+def _dataset_recipe(name: str, resolution: int, n: int, sets: list[str]):
+    from swapbench.recipe import Recipe, apply_overrides, check_names, validate_recipe
+
+    base = {"data": {"dataset": name, "resolution": resolution, "test_images": max(n, 2)},
+            "cooccur": {"patch_size": min(resolution, 32)}}
+    recipe = validate_recipe(apply_overrides(base, sets), source="datasets preview")
+    check_names(recipe)
+    return recipe
+
+
+@datasets_app.command("preview")
+def datasets_preview(
+    name: Annotated[str, typer.Argument(help="Dataset name (see `swapbench datasets list`).")],
+    out_path: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("grid.png"),
+    split: Annotated[str, typer.Option(help="train or test.")] = "test",
+    n: Annotated[int, typer.Option(min=1, help="Images in the grid.")] = 16,
+    resolution: Annotated[int, typer.Option(min=16, help="Image side in pixels.")] = 64,
+    set_: SetOption = None,
+) -> None:
+    """Write a grid of a dataset's first images; for `synthetic` also the layout x style ground truth."""
+    import math
+
+    import torch
+    from torchvision.utils import save_image
+
+    from swapbench.data import build_dataset
+
+    recipe = _dataset_recipe(name, resolution, n, set_ or [])
+    ds = build_dataset(recipe, split)
+    count = min(n, len(ds))
+    images = torch.stack([ds[i] for i in range(count)])
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_image((images + 1) / 2, out_path, nrow=math.ceil(math.sqrt(count)), padding=2, pad_value=1.0)
+    out.print(f"wrote {out_path}: {count} {split} images of '{name}' at {resolution} px")
+    if hasattr(ds, "gt_swap"):
+        k = min(count, 6)
+        rows = [ds.gt_swap([i] * k, list(range(k))) for i in range(k)]  # row i: layout of item i
+        gt_path = out_path.with_name(out_path.stem + "_layout_x_style" + out_path.suffix)
+        save_image((torch.cat(rows) + 1) / 2, gt_path, nrow=k, padding=2, pad_value=1.0)
+        out.print(f"wrote {gt_path}: rows share the layout of test item i, columns the style of item j; "
+                  f"the diagonal holds the items themselves, every other cell is a perfect swap")
+
+
+@datasets_app.command("bench")
+def datasets_bench(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    resolution: Annotated[int, typer.Option(min=16)] = 64,
+    n: Annotated[int, typer.Option(min=1, help="Images to load (after one warm-up batch).")] = 2048,
+    batch: Annotated[int, typer.Option(min=1)] = 256,
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
+    set_: SetOption = None,
+) -> None:
+    """Measure how many training images per second a dataset delivers through a DataLoader."""
+    import time
+
+    from torch.utils.data import DataLoader
+
+    from swapbench.data import SeededInfiniteSampler, build_dataset
+
+    recipe = _dataset_recipe(name, resolution, 2, set_ or [])
+    ds = build_dataset(recipe, "train")
+    loader = DataLoader(ds, batch_size=batch, sampler=SeededInfiniteSampler(len(ds), 0), num_workers=workers)
+    it = iter(loader)
+    next(it)  # warm-up (and worker start-up)
+    start, seen = time.perf_counter(), 0
+    while seen < n:
+        seen += next(it).shape[0]
+    seconds = time.perf_counter() - start
+    out.print(f"{name} train at {resolution} px: {seen / seconds:.0f} images/s "
+              f"({seen} images in {seconds:.2f} s, batch {batch}, {workers} workers)")
 
 
 @weights_app.command("fetch")

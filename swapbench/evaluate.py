@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import torch
 
@@ -25,6 +26,8 @@ class EvalContext:
     recipe: Recipe
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     batch_size: int = 16
+    pairs: list[tuple[int, int]] = field(default_factory=list)  # (structure A, texture B) test indices
+    dataset: Any = None  # the test split, for datasets that know more (e.g. synthetic ground truth)
 
     @property
     def n(self) -> int:
@@ -42,6 +45,13 @@ class EvalContext:
     def reconstructions(self) -> torch.Tensor:
         """G(E(x)) for every test image, (N, 3, H, W) on the CPU."""
         return self.batched(self.model.reconstruct, self.images)
+
+    @cached_property
+    def swaps(self) -> torch.Tensor:
+        """G(s(A_i), t(B_i)) for every evaluation pair, (len(pairs), 3, H, W) on the CPU."""
+        a = self.images[[p[0] for p in self.pairs]]
+        b = self.images[[p[1] for p in self.pairs]]
+        return self.batched(self.model.swap, a, b)
 
 
 def metric_names(requested: Sequence[str] | str) -> list[str]:

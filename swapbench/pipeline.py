@@ -3,14 +3,17 @@ API both call these functions."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
 
-from swapbench.data import test_images
+from swapbench.data import build_dataset, test_images
+from swapbench.data.pairs import draw_pairs, pairs_record
 from swapbench.evaluate import EvalContext, evaluate, metric_names
 from swapbench.models.build import load_autoencoder
 from swapbench.progress import TrainingProgress
@@ -28,25 +31,45 @@ class RunSummary:
 
 
 def score_model(model: torch.nn.Module, recipe: Recipe, device: torch.device,
-                metrics: Sequence[str] | str | None = None, tracker: Tracker | None = None) -> dict[str, float]:
+                metrics: Sequence[str] | str | None = None, tracker: Tracker | None = None,
+                test_set: Dataset | None = None) -> dict[str, float]:
     """Evaluate ``model`` on the recipe's test split and log the scores (and eval/seconds)."""
     names = metric_names(recipe.eval.metrics if metrics is None else metrics)
     start = time.perf_counter()
-    ctx = EvalContext(model.to(device), test_images(recipe), recipe, device, recipe.eval.batch_size)
+    test_set = build_dataset(recipe, "test") if test_set is None else test_set
+    images = test_images(recipe, test_set)
+    pairs = draw_pairs(recipe.eval.swap_pairs, images.shape[0], recipe.eval.pairs_seed)
+    ctx = EvalContext(model.to(device), images, recipe, device, recipe.eval.batch_size, pairs, test_set)
     scores = evaluate(ctx, names)
     scores["eval/seconds"] = time.perf_counter() - start
     if tracker is not None:
         tracker.log_metrics(scores)
+        manifest = test_set.manifest() if hasattr(test_set, "manifest") else None
+        tracker.log_text(json.dumps(pairs_record(pairs, recipe.eval.pairs_seed, manifest), indent=1), "pairs.json")
     return scores
+
+
+def log_manifests(tracker: Tracker, folder: Path, splits: dict[str, Dataset]) -> None:
+    """Write each split's manifest (when its dataset has one) next to the run and log it."""
+    record = {name: ds.manifest() for name, ds in splits.items() if hasattr(ds, "manifest")}
+    if record:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "data_manifest.json"
+        path.write_text(json.dumps(record, indent=1))
+        tracker.log_artifact(path)
 
 
 def train_and_evaluate(recipe: Recipe, *, evaluate_after: bool = True, progress: bool = True) -> RunSummary:
     """Train ``recipe`` in a new MLflow run, then score it with the recipe's metrics."""
     metric_names(recipe.eval.metrics)  # unknown metric names fail before training, not after
     device = resolve_device(recipe.device)
+    # the data is opened (and a user's folder checked) before a run exists: bad data stops here
+    train_set, test_set = build_dataset(recipe, "train"), build_dataset(recipe, "test")
     with open_run(recipe) as tracker:
         ckpt_dir = Path(recipe.tracking.checkpoint_dir) / tracker.run_id
-        trainer = Trainer(recipe, device=device, tracker=tracker, checkpoint_dir=ckpt_dir)
+        log_manifests(tracker, ckpt_dir, {"train": train_set, "test": test_set})
+        trainer = Trainer(recipe, device=device, tracker=tracker, checkpoint_dir=ckpt_dir,
+                          train_set=train_set, test_set=test_set)
         with TrainingProgress(recipe.steps, enabled=progress, description=recipe.name) as bar:
             result = trainer.fit(on_step=bar.update)
         tracker.log_metrics({"train/seconds": result.seconds, "train/images_per_second": result.images_per_second,
@@ -54,7 +77,8 @@ def train_and_evaluate(recipe: Recipe, *, evaluate_after: bool = True, progress:
         if result.checkpoint is not None and recipe.tracking.log_checkpoint:
             tracker.log_artifact(result.checkpoint, CHECKPOINT_ARTIFACT_DIR)
             tracker.log_artifact(result.checkpoint.with_suffix(".json"), CHECKPOINT_ARTIFACT_DIR)
-        scores = score_model(trainer.eval_model(), recipe, device, tracker=tracker) if evaluate_after else {}
+        scores = (score_model(trainer.eval_model(), recipe, device, tracker=tracker, test_set=test_set)
+                  if evaluate_after else {})
         return RunSummary(tracker.run_id, result, scores)
 
 

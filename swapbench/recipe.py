@@ -34,6 +34,18 @@ class DataConfig(Section):
         (0.2, 0.6), description="Random crop side as a fraction of the source photo's shorter side."
     )
     hflip: bool = Field(True, description="Random horizontal flips of training crops.")
+    root: str | None = Field(None, description="Image folder for dataset 'folder' (searched recursively).")
+    crop: Literal["random", "center"] = Field(
+        "random", description="Training crop of folder images: random (scale jitter) or center; test is always center."
+    )
+    limit: int | None = Field(None, ge=2, description="Use at most this many image files of a folder (sorted by path).")
+    test_fraction: float = Field(0.1, gt=0, lt=1, description="Share of a folder's files held out as the test split.")
+    manifest: str | None = Field(
+        None, description="Split manifest (JSON) to reuse; every run writes its own next to its checkpoint."
+    )
+    skip_corrupt: bool = Field(
+        False, description="Skip unreadable image files (each reported by name) instead of stopping before training."
+    )
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0: load in the main process).")
 
 
@@ -103,6 +115,8 @@ class EvalConfig(Section):
     batch_size: int = Field(16, ge=1, description="Images per evaluation batch.")
     use_ema: bool = Field(True, description="Score the EMA copy of encoder+generator when there is one.")
     grid_size: int = Field(4, ge=2, description="Structure and texture images per side of the swap grid.")
+    swap_pairs: int = Field(64, ge=1, description="Test (structure, texture) pairs, A != B, that swap scores use.")
+    pairs_seed: int = Field(0, description="Seed of the test pairs; fixed so every method swaps the same pairs.")
 
 
 class TrackingConfig(Section):

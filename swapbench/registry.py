@@ -155,7 +155,7 @@ def load_plugins(force: bool = False) -> list[str]:
         return loaded
 
 
-DATASETS = Registry("dataset", ("swapbench.data.photos",))
+DATASETS = Registry("dataset", ("swapbench.data.photos", "swapbench.data.synthetic", "swapbench.data.folder"))
 ENCODERS = Registry("encoder", ("swapbench.models.encoder",))
 GENERATORS = Registry("generator", ("swapbench.models.generator",))
 DISCRIMINATORS = Registry(

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from swapbench import __version__
 from swapbench.checkpoint import load_checkpoint, save_checkpoint
@@ -64,7 +64,8 @@ class Trainer:
     (only rank 0 logs and checkpoints)."""
 
     def __init__(self, recipe: Recipe, *, device: torch.device | None = None, tracker: Tracker | None = None,
-                 checkpoint_dir: str | Path | None = None, rank: int = 0, world_size: int = 1):
+                 checkpoint_dir: str | Path | None = None, rank: int = 0, world_size: int = 1,
+                 train_set: Dataset | None = None, test_set: Dataset | None = None):
         self.recipe = recipe
         self.device = device or resolve_device(recipe.device)
         self.tracker = tracker or Tracker()
@@ -107,7 +108,8 @@ class Trainer:
         self.step = 0
         self.images_seen = 0
         self.amp = recipe.train.amp and self.device.type == "cuda"
-        self.train_set = build_dataset(recipe, "train")
+        self.train_set = build_dataset(recipe, "train") if train_set is None else train_set
+        self.test_set = test_set
         self._grid_images: torch.Tensor | None = None
 
     # -- state --------------------------------------------------------------------------------
@@ -295,7 +297,7 @@ class Trainer:
     def grid_images(self) -> torch.Tensor:
         if self._grid_images is None:
             g = self.recipe.eval.grid_size
-            imgs = test_images(self.recipe)
+            imgs = test_images(self.recipe, self.test_set)
             self._grid_images = imgs[: 2 * g] if imgs.shape[0] >= 2 * g else torch.cat([imgs[:g], imgs[:g].roll(1, 0)])
         return self._grid_images
 

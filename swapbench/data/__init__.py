@@ -1,4 +1,18 @@
-"""Datasets (registered in ``swapbench.registry.DATASETS``) and the sampler the trainer draws from."""
+"""Datasets (registered in ``swapbench.registry.DATASETS``) and the sampler the trainer draws from.
+
+A registered dataset is a callable (usually a class) that accepts any of the keyword settings
+:func:`build_dataset` passes (``split``, ``resolution``, ``test_images``, ``scale``, ``hflip``,
+``seed``, ``root``, ``crop``, ``limit``, ``test_fraction``, ``manifest``, ``skip_corrupt``; it names
+the ones it uses) and returns a ``torch.utils.data.Dataset`` whose items are float images
+(3, resolution, resolution) in [-1, 1]. It may also define:
+
+- ``__getitems__(indices)``: a batched fetch, which the DataLoader then uses;
+- ``manifest() -> dict``: a JSON record of exactly which files/factors make up the split, written
+  next to the run's checkpoint and logged to MLflow, so the split can be reproduced.
+
+Problems with the user's data (missing folder, corrupt files) raise :class:`UserError` from the
+constructor, so they stop a run before training starts.
+"""
 
 from __future__ import annotations
 
@@ -22,14 +36,22 @@ def build_dataset(recipe: Recipe, split: str) -> Dataset:
         "scale": d.scale,
         "hflip": d.hflip,
         "seed": recipe.seed,
+        "root": d.root,
+        "crop": d.crop,
+        "limit": d.limit,
+        "test_fraction": d.test_fraction,
+        "manifest": d.manifest,
+        "skip_corrupt": d.skip_corrupt,
     }
     return build_from(DATASETS, d.dataset, settings)
 
 
-def test_images(recipe: Recipe) -> torch.Tensor:
-    """The fixed test split as one tensor (N, 3, H, W) in [-1, 1]."""
-    ds = build_dataset(recipe, "test")
+def test_images(recipe: Recipe, dataset: Dataset | None = None) -> torch.Tensor:
+    """The first ``data.test_images`` images of the test split as one tensor (N, 3, H, W) in [-1, 1]."""
+    ds = build_dataset(recipe, "test") if dataset is None else dataset
     n = min(len(ds), recipe.data.test_images)
+    if hasattr(ds, "__getitems__"):
+        return torch.stack(list(ds.__getitems__(list(range(n)))))
     return torch.stack([ds[i] for i in range(n)])
 
 

@@ -76,6 +76,9 @@ class PhotoCrops(Dataset):
     machine, in any worker, in any order. The training split is a long virtual sequence of crops;
     the test split is ``test_images`` crops fixed independently of the recipe seed."""
 
+    SUMMARY = (f"train: {TRAIN_LENGTH:,} seeded crops of {len(TRAIN_PHOTOS)} photos; "
+               f"test: data.test_images crops of {len(TEST_PHOTOS)} other photos")
+
     def __init__(self, split: str, resolution: int, test_images: int = 64,
                  scale: tuple[float, float] = (0.2, 0.6), hflip: bool = True, seed: int = 0):
         if split not in SPLITS:
@@ -91,6 +94,10 @@ class PhotoCrops(Dataset):
 
     def __len__(self) -> int:
         return self.length
+
+    def manifest(self) -> dict:
+        return {"dataset": "photos", "split": self.split, "photos": list(self.names), "seed": self.seed,
+                "length": self.length, "resolution": self.resolution, "scale": list(self.scale)}
 
     def __getitem__(self, index: int) -> torch.Tensor:
         if not 0 <= index < self.length:
