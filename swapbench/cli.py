@@ -37,6 +37,8 @@ recipes_app = typer.Typer(help="List, show and validate recipes.", no_args_is_he
 app.add_typer(recipes_app, name="recipes")
 datasets_app = typer.Typer(help="List, preview and benchmark the registered datasets.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
+score_app = typer.Typer(help="Scores for any images, without training: fid, kid, lpips, sifid.", no_args_is_help=True)
+app.add_typer(score_app, name="score")
 weights_app = typer.Typer(help="Fetch and verify the pretrained files the scores need (offline-safe).",
                           no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
@@ -113,6 +115,7 @@ def evaluate(
     metrics: Annotated[Optional[str], typer.Option(help="Comma-separated metric names (default: the recipe's).")] = None,
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log the scores into the run that made the checkpoint.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+    n: Annotated[Optional[int], typer.Option("--n", min=2, help="Test images and swap pairs to use (default: the recipe's).")] = None,
 ) -> None:
     """Score a trained model again (e.g. with metrics added since it was trained)."""
     from swapbench.pipeline import evaluate_checkpoint
@@ -125,7 +128,7 @@ def evaluate(
         folder = download_run_artifact(target, CHECKPOINT_ARTIFACT_DIR)
         path = folder / "last.safetensors"
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
-    scores, meta = evaluate_checkpoint(path, names, log_to_run=log)
+    scores, meta = evaluate_checkpoint(path, names, log_to_run=log, n=n)
     if as_json:
         print(json.dumps({"run_id": meta.get("run_id"), "scores": scores}))
     else:
@@ -287,6 +290,59 @@ def datasets_bench(
     seconds = time.perf_counter() - start
     out.print(f"{name} train at {resolution} px: {seen / seconds:.0f} images/s "
               f"({seen} images in {seconds:.2f} s, batch {batch}, {workers} workers)")
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help='Print {"metric": ..., "value": ..., "n": ...}.')]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+
+
+def _print_score(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+    else:
+        extra = ", ".join(f"{k} {v}" for k, v in result.items() if k not in ("metric", "value"))
+        out.print(f"{result['metric']}: {result['value']:.6g} ({extra})")
+
+
+def _device(name: str) -> str:
+    from swapbench.runtime import resolve_device
+
+    return str(resolve_device(name))
+
+
+@score_app.command("fid")
+def score_fid(dir_a: Path, dir_b: Path, as_json: JsonOption = False, device: DeviceOption = "auto") -> None:
+    """FID between two folders (clean-fid "clean" resize, TF FID Inception pool features)."""
+    from swapbench.metrics.standalone import fid_folders
+
+    _print_score(fid_folders(dir_a, dir_b, _device(device)), as_json)
+
+
+@score_app.command("kid")
+def score_kid(dir_a: Path, dir_b: Path, as_json: JsonOption = False, device: DeviceOption = "auto") -> None:
+    """KID (mean and std over 100 subsets) between two folders."""
+    from swapbench.metrics.standalone import kid_folders
+
+    _print_score(kid_folders(dir_a, dir_b, _device(device)), as_json)
+
+
+@score_app.command("lpips")
+def score_lpips(img_a: Path, img_b: Path, net: Annotated[str, typer.Option(help="alex or vgg.")] = "alex",
+                as_json: JsonOption = False, device: DeviceOption = "auto") -> None:
+    """LPIPS between two image files of the same size."""
+    from swapbench.metrics.standalone import lpips_files
+
+    if net not in ("alex", "vgg"):
+        raise UserError(f"--net {net} is not an LPIPS network; use alex or vgg")
+    _print_score(lpips_files(img_a, img_b, net, _device(device)), as_json)
+
+
+@score_app.command("sifid")
+def score_sifid(dir_a: Path, dir_b: Path, as_json: JsonOption = False, device: DeviceOption = "auto") -> None:
+    """Mean SIFID (Inception conv_4, own resolution) over files paired by name."""
+    from swapbench.metrics.standalone import sifid_folders
+
+    _print_score(sifid_folders(dir_a, dir_b, _device(device)), as_json)
 
 
 @weights_app.command("fetch")

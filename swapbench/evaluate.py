@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import torch
 
 from swapbench.models.swap_ae import SwappingAutoencoder
@@ -45,6 +46,49 @@ class EvalContext:
     def reconstructions(self) -> torch.Tensor:
         """G(E(x)) for every test image, (N, 3, H, W) on the CPU."""
         return self.batched(self.model.reconstruct, self.images)
+
+    @cached_property
+    def structure_indices(self) -> list[int]:
+        return [a for a, _ in self.pairs]
+
+    @cached_property
+    def texture_indices(self) -> list[int]:
+        return [b for _, b in self.pairs]
+
+    @cached_property
+    def inception(self):
+        from swapbench.metrics.inception import InceptionFeatures
+
+        return InceptionFeatures(self.device, batch_size=self.batch_size)
+
+    @cached_property
+    def real_features(self) -> np.ndarray:
+        """Inception pool features of the test images, cached on disk across runs."""
+        from swapbench.metrics.distances import cached_features
+
+        manifest = self.dataset.manifest() if hasattr(self.dataset, "manifest") else None
+        key = {"features": "inception_pool", "extractor": self.inception.sha256, "n": self.n,
+               "data": self.recipe.data.model_dump(mode="json", exclude={"num_workers"}),
+               "manifest": manifest}
+        return cached_features(key, lambda: self.inception.pool(self.images))
+
+    @cached_property
+    def swap_features(self) -> np.ndarray:
+        return self.inception.pool(self.swaps)
+
+    def lpips(self, net: str) -> torch.nn.Module:
+        """The LPIPS network ('alex' or 'vgg') on the evaluation device, built once per context."""
+        cache = self.__dict__.setdefault("_lpips", {})
+        if net not in cache:
+            from swapbench.metrics.lpips_net import build_lpips
+
+            cache[net] = build_lpips(net, self.device)
+        return cache[net]
+
+    def lpips_distance(self, net: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Per-image LPIPS between aligned [-1, 1] batches (inputs clamped), on the CPU."""
+        model = self.lpips(net)
+        return self.batched(lambda x, y: model(x.clamp(-1, 1), y.clamp(-1, 1)).flatten(), a, b)
 
     @cached_property
     def swaps(self) -> torch.Tensor:

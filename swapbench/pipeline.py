@@ -44,9 +44,19 @@ def score_model(model: torch.nn.Module, recipe: Recipe, device: torch.device,
     scores["eval/seconds"] = time.perf_counter() - start
     if tracker is not None:
         tracker.log_metrics(scores)
+        tracker.log_params(score_network_params(ctx))
         manifest = test_set.manifest() if hasattr(test_set, "manifest") else None
         tracker.log_text(json.dumps(pairs_record(pairs, recipe.eval.pairs_seed, manifest), indent=1), "pairs.json")
     return scores
+
+
+def score_network_params(ctx: EvalContext) -> dict[str, str]:
+    """The sha256 of every pretrained network the scores used, so tables never mix networks."""
+    from swapbench.weights import WEIGHT_FILES
+
+    used = {"inception"} if "inception" in ctx.__dict__ else set()
+    used |= {f"lpips_{net}" for net in ctx.__dict__.get("_lpips", {})}
+    return {f"score.{name}_sha256": WEIGHT_FILES[name].sha256 for name in sorted(used)}
 
 
 def log_manifests(tracker: Tracker, folder: Path, splits: dict[str, Dataset]) -> None:
@@ -83,9 +93,14 @@ def train_and_evaluate(recipe: Recipe, *, evaluate_after: bool = True, progress:
 
 
 def evaluate_checkpoint(path: str | Path, metrics: Sequence[str] | str | None = None,
-                        device: str = "auto", log_to_run: bool = True) -> tuple[dict[str, float], dict]:
-    """Score a checkpoint; with ``log_to_run`` the scores go into the MLflow run that wrote it."""
+                        device: str = "auto", log_to_run: bool = True, n: int | None = None) -> tuple[dict[str, float], dict]:
+    """Score a checkpoint; with ``log_to_run`` the scores go into the MLflow run that wrote it.
+    ``n`` rescores with that many test images and swap pairs (each score logs its N)."""
     model, recipe, meta = load_autoencoder(path)
+    if n is not None:
+        data = {**recipe.data.model_dump(), "test_images": n}
+        evaluation = {**recipe.eval.model_dump(), "swap_pairs": n, "grid_size": min(recipe.eval.grid_size, n)}
+        recipe = Recipe.model_validate({**recipe.model_dump(), "data": data, "eval": evaluation})
     dev = resolve_device(device)
     if log_to_run and meta.get("run_id"):
         with open_run(recipe, run_id=meta["run_id"]) as tracker:

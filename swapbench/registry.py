@@ -162,7 +162,9 @@ DISCRIMINATORS = Registry(
     "discriminator", ("swapbench.models.discriminator", "swapbench.models.cooccur")
 )
 LOSSES = Registry("loss", ("swapbench.losses",))
-METRICS = Registry("metric", ("swapbench.metrics.reconstruction",))
+METRICS = Registry(
+    "metric", ("swapbench.metrics.reconstruction", "swapbench.metrics.swap_realism", "swapbench.metrics.ground_truth")
+)
 OPTIMIZERS = Registry("optimizer", ("swapbench.optim",))
 
 ALL_REGISTRIES = {

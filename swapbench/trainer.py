@@ -223,9 +223,10 @@ class Trainer:
                 fake_logits = Dc(self._crops(swap.detach(), co.n_crops), reference_features=ref)
                 out["d_cooccur"] = self.gan.d_real(real_logits) + self.gan.d_fake(fake_logits)
                 d_loss = d_loss + L.cooccur * out["d_cooccur"]
-        self.d_optim.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.d_optim.step()
+        if d_loss.requires_grad:  # false only when every discriminator term has weight 0
+            self.d_optim.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.d_optim.step()
 
         if self.use_r1 and self.step % L.r1_interval == 0:
             self._lazy_r1(x, texture_src, out)
@@ -252,9 +253,10 @@ class Trainer:
                     ref = Dc.reference_features(self._crops(texture_src, co.n_ref))
                 out["g_cooccur"] = self.gan.g(Dc(self._crops(swap, co.n_crops), reference_features=ref))
                 g_loss = g_loss + L.cooccur * out["g_cooccur"]
-        self.g_optim.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.g_optim.step()
+        if g_loss.requires_grad:  # false only when every generator term has weight 0
+            self.g_optim.zero_grad(set_to_none=True)
+            g_loss.backward()
+            self.g_optim.step()
         set_requires_grad(D, True)
         set_requires_grad(Dc, True)
 

@@ -36,7 +36,10 @@ def test_run_writes_an_mlflow_run_the_client_reads_back(tmp_path, tiny_yaml):
     assert len(run.data.tags["swapbench.git_commit"]) >= 7 and run.data.tags["swapbench.recipe"] == "tiny"
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"recipe.yaml", "swap_grid.png", "swap_grids", "checkpoint"} <= artifacts
+    assert {"recipe.yaml", "swap_grid.png", "swap_grids", "checkpoint", "pairs.json", "data_manifest.json"} <= artifacts
+    pairs = json.load(open(mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="pairs.json", dst_path=str(tmp_path / "dl"))))
+    assert len(pairs["pairs"]) == 64 and all(a != b for a, b in pairs["pairs"]) and pairs["dataset"] == "photos"
     logged = yaml.safe_load(open(mlflow.artifacts.download_artifacts(
         run_id=run.info.run_id, artifact_path="recipe.yaml", dst_path=str(tmp_path / "dl"))))
     assert logged["model"]["texture_dim"] == 8 and logged["loss"]["r1"] == 10.0  # resolved, defaults included
@@ -101,3 +104,24 @@ def test_bad_recipe_file_is_one_line(tmp_path):
     bad.write_text(yaml.safe_dump({**TINY, "model": {**TINY["model"], "structure_downsample": 32}}))
     line = one_line_error(run_cli("run", str(bad), cwd=tmp_path))
     assert "model.structure_downsample=32" in line
+
+
+def test_a_corrupt_folder_stops_before_training_with_exit_2(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i in range(6):
+        Image.new("RGB", (20, 20), (40 * i, 0, 0)).save(root / f"ok{i}.png")
+    (root / "broken.png").write_text("this is not a png")
+    recipe = {**TINY, "data": {**TINY["data"], "dataset": "folder", "root": str(root), "test_fraction": 0.3}}
+    path = tmp_path / "folder.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    line = one_line_error(run_cli("run", str(path), "--no-progress", cwd=tmp_path))
+    assert "broken.png" in line and "data.skip_corrupt: true" in line
+    assert not (tmp_path / "mlflow.db").exists() or "tiny" not in _experiments(tmp_path)
+
+
+def _experiments(tmp_path) -> list[str]:
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return [e.name for e in mlflow.MlflowClient().search_experiments()]

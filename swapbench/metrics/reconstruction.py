@@ -24,3 +24,15 @@ def recon_l1(ctx) -> dict[str, float]:
 @METRICS.register("recon_psnr", description="Mean per-image PSNR (dB, peak 1 on [0, 1]) of G(E(x)) vs x, test split.")
 def recon_psnr(ctx) -> dict[str, float]:
     return {"recon_psnr": psnr(ctx.reconstructions, ctx.images).mean().item(), "recon_psnr_n": ctx.n}
+
+
+@METRICS.register("recon_lpips_alex", description="Mean LPIPS (AlexNet) of G(E(x)) vs x, test split.")
+def recon_lpips_alex(ctx) -> dict[str, float]:
+    return {"recon_lpips_alex": ctx.lpips_distance("alex", ctx.reconstructions, ctx.images).mean().item(),
+            "recon_lpips_alex_n": ctx.n}
+
+
+@METRICS.register("recon_lpips_vgg", description="Mean LPIPS (VGG16) of G(E(x)) vs x, test split.")
+def recon_lpips_vgg(ctx) -> dict[str, float]:
+    return {"recon_lpips_vgg": ctx.lpips_distance("vgg", ctx.reconstructions, ctx.images).mean().item(),
+            "recon_lpips_vgg_n": ctx.n}

@@ -1,0 +1,91 @@
+"""Scores for any image files, without a trained model: `swapbench score fid|kid|lpips|sifid`.
+
+Images are read as clean-fid reads them (RGB uint8, their own size); every problem with the input
+is a one-line :class:`UserError` naming the file or folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from swapbench.data.folder import EXTENSIONS, find_images, load_rgb
+from swapbench.errors import UserError
+from swapbench.metrics.distances import frechet_distance, kernel_distance, sifid_pair
+
+
+def read_image(path: Path) -> np.ndarray:
+    """uint8 RGB (H, W, 3) of one file, or a one-line error naming it."""
+    from swapbench.data.folder import _reason
+
+    if not path.is_file():
+        raise UserError(f"image file {path} does not exist; check the path")
+    try:
+        return load_rgb(path)
+    except Exception as exc:  # any decoding failure is the input's problem
+        raise UserError(f"cannot read image file {path} ({_reason(exc)}); replace or remove it") from None
+
+
+def read_folder(folder: Path) -> dict[str, np.ndarray]:
+    """Relative path -> uint8 image for every image under ``folder`` (at least 2)."""
+    if not folder.is_dir():
+        raise UserError(f"folder {folder} does not exist or is not a folder; give a folder of images")
+    names = find_images(folder)
+    if len(names) < 2:
+        raise UserError(f"folder {folder} has {len(names)} image file(s) ({' '.join(EXTENSIONS)}); "
+                        f"the score needs at least 2")
+    return {name: read_image(folder / name) for name in names}
+
+
+def _to_tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(img).permute(2, 0, 1).float().div(127.5).sub(1).unsqueeze(0)
+
+
+def fid_folders(a: Path, b: Path, device: str = "cpu") -> dict:
+    from swapbench.metrics.inception import InceptionFeatures
+
+    net = InceptionFeatures(device)
+    fa, fb = net.pool_uint8(list(read_folder(a).values())), net.pool_uint8(list(read_folder(b).values()))
+    return {"metric": "fid", "value": frechet_distance(fa, fb), "n": len(fa), "n_b": len(fb)}
+
+
+def kid_folders(a: Path, b: Path, device: str = "cpu") -> dict:
+    from swapbench.metrics.inception import InceptionFeatures
+
+    net = InceptionFeatures(device)
+    fa, fb = net.pool_uint8(list(read_folder(a).values())), net.pool_uint8(list(read_folder(b).values()))
+    mean, std = kernel_distance(fa, fb)
+    return {"metric": "kid", "value": mean, "std": std, "n": len(fa), "n_b": len(fb)}
+
+
+def lpips_files(a: Path, b: Path, net: str = "alex", device: str = "cpu") -> dict:
+    from swapbench.metrics.lpips_net import build_lpips
+
+    ia, ib = read_image(a), read_image(b)
+    if ia.shape != ib.shape:
+        raise UserError(f"{a} is {ia.shape[1]}x{ia.shape[0]} but {b} is {ib.shape[1]}x{ib.shape[0]}; "
+                        f"LPIPS compares images of the same size, resize one first")
+    with torch.no_grad():
+        value = build_lpips(net, device)(_to_tensor(ia).to(device), _to_tensor(ib).to(device)).item()
+    return {"metric": f"lpips_{net}", "value": value, "n": 1}
+
+
+def sifid_folders(a: Path, b: Path, device: str = "cpu") -> dict:
+    """Mean SIFID over files paired by relative path (a/x.png with b/x.png)."""
+    from swapbench.metrics.inception import InceptionFeatures
+
+    images_a, images_b = read_folder(a), read_folder(b)
+    only_a, only_b = sorted(set(images_a) - set(images_b)), sorted(set(images_b) - set(images_a))
+    if only_a or only_b:
+        which, name = (a, only_a[0]) if only_a else (b, only_b[0])
+        raise UserError(f"SIFID pairs files by name, but {which / name} has no partner "
+                        f"({len(only_a) + len(only_b)} unpaired); give two folders with the same file names")
+    net = InceptionFeatures(device, batch_size=1)
+    values, samples = [], []
+    for name in images_a:
+        fa, fb = net.conv4(_to_tensor(images_a[name]))[0], net.conv4(_to_tensor(images_b[name]))[0]
+        values.append(sifid_pair(fa, fb))
+        samples.append(min(fa.shape[1] * fa.shape[2], fb.shape[1] * fb.shape[2]))
+    return {"metric": "sifid", "value": float(np.mean(values)), "n": len(values), "samples_min": min(samples)}
