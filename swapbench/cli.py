@@ -90,7 +90,7 @@ def run(
     t = summary.train
     out.print(f"run {summary.run_id}: {t.steps} steps, {t.images_seen} images in {t.seconds:.1f} s "
               f"({t.images_per_second:.1f} images/s); checkpoint {t.checkpoint}")
-    out.print(_scores_table(f"{r.name} (MLflow run {summary.run_id})", summary.scores))
+    out.print(_scores_table(f"scores of {r.name}", summary.scores))
 
 
 @app.command()
@@ -132,7 +132,8 @@ def evaluate(
     if as_json:
         print(json.dumps({"run_id": meta.get("run_id"), "scores": scores}))
     else:
-        out.print(_scores_table(f"{meta['recipe']['name']} (run {meta.get('run_id')}, {meta['weights']} weights)", scores))
+        out.print(f"run {meta.get('run_id')}, {meta['weights']} weights")
+        out.print(_scores_table(f"scores of {meta['recipe']['name']}", scores))
 
 
 @recipes_app.command("list")
@@ -343,6 +344,23 @@ def score_sifid(dir_a: Path, dir_b: Path, as_json: JsonOption = False, device: D
     from swapbench.metrics.standalone import sifid_folders
 
     _print_score(sifid_folders(dir_a, dir_b, _device(device)), as_json)
+
+
+@score_app.command("speed")
+def score_speed(
+    resolution: Annotated[int, typer.Option(min=16)] = 64,
+    n: Annotated[int, typer.Option(min=2, help="Test images per pass.")] = 32,
+    device: DeviceOption = "auto",
+) -> None:
+    """Seconds per image of each score network on this machine (best of 3 passes after a warm-up)."""
+    from swapbench.metrics.standalone import network_speed
+
+    table = Table()
+    for col in ("network", "seconds / image", "n", "threads"):
+        table.add_column(col)
+    for row in network_speed(resolution, n, device=_device(device)):
+        table.add_row(row["network"], f"{row['seconds_per_image']:.4f}", str(row["n"]), str(row["threads"]))
+    out.print(table)
 
 
 @weights_app.command("fetch")

@@ -89,3 +89,42 @@ def sifid_folders(a: Path, b: Path, device: str = "cpu") -> dict:
         values.append(sifid_pair(fa, fb))
         samples.append(min(fa.shape[1] * fa.shape[2], fb.shape[1] * fb.shape[2]))
     return {"metric": "sifid", "value": float(np.mean(values)), "n": len(values), "samples_min": min(samples)}
+
+
+def network_speed(resolution: int = 64, n: int = 32, batch_size: int = 16, repeats: int = 3,
+                  device: str = "cpu") -> list[dict]:
+    """Seconds per image of each score network on ``n`` real test crops (best of ``repeats`` passes,
+    after a warm-up pass), batched as the evaluator batches them."""
+    import time
+
+    from swapbench.data.photos import PhotoCrops
+    from swapbench.metrics.inception import InceptionFeatures
+    from swapbench.metrics.lpips_net import build_lpips
+
+    ds = PhotoCrops("test", resolution, test_images=n)
+    images = torch.stack([ds[i] for i in range(n)])
+    other = images.roll(1, 0)
+    inception = InceptionFeatures(device, batch_size=batch_size)
+    alex, vgg = build_lpips("alex", device), build_lpips("vgg", device)
+
+    def lpips_all(model):
+        with torch.no_grad():
+            for i in range(0, n, batch_size):
+                model(images[i : i + batch_size].to(device), other[i : i + batch_size].to(device))
+
+    jobs = {
+        "inception_pool (clean resize to 299 + forward)": lambda: inception.pool(images),
+        f"inception_conv4 ({resolution} px)": lambda: inception.conv4(images),
+        f"lpips_alex ({resolution} px pairs)": lambda: lpips_all(alex),
+        f"lpips_vgg ({resolution} px pairs)": lambda: lpips_all(vgg),
+    }
+    rows = []
+    for name, job in jobs.items():
+        job()  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            job()
+            times.append(time.perf_counter() - start)
+        rows.append({"network": name, "seconds_per_image": min(times) / n, "n": n, "threads": torch.get_num_threads()})
+    return rows
