@@ -155,3 +155,13 @@ def test_score_cli_json_and_bad_input(tmp_path, folders):
         proc = run_cli(*args, cwd=tmp_path)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and expected in lines[0], (args, proc.stderr)
+
+
+def test_sifid_is_not_invented_for_images_too_small_for_conv4(nets, caplog):
+    from types import SimpleNamespace
+
+    from swapbench.metrics.swap_realism import sifid
+
+    ctx = SimpleNamespace(images=torch.zeros(4, 3, 16, 16))
+    assert sifid(ctx) == {"sifid_samples": 0}
+    assert "SIFID is not defined at 16 px" in caplog.text

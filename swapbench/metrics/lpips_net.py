@@ -17,6 +17,8 @@ from torch import nn
 from swapbench.weights import WEIGHT_FILES, cache_dir, load_numpy_pickle, resolve
 
 NETS = {"alex": ("lpips_alex", "AlexNet_0"), "vgg": ("lpips_vgg", "VGG16_0")}
+# the smallest square side each backbone accepts (its strides and pools leave nothing below that)
+MIN_SIDE = {"alex": 31, "vgg": 16}
 
 
 def backbone_state(net: str) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from swapbench.registry import METRICS
+
+log = logging.getLogger(__name__)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -26,13 +30,23 @@ def recon_psnr(ctx) -> dict[str, float]:
     return {"recon_psnr": psnr(ctx.reconstructions, ctx.images).mean().item(), "recon_psnr_n": ctx.n}
 
 
-@METRICS.register("recon_lpips_alex", description="Mean LPIPS (AlexNet) of G(E(x)) vs x, test split.")
+def _recon_lpips(ctx, net: str) -> dict[str, float]:
+    from swapbench.metrics.lpips_net import MIN_SIDE
+
+    side = ctx.images.shape[-1]
+    if side < MIN_SIDE[net]:
+        log.warning("recon_lpips_%s is not defined at %d px (the %s backbone needs at least %d px); not logged",
+                    net, side, net, MIN_SIDE[net])
+        return {}
+    value = ctx.lpips_distance(net, ctx.reconstructions, ctx.images).mean().item()
+    return {f"recon_lpips_{net}": value, f"recon_lpips_{net}_n": ctx.n}
+
+
+@METRICS.register("recon_lpips_alex", description="Mean LPIPS (AlexNet) of G(E(x)) vs x, test split (>= 31 px).")
 def recon_lpips_alex(ctx) -> dict[str, float]:
-    return {"recon_lpips_alex": ctx.lpips_distance("alex", ctx.reconstructions, ctx.images).mean().item(),
-            "recon_lpips_alex_n": ctx.n}
+    return _recon_lpips(ctx, "alex")
 
 
 @METRICS.register("recon_lpips_vgg", description="Mean LPIPS (VGG16) of G(E(x)) vs x, test split.")
 def recon_lpips_vgg(ctx) -> dict[str, float]:
-    return {"recon_lpips_vgg": ctx.lpips_distance("vgg", ctx.reconstructions, ctx.images).mean().item(),
-            "recon_lpips_vgg_n": ctx.n}
+    return _recon_lpips(ctx, "vgg")

@@ -63,7 +63,11 @@ def kid_folders(a: Path, b: Path, device: str = "cpu") -> dict:
 def lpips_files(a: Path, b: Path, net: str = "alex", device: str = "cpu") -> dict:
     from swapbench.metrics.lpips_net import build_lpips
 
+    from swapbench.metrics.lpips_net import MIN_SIDE
+
     ia, ib = read_image(a), read_image(b)
+    if min(ia.shape[:2]) < MIN_SIDE[net]:
+        raise UserError(f"{a} is {ia.shape[1]}x{ia.shape[0]}; LPIPS-{net} needs at least {MIN_SIDE[net]} px per side")
     if ia.shape != ib.shape:
         raise UserError(f"{a} is {ia.shape[1]}x{ia.shape[0]} but {b} is {ib.shape[1]}x{ib.shape[0]}; "
                         f"LPIPS compares images of the same size, resize one first")

@@ -33,6 +33,10 @@ def swap_fid_vs_structure(ctx) -> dict[str, float]:
 @METRICS.register("sifid", description="Mean over pairs of the Frechet distance of Inception conv_4 samples, swap vs its texture source B_i.")
 def sifid(ctx) -> dict[str, float]:
     samples = conv4_samples(ctx.images.shape[-1])
+    if samples < 2:
+        log.warning("SIFID is not defined at %d px: Inception's conv_4 map has %d positions (a covariance needs "
+                    "at least 2; the map exists from 32 px on); no sifid is logged", ctx.images.shape[-1], samples)
+        return {"sifid_samples": samples}
     if samples <= 192:
         log.warning("SIFID at %d px has %d spatial samples per image in 192 dimensions: both covariances are "
                     "singular and the score is fragile; prefer 128 px or more for SIFID tables",
