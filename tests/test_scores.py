@@ -70,7 +70,12 @@ def test_kid_equals_clean_fid_kernel_distance_on_the_same_features(folders):
     np.random.seed(0)
     theirs = cfid.kernel_distance(fa, fb, num_subsets=100)
     mean, std = kernel_distance(fa, fb, num_subsets=100, seed=0)
-    assert mean == pytest.approx(theirs, rel=1e-9) and std > 0
+    assert mean == pytest.approx(theirs, rel=1e-9)
+    assert std is None  # 12 <= 1000: every subset is the whole set, a spread would mean nothing
+    np.random.seed(0)
+    theirs = cfid.kernel_distance(fa, fb, num_subsets=100, max_subset_size=6)
+    mean, std = kernel_distance(fa, fb, num_subsets=100, max_subset_size=6, seed=0)
+    assert mean == pytest.approx(theirs, rel=1e-9) and std > 1e-6
 
 
 def test_fid_of_a_folder_with_itself_is_zero_and_grows_with_noise(tmp_path, nets):
@@ -165,3 +170,17 @@ def test_sifid_is_not_invented_for_images_too_small_for_conv4(nets, caplog):
     ctx = SimpleNamespace(images=torch.zeros(4, 3, 16, 16))
     assert sifid(ctx) == {"sifid_samples": 0}
     assert "SIFID is not defined at 16 px" in caplog.text
+
+
+def test_low_rank_frechet_equals_clean_fid_where_sqrtm_is_well_posed_and_survives_where_not():
+    from cleanfid.fid import frechet_distance as cleanfid_frechet
+
+    from swapbench.metrics.distances import frechet_distance, frechet_distance_low_rank
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((40, 8)), rng.standard_normal((30, 8)) * 1.5 + 0.3  # n > d: well posed
+    reference = cleanfid_frechet(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    assert frechet_distance_low_rank(a, b) == pytest.approx(reference, rel=1e-6)
+    # 16 samples in 192 dimensions (SIFID of a 32 px image): a finite, non-negative number, 0 for itself
+    a, b = rng.standard_normal((16, 192)), rng.standard_normal((16, 192)) + 0.5
+    assert frechet_distance(a, b) > 0 and abs(frechet_distance(a, a)) < 1e-3

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from typing import Any, Callable
 
 import numpy as np
@@ -13,23 +14,51 @@ from safetensors.torch import load_file, save_file
 
 from swapbench.weights import home
 
+log = logging.getLogger(__name__)
+
 
 def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
-    """FID-style Frechet distance between Gaussians fitted to two feature sets (rows are samples)."""
+    """FID-style Frechet distance between Gaussians fitted to two feature sets (rows are samples).
+
+    Computed by clean-fid's ``frechet_distance`` (scipy's sqrtm). With fewer samples than dimensions
+    both covariances are singular, and sqrtm can return a large imaginary part, which clean-fid
+    rejects; then the same quantity is computed exactly from the samples: for covariances
+    A^T A / (n - 1) and B^T B / (m - 1), tr sqrt(S_a S_b) is the nuclear norm of A B^T divided by
+    sqrt((n - 1)(m - 1)), because the nonzero eigenvalues of S_a S_b are the squared singular values
+    of that n x m matrix.
+    """
     from cleanfid.fid import frechet_distance as cleanfid_frechet
 
     mu_a, mu_b = feats_a.mean(axis=0), feats_b.mean(axis=0)
     sigma_a, sigma_b = np.cov(feats_a, rowvar=False), np.cov(feats_b, rowvar=False)
-    return float(cleanfid_frechet(mu_a, sigma_a, mu_b, sigma_b))
+    try:
+        return float(cleanfid_frechet(mu_a, sigma_a, mu_b, sigma_b))
+    except ValueError as exc:  # "Imaginary component ..." from a singular product
+        if min(len(feats_a), len(feats_b)) > feats_a.shape[1]:
+            raise
+        log.info("clean-fid's sqrtm failed (%s); using the exact sample-space form", exc)
+        return frechet_distance_low_rank(feats_a, feats_b)
+
+
+def frechet_distance_low_rank(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
+    """The Frechet distance through the n x m sample-space matrix (exact, for few samples)."""
+    a = feats_a - feats_a.mean(axis=0)
+    b = feats_b - feats_b.mean(axis=0)
+    na, nb = len(a) - 1, len(b) - 1
+    trace_sqrt = np.linalg.svd(a @ b.T, compute_uv=False).sum() / np.sqrt(na * nb)
+    diff = feats_a.mean(axis=0) - feats_b.mean(axis=0)
+    return float(diff @ diff + (a * a).sum() / na + (b * b).sum() / nb - 2 * trace_sqrt)
 
 
 def kernel_distance(feats_a: np.ndarray, feats_b: np.ndarray, num_subsets: int = 100,
-                    max_subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+                    max_subset_size: int = 1000, seed: int = 0) -> tuple[float, float | None]:
     """KID (unbiased MMD^2 with clean-fid's cubic kernel) as (mean, std over subsets).
 
     clean-fid's ``kernel_distance`` returns the mean over ``num_subsets`` random subsets; calling it
     once per subset on the same seeded random stream gives exactly that mean and also the spread.
-    numpy's global random state is restored afterwards.
+    When both sets are no larger than ``max_subset_size`` every "subset" is a whole set, the spread
+    is zero by construction and says nothing, so the std is None. numpy's global random state is
+    restored afterwards.
     """
     from cleanfid.fid import kernel_distance as cleanfid_kid
 
@@ -40,7 +69,8 @@ def kernel_distance(feats_a: np.ndarray, feats_b: np.ndarray, num_subsets: int =
                   for _ in range(num_subsets)]
     finally:
         np.random.set_state(state)
-    return float(np.mean(values)), float(np.std(values))
+    whole_sets = max(len(feats_a), len(feats_b)) <= max_subset_size
+    return float(np.mean(values)), None if whole_sets else float(np.std(values))
 
 
 def sifid_pair(map_a: torch.Tensor, map_b: torch.Tensor) -> float:

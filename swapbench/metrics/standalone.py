@@ -57,7 +57,10 @@ def kid_folders(a: Path, b: Path, device: str = "cpu") -> dict:
     net = InceptionFeatures(device)
     fa, fb = net.pool_uint8(list(read_folder(a).values())), net.pool_uint8(list(read_folder(b).values()))
     mean, std = kernel_distance(fa, fb)
-    return {"metric": "kid", "value": mean, "std": std, "n": len(fa), "n_b": len(fb)}
+    result = {"metric": "kid", "value": mean, "n": len(fa), "n_b": len(fb)}
+    if std is not None:
+        result["std"] = std
+    return result
 
 
 def lpips_files(a: Path, b: Path, net: str = "alex", device: str = "cpu") -> dict:
