@@ -12,7 +12,6 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -245,20 +244,13 @@ def describe_fields(model: type[BaseModel] = Recipe, prefix: str = "") -> list[t
 # ---------------------------------------------------------------------------------------------
 
 CHECKOUT_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+# a wheel ships recipes/ as package data at swapbench/_recipes (see pyproject.toml)
+INSTALLED_RECIPES = Path(__file__).resolve().parent / "_recipes"
 
 
 def recipe_dirs() -> list[Path]:
     """Where recipe names are looked up: the checkout's recipes/, then the installed copy."""
-    dirs = []
-    if CHECKOUT_RECIPES.is_dir():
-        dirs.append(CHECKOUT_RECIPES)
-    try:
-        installed = Path(str(resources.files("swapbench._recipes")))
-        if installed.is_dir() and installed.resolve() not in [d.resolve() for d in dirs]:
-            dirs.append(installed)
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return dirs
+    return [d for d in (CHECKOUT_RECIPES, INSTALLED_RECIPES) if d.is_dir()]
 
 
 def list_recipes() -> dict[str, Path]:

@@ -133,3 +133,17 @@ def test_flat_params_and_hash():
     assert flat["model.texture_dim"] == r.model.texture_dim and flat["optim.betas"] == [0.0, 0.99]
     assert r.hash() == load_recipe("quickstart").hash()
     assert r.hash() != load_recipe("quickstart", ["seed=1"]).hash()
+
+
+def test_recipes_are_found_in_an_installed_package_without_a_checkout(tmp_path, monkeypatch):
+    import swapbench.recipe as recipe_module
+
+    installed = tmp_path / "site-packages" / "swapbench" / "_recipes"
+    (installed / "sweeps").mkdir(parents=True)
+    (installed / "mine.yaml").write_text("description: shipped\nmodel: {texture_dim: 32}\n")
+    (installed / "sweeps" / "grid.yaml").write_text("description: nested\n")
+    monkeypatch.setattr(recipe_module, "CHECKOUT_RECIPES", tmp_path / "no-checkout")
+    monkeypatch.setattr(recipe_module, "INSTALLED_RECIPES", installed)
+    monkeypatch.chdir(tmp_path)
+    assert set(list_recipes()) == {"mine", "sweeps/grid"}
+    assert load_recipe("mine").model.texture_dim == 32
