@@ -18,7 +18,7 @@ from swapbench.evaluate import EvalContext, evaluate, metric_names
 from swapbench.models.build import load_autoencoder
 from swapbench.progress import TrainingProgress
 from swapbench.recipe import Recipe
-from swapbench.runtime import resolve_device
+from swapbench.runtime import git_commit, resolve_device
 from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, Tracker, open_run
 from swapbench.trainer import Trainer, TrainResult
 
@@ -45,6 +45,7 @@ def score_model(model: torch.nn.Module, recipe: Recipe, device: torch.device,
     if tracker is not None:
         tracker.log_metrics(scores)
         tracker.log_params(score_network_params(ctx))
+        tracker.set_tags({"swapbench.score_git_commit": git_commit()})  # may differ from the training commit
         manifest = test_set.manifest() if hasattr(test_set, "manifest") else None
         tracker.log_text(json.dumps(pairs_record(pairs, recipe.eval.pairs_seed, manifest), indent=1), "pairs.json")
     return scores

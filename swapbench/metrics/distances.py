@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import warnings
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from scipy.linalg import LinAlgWarning
 
 from swapbench.weights import home
 
@@ -32,7 +34,9 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     mu_a, mu_b = feats_a.mean(axis=0), feats_b.mean(axis=0)
     sigma_a, sigma_b = np.cov(feats_a, rowvar=False), np.cov(feats_b, rowvar=False)
     try:
-        return float(cleanfid_frechet(mu_a, sigma_a, mu_b, sigma_b))
+        with warnings.catch_warnings():  # "Matrix is singular": expected whenever N < dimensions
+            warnings.simplefilter("ignore", LinAlgWarning)
+            return float(cleanfid_frechet(mu_a, sigma_a, mu_b, sigma_b))
     except ValueError as exc:  # "Imaginary component ..." from a singular product
         if min(len(feats_a), len(feats_b)) > feats_a.shape[1]:
             raise
