@@ -104,3 +104,9 @@ def test_preview_cli_writes_pngs_of_the_right_size(tmp_path):
     assert gt.size == (6 * 32 + 7 * 2, 6 * 32 + 7 * 2)
     proc = run_cli("datasets", "list", cwd=tmp_path)
     assert proc.returncode == 0 and all(n in proc.stdout for n in ("photos", "synthetic", "folder"))
+
+
+def test_bench_cli_reports_images_per_second(tmp_path):
+    proc = run_cli("datasets", "bench", "synthetic", "--resolution", "32", "--n", "64", "--batch", "32", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "synthetic train at 32 px:" in proc.stdout and "images/s" in proc.stdout
