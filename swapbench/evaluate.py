@@ -29,6 +29,7 @@ class EvalContext:
     batch_size: int = 16
     pairs: list[tuple[int, int]] = field(default_factory=list)  # (structure A, texture B) test indices
     dataset: Any = None  # the test split, for datasets that know more (e.g. synthetic ground truth)
+    _lpips: dict[str, torch.nn.Module] = field(default_factory=dict, repr=False)
 
     @property
     def n(self) -> int:
@@ -78,12 +79,23 @@ class EvalContext:
 
     def lpips(self, net: str) -> torch.nn.Module:
         """The LPIPS network ('alex' or 'vgg') on the evaluation device, built once per context."""
-        cache = self.__dict__.setdefault("_lpips", {})
-        if net not in cache:
+        if net not in self._lpips:
             from swapbench.metrics.lpips_net import build_lpips
 
-            cache[net] = build_lpips(net, self.device)
-        return cache[net]
+            self._lpips[net] = build_lpips(net, self.device)
+        return self._lpips[net]
+
+    def networks_used(self) -> list[str]:
+        """Names (as in swapbench.weights) of the pretrained networks the scores have used so far."""
+        used = ["inception"] if "inception" in self.__dict__ else []
+        return used + [f"lpips_{net}" for net in sorted(self._lpips)]
+
+    @cached_property
+    def gt_swaps(self) -> torch.Tensor | None:
+        """render(layout(A_i), style(B_i)) for every pair, when the dataset knows its factors; else None."""
+        if not hasattr(self.dataset, "gt_swap"):
+            return None
+        return self.dataset.gt_swap(self.structure_indices, self.texture_indices)
 
     def lpips_distance(self, net: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Per-image LPIPS between aligned [-1, 1] batches (inputs clamped), on the CPU."""

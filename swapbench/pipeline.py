@@ -55,9 +55,7 @@ def score_network_params(ctx: EvalContext) -> dict[str, str]:
     """The sha256 of every pretrained network the scores used, so tables never mix networks."""
     from swapbench.weights import WEIGHT_FILES
 
-    used = {"inception"} if "inception" in ctx.__dict__ else set()
-    used |= {f"lpips_{net}" for net in ctx.__dict__.get("_lpips", {})}
-    return {f"score.{name}_sha256": WEIGHT_FILES[name].sha256 for name in sorted(used)}
+    return {f"score.{name}_sha256": WEIGHT_FILES[name].sha256 for name in ctx.networks_used()}
 
 
 def log_manifests(tracker: Tracker, folder: Path, splits: dict[str, Dataset]) -> None:

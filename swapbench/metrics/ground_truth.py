@@ -3,23 +3,13 @@ G(s(A), t(B)) should be, namely render(layout(A), style(B))."""
 
 from __future__ import annotations
 
-
 from swapbench.metrics.reconstruction import psnr
 from swapbench.registry import METRICS
 
 
-def _ground_truth(ctx):
-    if not hasattr(ctx.dataset, "gt_swap"):
-        return None
-    cache = ctx.__dict__.setdefault("_gt_swaps", {})
-    if "gt" not in cache:
-        cache["gt"] = ctx.dataset.gt_swap(ctx.structure_indices, ctx.texture_indices)
-    return cache["gt"]
-
-
 @METRICS.register("gt_swap_lpips", description="Synthetic data only: mean LPIPS (VGG16) of each swap vs render(layout(A_i), style(B_i)).")
 def gt_swap_lpips(ctx) -> dict[str, float]:
-    gt = _ground_truth(ctx)
+    gt = ctx.gt_swaps
     if gt is None:
         return {}
     return {"gt_swap_lpips": ctx.lpips_distance("vgg", ctx.swaps, gt).mean().item(), "gt_swap_lpips_n": len(ctx.pairs)}
@@ -27,7 +17,7 @@ def gt_swap_lpips(ctx) -> dict[str, float]:
 
 @METRICS.register("gt_swap_psnr", description="Synthetic data only: mean PSNR (dB) of each swap vs render(layout(A_i), style(B_i)).")
 def gt_swap_psnr(ctx) -> dict[str, float]:
-    gt = _ground_truth(ctx)
+    gt = ctx.gt_swaps
     if gt is None:
         return {}
     return {"gt_swap_psnr": psnr(ctx.swaps, gt).mean().item(), "gt_swap_psnr_n": len(ctx.pairs)}
