@@ -136,6 +136,37 @@ def evaluate(
         out.print(_scores_table(f"scores of {meta['recipe']['name']}", scores))
 
 
+@app.command()
+def leaderboard(
+    experiment: Annotated[Optional[str], typer.Option(help="Only this MLflow experiment.")] = None,
+    sweep: Annotated[Optional[str], typer.Option(help="Only the child runs of this sweep's parent run id.")] = None,
+    metrics: Annotated[Optional[str], typer.Option(help="Comma-separated scores (default: every score logged).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="md, csv, html, json or latex.")] = "md",
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of printing.")] = None,
+) -> None:
+    """One table per set of comparable runs: a row per variant (mean ± std over seeds), a column per score."""
+    from swapbench.leaderboard import build_tables, load_runs, render
+
+    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    text = render(build_tables(load_runs(experiment, sweep), names), fmt)
+    if out_file is None:
+        print(text, end="")
+    else:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(text)
+        out.print(f"wrote {out_file}")
+
+
+@app.command()
+def compare(run_a: str, run_b: str) -> None:
+    """What differs between two runs' resolved recipes, and their scores side by side."""
+    from swapbench.leaderboard import compare_runs
+
+    settings, scores = compare_runs(run_a, run_b)
+    print("settings that differ:\n" + (settings.to_markdown(index=False) if len(settings) else "(none)"))
+    print("\nscores:\n" + (scores.to_markdown(index=False) if len(scores) else "(none)"))
+
+
 @recipes_app.command("list")
 def recipes_list() -> None:
     """List the recipes that ship with swapbench."""

@@ -98,7 +98,8 @@ def connect(uri: str, experiment: str) -> None:
 
 
 @contextlib.contextmanager
-def open_run(recipe: Recipe, run_id: str | None = None) -> Iterator[MLflowTracker]:
+def open_run(recipe: Recipe, run_id: str | None = None,
+             tags: dict[str, str] | None = None) -> Iterator[MLflowTracker]:
     """Start (or, with ``run_id``, reopen) the MLflow run of ``recipe``.
 
     A new run gets the flattened recipe as params, the resolved recipe as ``recipe.yaml``, and tags
@@ -118,6 +119,8 @@ def open_run(recipe: Recipe, run_id: str | None = None) -> Iterator[MLflowTracke
                 "swapbench.version": __version__,
                 "swapbench.recipe": recipe.name,
                 "swapbench.recipe_hash": recipe.hash(),
+                "swapbench.variant": recipe.name,  # a sweep names its variants through ``tags``
+                **(tags or {}),
             })
             tracker.log_params(recipe.flat())
             tracker.log_text(recipe.to_yaml(), RECIPE_ARTIFACT)
