@@ -158,6 +158,19 @@ def leaderboard(
 
 
 @app.command()
+def sweep(
+    file: Annotated[str, typer.Argument(help="Sweep YAML file, or a name from recipes/sweeps/.")],
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Worker processes (each gets cores / jobs threads).")] = 1,
+) -> None:
+    """Run every variant x seed of a sweep as child runs of one MLflow parent run; finished ones are skipped."""
+    from swapbench.sweep import run_sweep
+
+    parent, children, skipped = run_sweep(file, jobs, echo=out.print)
+    out.print(f"sweep parent run {parent}: {len(children)} run now, {len(skipped)} skipped as finished; "
+              f"`swapbench leaderboard --sweep {parent}` tabulates it")
+
+
+@app.command()
 def compare(run_a: str, run_b: str) -> None:
     """What differs between two runs' resolved recipes, and their scores side by side."""
     from swapbench.leaderboard import compare_runs

@@ -68,13 +68,14 @@ def log_manifests(tracker: Tracker, folder: Path, splits: dict[str, Dataset]) ->
         tracker.log_artifact(path)
 
 
-def train_and_evaluate(recipe: Recipe, *, evaluate_after: bool = True, progress: bool = True) -> RunSummary:
-    """Train ``recipe`` in a new MLflow run, then score it with the recipe's metrics."""
+def train_and_evaluate(recipe: Recipe, *, evaluate_after: bool = True, progress: bool = True,
+                       tags: dict[str, str] | None = None) -> RunSummary:
+    """Train ``recipe`` in a new MLflow run (with extra ``tags``), then score it with the recipe's metrics."""
     metric_names(recipe.eval.metrics)  # unknown metric names fail before training, not after
     device = resolve_device(recipe.device)
     # the data is opened (and a user's folder checked) before a run exists: bad data stops here
     train_set, test_set = build_dataset(recipe, "train"), build_dataset(recipe, "test")
-    with open_run(recipe) as tracker:
+    with open_run(recipe, tags=tags) as tracker:
         ckpt_dir = Path(recipe.tracking.checkpoint_dir) / tracker.run_id
         log_manifests(tracker, ckpt_dir, {"train": train_set, "test": test_set})
         trainer = Trainer(recipe, device=device, tracker=tracker, checkpoint_dir=ckpt_dir,

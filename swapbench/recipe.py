@@ -253,11 +253,17 @@ def recipe_dirs() -> list[Path]:
     return [d for d in (CHECKOUT_RECIPES, INSTALLED_RECIPES) if d.is_dir()]
 
 
-def list_recipes() -> dict[str, Path]:
-    """Recipe name (path relative to the recipes folder, without .yaml) -> file."""
+SWEEPS_FOLDER = "sweeps"  # sweep files live beside the recipes but are not recipes
+
+
+def list_recipes(sweeps: bool = False) -> dict[str, Path]:
+    """Recipe name (path relative to the recipes folder, without .yaml) -> file; with ``sweeps``,
+    the sweep files of the ``sweeps/`` folder instead."""
     found: dict[str, Path] = {}
     for d in recipe_dirs():
         for path in sorted(d.rglob("*.yaml")):
+            if (path.relative_to(d).parts[0] == SWEEPS_FOLDER) != sweeps:
+                continue
             name = path.relative_to(d).with_suffix("").as_posix()
             found.setdefault(name, path)
     return found

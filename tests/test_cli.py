@@ -81,6 +81,8 @@ def test_recipes_commands_work_from_any_directory(tmp_path):
     (["evaluate", "0123456789abcdef"], "no MLflow run '0123456789abcdef'"),
     (["recipes", "validate", "nothere.yaml"], "recipe 'nothere.yaml' not found"),
     (["registry", "encoderz"], "no registry 'encoderz' (did you mean 'encoder'?)"),
+    (["sweep", "ablatons"], "sweep 'ablatons' not found (did you mean 'sweeps/ablations'?)"),
+    (["compare", "0123456789abcdef", "fedcba9876543210"], "no MLflow run '0123456789abcdef'"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, args, expected):
     import torch

@@ -145,5 +145,6 @@ def test_recipes_are_found_in_an_installed_package_without_a_checkout(tmp_path, 
     monkeypatch.setattr(recipe_module, "CHECKOUT_RECIPES", tmp_path / "no-checkout")
     monkeypatch.setattr(recipe_module, "INSTALLED_RECIPES", installed)
     monkeypatch.chdir(tmp_path)
-    assert set(list_recipes()) == {"mine", "sweeps/grid"}
+    assert set(list_recipes()) == {"mine"}
+    assert set(list_recipes(sweeps=True)) == {"sweeps/grid"}
     assert load_recipe("mine").model.texture_dim == 32

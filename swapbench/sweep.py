@@ -1,0 +1,160 @@
+"""Sweeps: a base recipe, a grid (or named list) of ``--set`` overrides and seeds, run as child runs
+of one MLflow parent run, skipping what already finished.
+
+    base: swap_ae                 # recipe name or path
+    description: texture code size
+    set: [train.images=2000]      # applied to every variant
+    seeds: [0, 1]
+    grid:                         # cartesian product; each combination is a variant
+      model.texture_dim: [8, 64, 256]
+    variants:                     # and/or named variants
+      no_cooc: [model.cooccur_discriminator=null, loss.cooccur=0, loss.patch_r1=0]
+
+Every variant and seed is validated before the first one trains. A child run is identified by a
+key over (variant, seed, resolved recipe hash); running the sweep again skips every key that has a
+FINISHED child under the same parent, so an interrupted sweep resumes without redoing work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from swapbench.errors import UserError, did_you_mean
+from swapbench.recipe import Recipe, list_recipes, load_recipe
+
+
+class SweepFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base: str = Field(description="Base recipe name or path (relative paths: from the sweep file's folder).")
+    description: str = Field("", description="What the sweep compares.")
+    experiment: str | None = Field(None, description="MLflow experiment; null uses 'sweep-<file name>'.")
+    set: list[str] = Field(default_factory=list, description="Overrides applied to every variant.")
+    seeds: list[int] = Field(default_factory=lambda: [0], description="Seeds run for every variant.")
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="key -> values; the cartesian product.")
+    variants: dict[str, list[str]] = Field(default_factory=dict, description="name -> overrides.")
+
+
+@dataclass
+class Job:
+    variant: str
+    seed: int
+    overrides: list[str]
+    recipe: Recipe
+    key: str
+
+
+def _value(v: Any) -> str:
+    return json.dumps(v) if isinstance(v, (list, dict)) else ("null" if v is None else str(v))
+
+
+def find_sweep(ref: str | Path) -> Path:
+    """A sweep file by path, or by name from the shipped recipes/sweeps/ folder."""
+    if Path(ref).is_file():
+        return Path(ref).resolve()
+    known = list_recipes(sweeps=True)
+    name = str(ref).removesuffix(".yaml").removeprefix("recipes/")
+    name = name if name.startswith("sweeps/") else f"sweeps/{name}"
+    if name in known:
+        return known[name]
+    raise UserError(f"sweep '{ref}' not found{did_you_mean(name, known)}; give a path to a sweep YAML file "
+                    f"or one of: {', '.join(sorted(known)) or '(none shipped)'}")
+
+
+def load_sweep(path: str | Path) -> tuple[SweepFile, list[Job], Path]:
+    """Parse the sweep file and resolve every job's recipe (all errors surface here)."""
+    path = find_sweep(path)
+    try:
+        spec = SweepFile.model_validate(yaml.safe_load(path.read_text()) or {})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise UserError(f"sweep {path.name}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"sweep {path.name} is not valid YAML: {exc}") from None
+    variants: dict[str, list[str]] = {}
+    if spec.grid:
+        keys = list(spec.grid)
+        for values in itertools.product(*(spec.grid[k] for k in keys)):
+            overrides = [f"{k}={_value(v)}" for k, v in zip(keys, values)]
+            variants[",".join(overrides)] = overrides
+    variants.update(spec.variants)
+    if not variants:
+        variants = {"base": []}
+    base = spec.base if Path(spec.base).is_absolute() else str(path.parent / spec.base)
+    base = base if Path(base).is_file() else spec.base
+    jobs = []
+    for name, overrides in variants.items():
+        for seed in spec.seeds:
+            all_overrides = [*spec.set, *overrides, f"seed={seed}"]
+            recipe = load_recipe(base, all_overrides)
+            key = hashlib.sha256(json.dumps([name, seed, recipe.hash()]).encode()).hexdigest()[:16]
+            jobs.append(Job(name, seed, all_overrides, recipe, key))
+    return spec, jobs, path
+
+
+def _experiment(spec: SweepFile, path: Path) -> str:
+    return spec.experiment or f"sweep-{path.stem}"
+
+
+def _run_job(job: Job, experiment: str, parent: str, threads: int | None) -> str:
+    from swapbench.pipeline import train_and_evaluate
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    recipe = job.recipe.model_validate(
+        {**job.recipe.to_dict(), "tracking": {**job.recipe.tracking.model_dump(), "experiment": experiment}})
+    tags = {"mlflow.parentRunId": parent, "swapbench.variant": job.variant, "swapbench.sweep_key": job.key,
+            "swapbench.seed": str(job.seed), "swapbench.overrides": " ".join(job.overrides)}
+    return train_and_evaluate(recipe, progress=False, tags=tags).run_id
+
+
+def run_sweep(path: str | Path, jobs_in_parallel: int = 1, echo=print) -> tuple[str, list[str], list[str]]:
+    """Run (or resume) a sweep; returns (parent run id, child run ids run now, keys skipped)."""
+    import mlflow
+
+    from swapbench.tracking import connect, tracking_uri
+
+    spec, jobs, path = load_sweep(path)
+    experiment = _experiment(spec, path)
+    connect(tracking_uri(jobs[0].recipe), experiment)
+    client = mlflow.MlflowClient()
+    exp_id = client.get_experiment_by_name(experiment).experiment_id
+    sweep_id = hashlib.sha256(json.dumps(sorted(j.key for j in jobs)).encode()).hexdigest()[:16]
+    parents = client.search_runs([exp_id], f"tags.swapbench.sweep_id = '{sweep_id}'")
+    if parents:
+        parent = parents[0].info.run_id
+    else:
+        run = client.create_run(exp_id, run_name=path.stem,
+                                tags={"swapbench.sweep_id": sweep_id, "swapbench.sweep": path.stem})
+        parent = run.info.run_id
+        client.log_text(parent, path.read_text(), "sweep.yaml")
+    done = {r.data.tags.get("swapbench.sweep_key")
+            for r in client.search_runs([exp_id], f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'FINISHED'")}
+    todo = [j for j in jobs if j.key not in done]
+    skipped = [j.key for j in jobs if j.key in done]
+    echo(f"sweep {path.stem}: parent run {parent}, {len(jobs)} runs, {len(skipped)} already finished, {len(todo)} to run")
+    children = []
+    if jobs_in_parallel <= 1:
+        for job in todo:
+            echo(f"  {job.variant} seed {job.seed} ...")
+            children.append(_run_job(job, experiment, parent, None))
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs_in_parallel)
+        with ProcessPoolExecutor(jobs_in_parallel, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(_run_job, job, experiment, parent, threads) for job in todo]
+            children = [f.result() for f in futures]
+    client.set_terminated(parent, "FINISHED")
+    return parent, children, skipped

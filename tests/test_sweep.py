@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import mlflow
+import yaml
+from conftest import TINY
+
+from swapbench.leaderboard import build_tables, load_runs
+from swapbench.sweep import load_sweep, run_sweep
+
+
+def write_sweep(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "eval": {**TINY["eval"], "metrics": ["recon_psnr"]}}))
+    path = tmp_path / "three.yaml"
+    path.write_text(yaml.safe_dump({"base": "tiny.yaml", "grid": {"model.texture_dim": [4, 8]},
+                                    "variants": {"no_cooc": ["model.cooccur_discriminator=null", "loss.cooccur=0",
+                                                             "loss.patch_r1=0"]}}))
+    return path
+
+
+def test_sweep_runs_children_under_a_parent_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    path = write_sweep(tmp_path)
+    _, jobs, _ = load_sweep(path)
+    assert [j.variant for j in jobs] == ["model.texture_dim=4", "model.texture_dim=8", "no_cooc"]
+    assert jobs[2].recipe.model.cooccur_discriminator is None and jobs[0].recipe.model.texture_dim == 4
+
+    parent, children, skipped = run_sweep(path, echo=lambda *a: None)
+    assert len(children) == 3 and skipped == []
+    (table,) = build_tables(load_runs(sweep=parent))
+    assert sorted(table.frame["variant"]) == ["model.texture_dim=4", "model.texture_dim=8", "no_cooc"]
+    assert mlflow.get_run(parent).info.status == "FINISHED"
+
+    again_parent, again, skipped = run_sweep(path, echo=lambda *a: None)
+    assert again_parent == parent and again == [] and len(skipped) == 3
+
+
+def test_shipped_ablation_sweep_resolves():
+    spec, jobs, _ = load_sweep("ablations")
+    assert {j.variant for j in jobs} == {"full", "no_cooc", "no_swap", "no_recon_gan"}
+    no_swap = next(j for j in jobs if j.variant == "no_swap").recipe
+    assert no_swap.loss.g_swap == 0 and no_swap.loss.d_swap == 0
