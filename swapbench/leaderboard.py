@@ -49,6 +49,10 @@ def load_runs(experiment: str | None = None, sweep: str | None = None, uri: str 
     else:
         kwargs["search_all_experiments"] = True
     df = mlflow.search_runs(**kwargs)
+    if "tags.swapbench.recipe" in df.columns:  # only training runs (not sweep parents or other tools' runs)
+        df = df[df["tags.swapbench.recipe"].notna()]
+    else:
+        df = df.iloc[0:0]
     if df.empty:
         raise UserError("no finished runs to tabulate; run a recipe first or check --experiment / --sweep")
     return df
@@ -70,7 +74,7 @@ def build_tables(df: pd.DataFrame, metrics: list[str] | None = None) -> list[Tab
     df = df.copy()
     variant = df.get("tags.swapbench.variant")
     recipe = df.get("tags.swapbench.recipe", pd.Series("?", index=df.index))
-    df["variant"] = variant.fillna(recipe) if variant is not None else recipe
+    df["variant"] = (variant.fillna(recipe) if variant is not None else recipe).fillna("?")
     keys = [c for c in COMPARABLE_ON if c in df.columns]
     for c in keys:
         df[c] = df[c].fillna("-")

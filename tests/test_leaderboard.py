@@ -87,3 +87,13 @@ def test_leaderboard_cli(store, tmp_path):
     assert "| variant" in proc.stdout and "**250**" in proc.stdout
     proc = run_cli("leaderboard", "--experiment", "nope", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
     assert proc.returncode == 2 and "no MLflow experiment 'nope'" in proc.stderr
+
+
+def test_sweep_parents_and_foreign_runs_are_not_rows(store):
+    uri, _ = store
+    with mlflow.start_run(tags={"swapbench.sweep_id": "x"}):
+        pass  # a sweep parent: no recipe, no scores
+    with mlflow.start_run():
+        mlflow.log_metric("swap_fid", 1.0)  # some other tool's run
+    (table,) = build_tables(load_runs("board", uri=uri))
+    assert sorted(table.frame["variant"]) == ["big", "mid", "small"]
