@@ -43,19 +43,22 @@ def _to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(img).permute(2, 0, 1).float().div(127.5).sub(1).unsqueeze(0)
 
 
-def fid_folders(a: Path, b: Path, device: str = "cpu") -> dict:
+def pool_features(a: Path, b: Path, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Inception pool features of every image in two folders (both read before any network runs)."""
     from swapbench.metrics.inception import InceptionFeatures
 
+    images_a, images_b = list(read_folder(a).values()), list(read_folder(b).values())
     net = InceptionFeatures(device)
-    fa, fb = net.pool_uint8(list(read_folder(a).values())), net.pool_uint8(list(read_folder(b).values()))
+    return net.pool_uint8(images_a), net.pool_uint8(images_b)
+
+
+def fid_folders(a: Path, b: Path, device: str = "cpu") -> dict:
+    fa, fb = pool_features(a, b, device)
     return {"metric": "fid", "value": frechet_distance(fa, fb), "n": len(fa), "n_b": len(fb)}
 
 
 def kid_folders(a: Path, b: Path, device: str = "cpu") -> dict:
-    from swapbench.metrics.inception import InceptionFeatures
-
-    net = InceptionFeatures(device)
-    fa, fb = net.pool_uint8(list(read_folder(a).values())), net.pool_uint8(list(read_folder(b).values()))
+    fa, fb = pool_features(a, b, device)
     mean, std = kernel_distance(fa, fb)
     result = {"metric": "kid", "value": mean, "n": len(fa), "n_b": len(fb)}
     if std is not None:
