@@ -73,13 +73,14 @@ def train_and_evaluate(recipe: Recipe, *, evaluate_after: bool = True, progress:
     """Train ``recipe`` in a new MLflow run (with extra ``tags``), then score it with the recipe's metrics."""
     metric_names(recipe.eval.metrics)  # unknown metric names fail before training, not after
     device = resolve_device(recipe.device)
-    # the data is opened (and a user's folder checked) before a run exists: bad data stops here
+    # the data is opened (a user's folder checked) and every network built before a run exists:
+    # a bad folder or an impossible component stops here, without a failed run in MLflow
     train_set, test_set = build_dataset(recipe, "train"), build_dataset(recipe, "test")
+    trainer = Trainer(recipe, device=device, train_set=train_set, test_set=test_set)
     with open_run(recipe, tags=tags) as tracker:
         ckpt_dir = Path(recipe.tracking.checkpoint_dir) / tracker.run_id
         log_manifests(tracker, ckpt_dir, {"train": train_set, "test": test_set})
-        trainer = Trainer(recipe, device=device, tracker=tracker, checkpoint_dir=ckpt_dir,
-                          train_set=train_set, test_set=test_set)
+        trainer.tracker, trainer.checkpoint_dir = tracker, ckpt_dir
         with TrainingProgress(recipe.steps, enabled=progress, description=recipe.name) as bar:
             result = trainer.fit(on_step=bar.update)
         tracker.log_metrics({"train/seconds": result.seconds, "train/images_per_second": result.images_per_second,

@@ -50,6 +50,10 @@ class DataConfig(Section):
 
 class ModelConfig(Section):
     encoder: str = Field("swap_ae", description="Registered encoder name.")
+    backbone: str = Field("resnet18", description="timm model for encoder 'timm' (random init, features_only).")
+    backbone_weights: str | None = Field(
+        None, description="Local safetensors state dict for the 'timm' encoder's backbone; null: random init."
+    )
     generator: str = Field("swap_ae", description="Registered generator name.")
     discriminator: str = Field("stylegan2", description="Registered image discriminator name.")
     cooccur_discriminator: str | None = Field(

@@ -156,7 +156,7 @@ def load_plugins(force: bool = False) -> list[str]:
 
 
 DATASETS = Registry("dataset", ("swapbench.data.photos", "swapbench.data.synthetic", "swapbench.data.folder"))
-ENCODERS = Registry("encoder", ("swapbench.models.encoder",))
+ENCODERS = Registry("encoder", ("swapbench.models.encoder", "swapbench.models.timm_encoder"))
 GENERATORS = Registry("generator", ("swapbench.models.generator",))
 DISCRIMINATORS = Registry(
     "discriminator", ("swapbench.models.discriminator", "swapbench.models.cooccur")

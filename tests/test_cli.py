@@ -75,6 +75,8 @@ def test_recipes_commands_work_from_any_directory(tmp_path):
     (["run", "quickstart", "--set", "cooccur.patch_size=64"], "cooccur.patch_size=64 is larger than data.resolution=32"),
     (["run", "quickstart", "--set", "model.encoder=resnet"], "unknown encoder 'resnet'"),
     (["run", "quickstart", "--set", "eval.metrics=[recon_psnr, fid]"], "unknown metric 'fid'"),
+    (["run", "quickstart", "--set", "model.encoder=timm", "--set", "model.backbone=resnet_nope"],
+     "timm has no model 'resnet_nope'"),
     (["run", "quickstart", "--set", "device=cuda"], None),
     (["run", "quickstart", "--bogus"], "No such option: --bogus"),
     (["evaluate", "missing.safetensors"], "checkpoint missing.safetensors does not exist"),
@@ -94,6 +96,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, args, expected):
     line = one_line_error(run_cli(*args, cwd=tmp_path))
     assert expected in line
     assert not (tmp_path / "checkpoints").exists()  # nothing was trained
+    assert not (tmp_path / "mlflow.db").exists() or not _experiments(tmp_path)[1:]  # no run was opened
 
 
 def test_debug_shows_the_traceback(tmp_path):

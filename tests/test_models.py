@@ -78,3 +78,19 @@ def test_random_crops_sample_the_image():
     assert torch.allclose(span, torch.full_like(span, 15 * 2 / 63), atol=1e-4)
     grads = torch.autograd.grad(random_crops(x.requires_grad_(), 2, 0.1, 0.2, 8).sum(), x)[0]
     assert grads.abs().sum() > 0  # differentiable w.r.t. the image
+
+
+def test_timm_encoder_through_the_registry(tiny_yaml):
+    from swapbench.errors import UserError
+
+    r = load_recipe(tiny_yaml, ["data.resolution=32", "model.encoder=timm", "model.structure_downsample=8",
+                                "model.texture_dim=16", "model.structure_channels=4"])
+    ae = build_autoencoder(r)
+    s, t = ae.encode(torch.randn(2, 3, 32, 32))
+    assert s.shape == (2, 4, 4, 4) and t.shape == (2, 16)
+    assert ae.decode(s, t).shape == (2, 3, 32, 32)
+    with pytest.raises(UserError, match="feature maps at 1/"):
+        build_autoencoder(load_recipe(tiny_yaml, ["model.encoder=timm", "model.structure_downsample=64",
+                                                  "data.resolution=128"]))
+    with pytest.raises(UserError, match="timm has no model 'resnet_nope'"):
+        build_autoencoder(load_recipe(tiny_yaml, ["model.encoder=timm", "model.backbone=resnet_nope"]))

@@ -46,6 +46,8 @@ def model_settings(recipe: Recipe) -> dict[str, Any]:
         "structure_downsample": m.structure_downsample,
         "texture_dim": m.texture_dim,
         "generator_blocks": m.generator_blocks,
+        "backbone": m.backbone,
+        "backbone_weights": m.backbone_weights,
     }
 
 
