@@ -266,13 +266,11 @@ def datasets_list() -> None:
 
 
 def _dataset_recipe(name: str, resolution: int, n: int, sets: list[str]):
-    from swapbench.recipe import Recipe, apply_overrides, check_names, validate_recipe
+    from swapbench.recipe import recipe_from_dict
 
     base = {"data": {"dataset": name, "resolution": resolution, "test_images": max(n, 2)},
             "cooccur": {"patch_size": min(resolution, 32)}, "eval": {"grid_size": 2}}
-    recipe = validate_recipe(apply_overrides(base, sets), source="datasets preview")
-    check_names(recipe)
-    return recipe
+    return recipe_from_dict(base, sets, source=f"datasets {name}")
 
 
 @datasets_app.command("preview")

@@ -105,9 +105,7 @@ class EvalContext:
     @cached_property
     def swaps(self) -> torch.Tensor:
         """G(s(A_i), t(B_i)) for every evaluation pair, (len(pairs), 3, H, W) on the CPU."""
-        a = self.images[[p[0] for p in self.pairs]]
-        b = self.images[[p[1] for p in self.pairs]]
-        return self.batched(self.model.swap, a, b)
+        return self.batched(self.model.swap, self.images[self.structure_indices], self.images[self.texture_indices])
 
 
 def metric_names(requested: Sequence[str] | str) -> list[str]:

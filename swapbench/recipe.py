@@ -418,8 +418,13 @@ def load_recipe(ref: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     path = find_recipe(ref)
     data = _load_tree(path)
     data.setdefault("name", path.stem)
-    check_keys(data, source=f"recipe {path.name}")
-    data = apply_overrides(data, overrides)
-    recipe = validate_recipe(data, source=f"recipe {path.name}")
+    return recipe_from_dict(data, overrides, source=f"recipe {path.name}")
+
+
+def recipe_from_dict(data: Mapping[str, Any], overrides: Sequence[str] = (), source: str = "recipe") -> Recipe:
+    """A recipe from settings already in memory: the same key, value, cross-field and name checks
+    as a file, with ``source`` naming where the settings came from in error messages."""
+    check_keys(data, source=source)
+    recipe = validate_recipe(apply_overrides(dict(data), overrides), source=source)
     check_names(recipe)
     return recipe
