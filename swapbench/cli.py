@@ -39,6 +39,9 @@ datasets_app = typer.Typer(help="List, preview and benchmark the registered data
 app.add_typer(datasets_app, name="datasets")
 score_app = typer.Typer(help="Scores for any images, without training: fid, kid, lpips, sifid.", no_args_is_help=True)
 app.add_typer(score_app, name="score")
+figure_app = typer.Typer(help="Figures from runs in MLflow: cross-run swaps, score-vs-setting curves.",
+                         no_args_is_help=True)
+app.add_typer(figure_app, name="figure")
 weights_app = typer.Typer(help="Fetch and verify the pretrained files the scores need (offline-safe).",
                           no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
@@ -73,6 +76,11 @@ def _scores_table(title: str, scores: dict[str, float]) -> Table:
     for k, v in scores.items():
         table.add_row(k, f"{v:.4f}" if isinstance(v, float) and not float(v).is_integer() else f"{v:g}")
     return table
+
+
+def _csv(text: str | None) -> list[str] | None:
+    """Split a comma-separated option; None or "" gives None."""
+    return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
 
 @app.command()
@@ -119,15 +127,10 @@ def evaluate(
 ) -> None:
     """Score a trained model again (e.g. with metrics added since it was trained)."""
     from swapbench.pipeline import evaluate_checkpoint
-    from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, download_run_artifact
+    from swapbench.tracking import checkpoint_of
 
-    path = Path(target)
-    if not path.exists():
-        if target.endswith((".safetensors", ".json")) or "/" in target:
-            raise UserError(f"checkpoint {target} does not exist; pass an existing .safetensors file or an MLflow run id")
-        folder = download_run_artifact(target, CHECKPOINT_ARTIFACT_DIR)
-        path = folder / "last.safetensors"
-    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    path = checkpoint_of(target)
+    names = _csv(metrics)
     scores, meta = evaluate_checkpoint(path, names, log_to_run=log, n=n)
     if as_json:
         print(json.dumps({"run_id": meta.get("run_id"), "scores": scores}))
@@ -147,7 +150,7 @@ def leaderboard(
     """One table per set of comparable runs: a row per variant (mean ± std over seeds), a column per score."""
     from swapbench.leaderboard import build_tables, load_runs, render
 
-    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    names = _csv(metrics)
     text = render(build_tables(load_runs(experiment, sweep), names), fmt)
     if out_file is None:
         print(text, end="")
@@ -178,6 +181,36 @@ def compare(run_a: str, run_b: str) -> None:
     settings, scores = compare_runs(run_a, run_b)
     print("settings that differ:\n" + (settings.to_markdown(index=False) if len(settings) else "(none)"))
     print("\nscores:\n" + (scores.to_markdown(index=False) if len(scores) else "(none)"))
+
+
+@figure_app.command("swaps")
+def figure_swaps(
+    runs: Annotated[str, typer.Option(help="Comma-separated MLflow run ids, one column each.")],
+    out_file: Annotated[Path, typer.Option("--out", help="PNG file to write (a .json with provenance goes beside it).")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Test (structure, texture) pairs, one row each.")] = 6,
+    labels: Annotated[Optional[str], typer.Option(help="Comma-separated column labels (default: each run's variant).")] = None,
+    cell: Annotated[int, typer.Option(min=16, help="Pixels per image in the figure.")] = 128,
+) -> None:
+    """The same test pairs swapped by several runs side by side (the paper's qualitative ablation figure)."""
+    from swapbench.figures import figure_swaps as make
+
+    path = make(_csv(runs) or [], out_file, n=n, labels=_csv(labels), cell=cell)
+    out.print(f"wrote {path} and {path.with_suffix('.json')}")
+
+
+@figure_app.command("curve")
+def figure_curve(
+    x: Annotated[str, typer.Option("--x", help="Recipe setting on the x axis, e.g. model.texture_dim.")],
+    metrics: Annotated[str, typer.Option(help="Comma-separated scores, one panel each.")],
+    out_file: Annotated[Path, typer.Option("--out", help="PNG file to write (a .json with provenance goes beside it).")],
+    sweep: Annotated[Optional[str], typer.Option(help="The child runs of this sweep's parent run id.")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="The runs of this MLflow experiment.")] = None,
+) -> None:
+    """Scores against one setting over a sweep (mean ± std over seeds), e.g. score vs texture_dim."""
+    from swapbench.figures import figure_curve as make
+
+    path = make(out_file, x, _csv(metrics) or [], experiment=experiment, sweep=sweep)
+    out.print(f"wrote {path} and {path.with_suffix('.json')}")
 
 
 @recipes_app.command("list")

@@ -159,19 +159,9 @@ def render(tables: list[Table], fmt: str = "md") -> str:
 
 def compare_runs(run_a: str, run_b: str, uri: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(settings that differ, scores side by side) of two runs."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
+    from swapbench.tracking import get_run
 
-    from swapbench.tracking import quiet_mlflow, tracking_uri
-
-    quiet_mlflow()
-    mlflow.set_tracking_uri(uri or tracking_uri())
-    runs = []
-    for rid in (run_a, run_b):
-        try:
-            runs.append(mlflow.get_run(rid))
-        except MlflowException:
-            raise UserError(f"no MLflow run '{rid}' in {mlflow.get_tracking_uri()}; check the id") from None
+    runs = [get_run(rid, uri) for rid in (run_a, run_b)]
     pa, pb = runs[0].data.params, runs[1].data.params
     keys = sorted(k for k in set(pa) | set(pb) if pa.get(k) != pb.get(k) and k not in ("name", "description"))
     settings = pd.DataFrame({"setting": keys, run_a[:8]: [pa.get(k, "-") for k in keys],

@@ -135,8 +135,8 @@ def open_run(recipe: Recipe, run_id: str | None = None,
         mlflow.end_run(status=status)
 
 
-def download_run_artifact(run_id: str, artifact_path: str, uri: str | None = None) -> Path:
-    """Fetch one artifact of a run into a temporary folder; a missing run is a user error."""
+def get_run(run_id: str, uri: str | None = None):
+    """The MLflow run ``run_id`` (tags, params, metrics); a missing run is a user error."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -144,9 +144,27 @@ def download_run_artifact(run_id: str, artifact_path: str, uri: str | None = Non
     quiet_mlflow()
     mlflow.set_tracking_uri(uri)
     try:
-        mlflow.get_run(run_id)
+        return mlflow.get_run(run_id)
     except MlflowException:
         raise UserError(f"no MLflow run '{run_id}' in {uri}; check the id with `mlflow ui` or set MLFLOW_TRACKING_URI") from None
+
+
+def checkpoint_of(target: str) -> Path:
+    """A checkpoint file from a path, or the final checkpoint an MLflow run logged."""
+    path = Path(target)
+    if path.exists():
+        return path
+    if target.endswith((".safetensors", ".json")) or "/" in target:
+        raise UserError(f"checkpoint {target} does not exist; pass an existing .safetensors file or an MLflow run id")
+    return download_run_artifact(target, CHECKPOINT_ARTIFACT_DIR) / "last.safetensors"
+
+
+def download_run_artifact(run_id: str, artifact_path: str, uri: str | None = None) -> Path:
+    """Fetch one artifact of a run into a temporary folder; a missing run is a user error."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    get_run(run_id, uri)
     dst = tempfile.mkdtemp(prefix="swapbench-")
     try:
         return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=dst))
