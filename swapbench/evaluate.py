@@ -15,14 +15,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from swapbench.models.swap_ae import SwappingAutoencoder
+from torch import nn
+
+from swapbench.errors import UserError
+from swapbench.metrics import applies_to
 from swapbench.recipe import Recipe
 from swapbench.registry import METRICS
 
 
 @dataclass
 class EvalContext:
-    model: SwappingAutoencoder
+    model: nn.Module  # an autoencoder (encode/reconstruct/swap) or a generator (sample)
     images: torch.Tensor  # the test split, (N, 3, H, W) in [-1, 1], on the CPU
     recipe: Recipe
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -77,6 +80,15 @@ class EvalContext:
     def swap_features(self) -> np.ndarray:
         return self.inception.pool(self.swaps)
 
+    @cached_property
+    def samples(self) -> torch.Tensor:
+        """``n`` samples of a generator from seeds fixed by eval.pairs_seed, on the CPU."""
+        return self.model.sample(self.n, seed=self.recipe.eval.pairs_seed, batch_size=self.batch_size)
+
+    @cached_property
+    def sample_features(self) -> np.ndarray:
+        return self.inception.pool(self.samples)
+
     def lpips(self, net: str) -> torch.nn.Module:
         """The LPIPS network ('alex' or 'vgg') on the evaluation device, built once per context."""
         if net not in self._lpips:
@@ -116,12 +128,25 @@ def metric_names(requested: Sequence[str] | str) -> list[str]:
     return list(requested)
 
 
+def applicable(names: Sequence[str], model: nn.Module, requested: Sequence[str] | str) -> list[str]:
+    """The metrics that apply to ``model``. With 'all' the others are left out silently; a metric
+    asked for by name that cannot apply is a user error."""
+    if requested == "all":
+        return [n for n in names if applies_to(METRICS.get(n), model)]
+    for n in names:
+        if not applies_to(METRICS.get(n), model):
+            need = ", ".join(getattr(METRICS.get(n), "model_needs", ()))
+            raise UserError(f"metric '{n}' needs a model that can {need}; this {type(model).__name__} cannot. "
+                            f"Leave it out of eval.metrics (or use 'all')")
+    return list(names)
+
+
 def evaluate(ctx: EvalContext, metrics: Sequence[str] | str = "all") -> dict[str, float]:
     scores: dict[str, float] = {}
     was_training = ctx.model.training
     ctx.model.eval()
     try:
-        for name in metric_names(metrics):
+        for name in applicable(metric_names(metrics), ctx.model, metrics):
             scores.update(METRICS.get(name)(ctx))
     finally:
         ctx.model.train(was_training)

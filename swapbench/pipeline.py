@@ -14,13 +14,13 @@ from torch.utils.data import Dataset
 
 from swapbench.data import build_dataset, test_images
 from swapbench.data.pairs import draw_pairs, pairs_record
-from swapbench.evaluate import EvalContext, evaluate, metric_names
-from swapbench.models.build import load_autoencoder
+from swapbench.evaluate import EvalContext, applicable, evaluate, metric_names
+from swapbench.models.build import load_model
 from swapbench.progress import TrainingProgress
 from swapbench.recipe import Recipe
 from swapbench.runtime import git_commit, resolve_device
 from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, Tracker, open_run
-from swapbench.trainer import Trainer, TrainResult
+from swapbench.trainer import TrainResult, build_trainer
 
 
 @dataclass
@@ -34,13 +34,14 @@ def score_model(model: torch.nn.Module, recipe: Recipe, device: torch.device,
                 metrics: Sequence[str] | str | None = None, tracker: Tracker | None = None,
                 test_set: Dataset | None = None) -> dict[str, float]:
     """Evaluate ``model`` on the recipe's test split and log the scores (and eval/seconds)."""
-    names = metric_names(recipe.eval.metrics if metrics is None else metrics)
+    requested = recipe.eval.metrics if metrics is None else metrics
+    metric_names(requested)  # unknown names fail before any work
     start = time.perf_counter()
     test_set = build_dataset(recipe, "test") if test_set is None else test_set
     images = test_images(recipe, test_set)
     pairs = draw_pairs(recipe.eval.swap_pairs, images.shape[0], recipe.eval.pairs_seed)
     ctx = EvalContext(model.to(device), images, recipe, device, recipe.eval.batch_size, pairs, test_set)
-    scores = evaluate(ctx, names)
+    scores = evaluate(ctx, requested)
     scores["eval/seconds"] = time.perf_counter() - start
     if tracker is not None:
         tracker.log_metrics(scores)
@@ -76,7 +77,8 @@ def train_and_evaluate(recipe: Recipe, *, evaluate_after: bool = True, progress:
     # the data is opened (a user's folder checked) and every network built before a run exists:
     # a bad folder or an impossible component stops here, without a failed run in MLflow
     train_set, test_set = build_dataset(recipe, "train"), build_dataset(recipe, "test")
-    trainer = Trainer(recipe, device=device, train_set=train_set, test_set=test_set)
+    trainer = build_trainer(recipe, device=device, train_set=train_set, test_set=test_set)
+    applicable(metric_names(recipe.eval.metrics), trainer.model, recipe.eval.metrics)  # e.g. swap scores of a GAN
     with open_run(recipe, tags=tags) as tracker:
         ckpt_dir = Path(recipe.tracking.checkpoint_dir) / tracker.run_id
         log_manifests(tracker, ckpt_dir, {"train": train_set, "test": test_set})
@@ -97,7 +99,7 @@ def evaluate_checkpoint(path: str | Path, metrics: Sequence[str] | str | None = 
                         device: str = "auto", log_to_run: bool = True, n: int | None = None) -> tuple[dict[str, float], dict]:
     """Score a checkpoint; with ``log_to_run`` the scores go into the MLflow run that wrote it.
     ``n`` rescores with that many test images and swap pairs (each score logs its N)."""
-    model, recipe, meta = load_autoencoder(path)
+    model, recipe, meta = load_model(path)
     if n is not None:
         data = {**recipe.data.model_dump(), "test_images": n}
         evaluation = {**recipe.eval.model_dump(), "swap_pairs": n, "grid_size": min(recipe.eval.grid_size, n)}

@@ -49,6 +49,9 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
+    family: str = Field(
+        "swap_ae", description="Registered trainer: what is trained ('swap_ae'; baselines add 'stylegan2', 'sg2_encoder')."
+    )
     encoder: str = Field("swap_ae", description="Registered encoder name.")
     backbone: str = Field("resnet18", description="timm model for encoder 'timm' (random init, features_only).")
     backbone_weights: str | None = Field(
@@ -83,6 +86,7 @@ class CooccurConfig(Section):
 class LossConfig(Section):
     gan: str = Field("nonsaturating", description="Registered GAN loss used by every adversarial term.")
     recon_l1: float = Field(1.0, ge=0, description="L1 reconstruction weight.")
+    recon_l2: float = Field(0.0, ge=0, description="Mean squared error reconstruction weight; 0 disables.")
     recon_lpips: float = Field(0.0, ge=0, description="LPIPS (VGG) reconstruction weight; 0 disables.")
     g_recon: float = Field(0.5, ge=0, description="Generator GAN weight on reconstructions.")
     g_swap: float = Field(1.0, ge=0, description="Generator GAN weight on swaps.")
@@ -122,6 +126,42 @@ class EvalConfig(Section):
     pairs_seed: int = Field(0, description="Seed of the test pairs; fixed so every method swaps the same pairs.")
 
 
+class StyleGAN2Config(Section):
+    """Settings of the StyleGAN2 baseline (model.family 'stylegan2'); other families ignore them."""
+
+    w_dim: int = Field(512, ge=1, description="Size of z and of the intermediate latent w.")
+    mapping_layers: int = Field(8, ge=1, description="Fully connected layers of the mapping network z -> w.")
+    mapping_lr_mul: float = Field(0.01, gt=0, description="Learning-rate multiplier of the mapping network.")
+    style_mixing: float = Field(0.9, ge=0, le=1, description="Probability that a training sample mixes two w at a random layer.")
+    path_length: float = Field(2.0, ge=0, description="Path-length regularisation weight; 0 disables.")
+    path_length_interval: int = Field(4, ge=1, description="Lazy path-length regularisation: every this many G steps.")
+    path_length_decay: float = Field(0.01, gt=0, lt=1, description="Decay of the running mean path length.")
+    w_avg_beta: float = Field(0.995, gt=0, lt=1, description="Decay of the tracked mean w used for truncation.")
+
+
+class InversionConfig(Section):
+    """Finding latents for given images: the optimisers of baselines/ and the sg2_encoder's generator."""
+
+    generator: str | None = Field(
+        None, description="MLflow run id or checkpoint of a trained 'stylegan2' recipe (sg2_encoder training needs it)."
+    )
+    steps: int = Field(1000, ge=1, description="Optimisation steps of sg2_w / sg2_wplus (StyleGAN2-ADA's projector: 1000).")
+    lr: float = Field(0.1, gt=0, description="Peak Adam learning rate of the optimisers.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas of the optimisers.")
+    lr_rampup: float = Field(0.05, ge=0, le=1, description="Fraction of steps of linear learning-rate warm-up.")
+    lr_rampdown: float = Field(0.25, ge=0, le=1, description="Fraction of steps of cosine learning-rate ramp-down.")
+    w_avg_samples: int = Field(10_000, ge=2, description="Mapped samples that give the starting mean w and w's std.")
+    initial_noise: float = Field(0.05, ge=0, description="Latent noise at step 0, as a multiple of w's std.")
+    noise_ramp: float = Field(0.75, gt=0, le=1, description="Fraction of steps after which the latent noise is 0.")
+    noise_reg: float = Field(1e5, ge=0, description="Weight of the noise-map autocorrelation penalty.")
+    wplus_mse: float = Field(1.0, ge=0, description="sg2_wplus: MSE weight added to LPIPS (Image2StyleGAN).")
+    refine_steps: int = Field(100, ge=1, description="sg2_encoder_opt: W+ optimisation steps after the encoder.")
+    crossover: int | None = Field(
+        None, ge=1, description="Style-mixing swaps take w layers below this from A, the rest from B; null: half the layers."
+    )
+    lpips_side: int = Field(256, ge=16, description="Images larger than this are area-downsampled before LPIPS (ADA's projector).")
+
+
 class TrackingConfig(Section):
     uri: str | None = Field(
         None, description="MLflow tracking URI; null uses $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."
@@ -148,6 +188,8 @@ class Recipe(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    stylegan2: StyleGAN2Config = Field(default_factory=StyleGAN2Config)
+    inversion: InversionConfig = Field(default_factory=InversionConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="after")
@@ -155,17 +197,28 @@ class Recipe(Section):
         res = self.data.resolution
         if not _is_pow2(res):
             raise ValueError(f"data.resolution={res} must be a power of two (e.g. 32, 64, 256)")
+        lo, hi = self.data.scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"data.scale={list(self.data.scale)} must satisfy 0 < min <= max <= 1")
+        if self.optim.betas[0] < 0 or not 0 <= self.optim.betas[1] < 1:
+            raise ValueError(f"optim.betas={list(self.optim.betas)} must lie in [0, 1)")
+        if self.model.family == "swap_ae":  # the Swapping Autoencoder's own settings
+            self._check_swap_ae()
+        if self.eval.grid_size > self.data.test_images:
+            raise ValueError(
+                f"eval.grid_size={self.eval.grid_size} needs at least that many data.test_images "
+                f"(have {self.data.test_images})"
+            )
+        return self
+
+    def _check_swap_ae(self) -> None:
+        res = self.data.resolution
         sd = self.model.structure_downsample
         if not _is_pow2(sd) or res % sd != 0 or res // sd < 2:
             raise ValueError(
                 f"model.structure_downsample={sd} must be a power of two that leaves a structure "
                 f"code of at least 2x2 at data.resolution={res} (use at most {res // 2})"
             )
-        lo, hi = self.data.scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError(f"data.scale={list(self.data.scale)} must satisfy 0 < min <= max <= 1")
-        if self.optim.betas[0] < 0 or not 0 <= self.optim.betas[1] < 1:
-            raise ValueError(f"optim.betas={list(self.optim.betas)} must lie in [0, 1)")
         co = self.cooccur
         if self.model.cooccur_discriminator is None:
             for key in ("cooccur", "patch_r1"):
@@ -191,12 +244,6 @@ class Recipe(Section):
                     f"cooccur.crop_min={co.crop_min} gives crops under 2 px at data.resolution={res}; "
                     f"raise it to at least {2 / res:.3g}"
                 )
-        if self.eval.grid_size > self.data.test_images:
-            raise ValueError(
-                f"eval.grid_size={self.eval.grid_size} needs at least that many data.test_images "
-                f"(have {self.data.test_images})"
-            )
-        return self
 
     # -- derived values -----------------------------------------------------------------------
     @property
@@ -395,8 +442,10 @@ def validate_recipe(data: Mapping[str, Any], source: str) -> Recipe:
 
 def check_names(recipe: Recipe) -> None:
     """Every registry name the recipe uses exists (unknown names fail here, before any work)."""
-    from swapbench.registry import DATASETS, DISCRIMINATORS, ENCODERS, GENERATORS, LOSSES, METRICS, OPTIMIZERS
+    from swapbench.registry import (DATASETS, DISCRIMINATORS, ENCODERS, GENERATORS, LOSSES, METRICS, OPTIMIZERS,
+                                    TRAINERS)
 
+    TRAINERS.get(recipe.model.family)
     DATASETS.get(recipe.data.dataset)
     ENCODERS.get(recipe.model.encoder)
     GENERATORS.get(recipe.model.generator)

@@ -163,10 +163,14 @@ DISCRIMINATORS = Registry(
 )
 LOSSES = Registry("loss", ("swapbench.losses",))
 METRICS = Registry(
-    "metric", ("swapbench.metrics.reconstruction", "swapbench.metrics.swap_realism", "swapbench.metrics.ground_truth")
+    "metric", ("swapbench.metrics.reconstruction", "swapbench.metrics.swap_realism", "swapbench.metrics.ground_truth",
+               "swapbench.metrics.sample_realism")
 )
 OPTIMIZERS = Registry("optimizer", ("swapbench.optim",))
+TRAINERS = Registry("trainer", ("swapbench.trainer",))
+INVERSIONS = Registry("inversion", ("swapbench.inversion",))
 
 ALL_REGISTRIES = {
-    r.kind: r for r in (DATASETS, ENCODERS, GENERATORS, DISCRIMINATORS, LOSSES, METRICS, OPTIMIZERS)
+    r.kind: r for r in (DATASETS, ENCODERS, GENERATORS, DISCRIMINATORS, LOSSES, METRICS, OPTIMIZERS, TRAINERS,
+                        INVERSIONS)
 }

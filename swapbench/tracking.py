@@ -106,24 +106,37 @@ def open_run(recipe: Recipe, run_id: str | None = None,
     with the git commit, the swapbench version and the recipe hash. The run ends FINISHED, FAILED on
     an exception, or KILLED on Ctrl-C.
     """
+    recipe_tags = {"swapbench.recipe": recipe.name, "swapbench.recipe_hash": recipe.hash(),
+                   "swapbench.variant": recipe.name}  # a sweep names its variants through ``tags``
+    with _run(tracking_uri(recipe), recipe.tracking.experiment or recipe.name, run_id,
+              None if run_id else recipe.tracking.run_name, {**recipe_tags, **(tags or {})}) as tracker:
+        if run_id is None:
+            tracker.log_params(recipe.flat())
+            tracker.log_text(recipe.to_yaml(), RECIPE_ARTIFACT)
+        yield tracker
+
+
+@contextlib.contextmanager
+def open_tool_run(experiment: str, tags: dict[str, str] | None = None,
+                  uri: str | None = None) -> Iterator[MLflowTracker]:
+    """A new run for a command that is not a recipe (e.g. ``swapbench project``), tagged like one."""
+    with _run(uri or tracking_uri(), experiment, None, None, tags or {}) as tracker:
+        yield tracker
+
+
+@contextlib.contextmanager
+def _run(uri: str, experiment: str, run_id: str | None, run_name: str | None,
+         tags: dict[str, str]) -> Iterator[MLflowTracker]:
+    """Open a run; it ends FINISHED, FAILED on an exception, or KILLED on Ctrl-C."""
     import mlflow
 
-    connect(tracking_uri(recipe), recipe.tracking.experiment or recipe.name)
-    run = mlflow.start_run(run_id=run_id, run_name=None if run_id else recipe.tracking.run_name)
+    connect(uri, experiment)
+    run = mlflow.start_run(run_id=run_id, run_name=run_name)
     tracker = MLflowTracker(run.info.run_id)
     status = "FINISHED"
     try:
         if run_id is None:
-            tracker.set_tags({
-                "swapbench.git_commit": git_commit(),
-                "swapbench.version": __version__,
-                "swapbench.recipe": recipe.name,
-                "swapbench.recipe_hash": recipe.hash(),
-                "swapbench.variant": recipe.name,  # a sweep names its variants through ``tags``
-                **(tags or {}),
-            })
-            tracker.log_params(recipe.flat())
-            tracker.log_text(recipe.to_yaml(), RECIPE_ARTIFACT)
+            tracker.set_tags({"swapbench.git_commit": git_commit(), "swapbench.version": __version__, **tags})
         yield tracker
     except KeyboardInterrupt:
         status = "KILLED"

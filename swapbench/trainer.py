@@ -1,6 +1,11 @@
-"""The training loop of the Swapping Autoencoder.
+"""Training: a shared loop (:class:`Trainer`) and one subclass per model family, registered in the
+``trainer`` registry under the name a recipe gives as ``model.family``.
 
-One step, with B images x and B texture sources x' = x rolled by one (so A != B within the batch):
+The base class owns everything that is the same for every family: data order, EMA of the scored
+network, logging, checkpoints with exact resume, throughput. A family says which networks and
+optimisers it has, what one step does, and what preview image to log.
+
+The Swapping Autoencoder (``swap_ae``), one step, with B images x and B texture sources x' = x rolled by one (so A != B within the batch):
 
 1. E and G run once: reconstructions G(E(x)) and swaps G(s(x), t(x')).
 2. Discriminator step on detached fakes: the image discriminator on real / reconstructed / swapped
@@ -35,7 +40,7 @@ from swapbench.models.build import build_autoencoder, build_cooccur_discriminato
 from swapbench.models.cooccur import random_crops
 from swapbench.optim import lazy_regularization_scaled
 from swapbench.recipe import Recipe
-from swapbench.registry import LOSSES, OPTIMIZERS
+from swapbench.registry import LOSSES, OPTIMIZERS, TRAINERS
 from swapbench.runtime import git_commit, resolve_device, seed_everything
 from swapbench.tracking import Tracker
 from swapbench.visualize import swap_grid
@@ -60,8 +65,17 @@ class TrainResult:
 
 
 class Trainer:
-    """Builds every network of a recipe and trains them; ``rank``/``world_size`` make it DDP-ready
-    (only rank 0 logs and checkpoints)."""
+    """The loop shared by every model family; ``rank``/``world_size`` make it DDP-ready (only rank 0
+    logs and checkpoints).
+
+    A subclass sets ``scored`` (the name, in :meth:`networks`, of the network that is evaluated and
+    averaged by the EMA) and implements :meth:`build_model`, :meth:`build`, :meth:`networks`,
+    :meth:`optimizers`, :meth:`train_step` and :meth:`preview`.
+    """
+
+    scored: str = "model"
+    preview_name: str = "preview.png"  # the final preview's artifact name
+    preview_dir: str = "previews"  # where the previews during training go
 
     def __init__(self, recipe: Recipe, *, device: torch.device | None = None, tracker: Tracker | None = None,
                  checkpoint_dir: str | Path | None = None, rank: int = 0, world_size: int = 1,
@@ -74,78 +88,87 @@ class Trainer:
         if recipe.train.threads:
             torch.set_num_threads(recipe.train.threads)
         seed_everything(recipe.seed)
-
-        self.autoencoder = build_autoencoder(recipe).to(self.device)
-        self.discriminator = build_discriminator(recipe).to(self.device)
-        cooccur = build_cooccur_discriminator(recipe)
-        self.cooccur = cooccur.to(self.device) if cooccur is not None else None
-
-        L, opt = recipe.loss, recipe.optim
-        self.gan = LOSSES.get(L.gan)
-        self.l1 = LOSSES.get("l1")
-        self.r1 = LOSSES.get("r1")
-        self.lpips = LOSSES.build("lpips", device=self.device) if L.recon_lpips > 0 else None
-        self.use_cooccur = self.cooccur is not None and L.cooccur > 0
-        self.use_swaps = L.g_swap > 0 or L.d_swap > 0 or self.use_cooccur
-        self.use_r1 = L.r1 > 0 or (self.cooccur is not None and L.patch_r1 > 0)
-
-        self.g_optim = OPTIMIZERS.build(opt.name, params=self.autoencoder.parameters(), lr=opt.lr,
-                                        betas=opt.betas, eps=opt.eps)
-        d_lr, d_betas = (lazy_regularization_scaled(opt.lr, opt.betas, L.r1_interval)
-                         if self.use_r1 else (opt.lr, opt.betas))
-        d_params = list(self.discriminator.parameters())
-        if self.cooccur is not None:
-            d_params += list(self.cooccur.parameters())
-        self.d_optim = OPTIMIZERS.build(opt.name, params=d_params, lr=d_lr, betas=d_betas, eps=opt.eps)
+        self.amp = recipe.train.amp and self.device.type == "cuda"
+        self.build()
+        self.model = self.networks()[self.scored]
 
         self.ema = None
         if recipe.train.ema > 0:
             from timm.utils import ModelEmaV3
 
             # warm-up keeps the average useful in short CPU runs; the decay is capped at train.ema
-            self.ema = ModelEmaV3(self.autoencoder, decay=recipe.train.ema, use_warmup=True)
+            self.ema = ModelEmaV3(self.model, decay=recipe.train.ema, use_warmup=True)
 
         self.step = 0
         self.images_seen = 0
-        self.amp = recipe.train.amp and self.device.type == "cuda"
         self.train_set = build_dataset(recipe, "train") if train_set is None else train_set
         self.test_set = test_set
-        self._grid_images: torch.Tensor | None = None
+        self._preview_images: torch.Tensor | None = None
+
+    # -- what a family defines -------------------------------------------------------------------
+    @classmethod
+    def build_model(cls, recipe: Recipe) -> nn.Module:
+        """The scored network alone (what a checkpoint is loaded into for evaluation)."""
+        raise NotImplementedError
+
+    def build(self) -> None:
+        """Create the networks (on ``self.device``), losses and optimisers."""
+        raise NotImplementedError
+
+    def networks(self) -> dict[str, nn.Module]:
+        """Every trained network by its checkpoint key (including the scored one)."""
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def train_step(self, real: torch.Tensor) -> dict[str, float]:
+        """One update of every network on a batch of real images; the unweighted loss terms."""
+        raise NotImplementedError
+
+    def preview(self, model: nn.Module, images: torch.Tensor):
+        """An HWC uint8 image of what ``model`` does (logged during training), or None."""
+        return None
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        """Tensors besides networks and optimisers that resuming needs (e.g. running means)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def _finish_step(self, batch_size: int) -> None:
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.step + 1)
+        self.step += 1
+        self.images_seen += batch_size * self.world_size
 
     # -- state --------------------------------------------------------------------------------
     def eval_model(self) -> nn.Module:
         """The model to score: the EMA copy when there is one and the recipe asks for it."""
         if self.ema is not None and self.recipe.eval.use_ema:
             return self.ema.module
-        return self.autoencoder
+        return self.model
 
     def state_dict(self) -> dict[str, Any]:
-        state = {
-            "autoencoder": self.autoencoder.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
-            "g_optim": self.g_optim.state_dict(),
-            "d_optim": self.d_optim.state_dict(),
-            "step": self.step,
-            "images_seen": self.images_seen,
-            "rng": {"torch": torch.get_rng_state()},
-        }
+        state: dict[str, Any] = {name: net.state_dict() for name, net in self.networks().items()}
+        state.update({name: opt.state_dict() for name, opt in self.optimizers().items()})
+        state.update(self.extra_state())
+        state.update({"step": self.step, "images_seen": self.images_seen, "rng": {"torch": torch.get_rng_state()}})
         if torch.cuda.is_available():
             state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
-        if self.cooccur is not None:
-            state["cooccur"] = self.cooccur.state_dict()
         if self.ema is not None:
             state["ema"] = self.ema.module.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.autoencoder.load_state_dict(state["autoencoder"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        if self.cooccur is not None:
-            self.cooccur.load_state_dict(state["cooccur"])
+        for name, net in self.networks().items():
+            net.load_state_dict(state[name])
         if self.ema is not None and "ema" in state:
             self.ema.module.load_state_dict(state["ema"])
-        self.g_optim.load_state_dict(state["g_optim"])
-        self.d_optim.load_state_dict(state["d_optim"])
+        for name, opt in self.optimizers().items():
+            opt.load_state_dict(state[name])
+        self.load_extra_state(state)
         self.step = int(state["step"])
         self.images_seen = int(state["images_seen"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -179,12 +202,130 @@ class Trainer:
                         path, meta.get("recipe_hash"), self.recipe.hash())
         self.load_state_dict(state)
 
-    # -- one step -----------------------------------------------------------------------------
     def _autocast(self):
         if self.amp:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    # -- the loop -----------------------------------------------------------------------------
+    def loader(self) -> DataLoader:
+        sampler = SeededInfiniteSampler(len(self.train_set), self.recipe.seed, start=self.images_seen,
+                                        rank=self.rank, world_size=self.world_size)
+        workers = self.recipe.data.num_workers
+        # A private generator for the workers' base seed: iterating the loader must not consume the
+        # global RNG, or a resumed run would draw different crops than an uninterrupted one.
+        worker_seed = torch.Generator().manual_seed(self.recipe.seed * 1009 + self.images_seen)
+        return DataLoader(self.train_set, batch_size=self.recipe.train.batch_size // self.world_size,
+                          sampler=sampler, num_workers=workers, pin_memory=self.device.type == "cuda",
+                          persistent_workers=workers > 0, drop_last=True, generator=worker_seed)
+
+    def preview_images(self) -> torch.Tensor:
+        """2 x eval.grid_size fixed test images (structure sources, then texture sources)."""
+        if self._preview_images is None:
+            g = self.recipe.eval.grid_size
+            imgs = test_images(self.recipe, self.test_set)
+            self._preview_images = imgs[: 2 * g] if imgs.shape[0] >= 2 * g else torch.cat([imgs[:g], imgs[:g].roll(1, 0)])
+        return self._preview_images
+
+    def log_preview(self, artifact_file: str) -> None:
+        if self.rank != 0:
+            return
+        model = self.eval_model()
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            image = self.preview(model, self.preview_images())
+        model.train(was_training)
+        if image is not None:
+            self.tracker.log_image(image, artifact_file)
+
+    def fit(self, on_step: Callable[[int, int, dict[str, float], float], None] | None = None) -> TrainResult:
+        """Train until ``train.images`` images have been seen. ``on_step(step, total_steps, losses,
+        images_per_second)`` is called after every step (the CLI's progress bar)."""
+        t = self.recipe.train
+        total_steps = self.recipe.steps
+        for net in self.networks().values():
+            net.train()
+        batches = iter(self.loader())
+        start, start_images = time.perf_counter(), self.images_seen
+        losses: dict[str, float] = {}
+        checkpoint = None
+        while self.step < total_steps:
+            losses = self.train_step(next(batches))
+            elapsed = time.perf_counter() - start
+            ips = (self.images_seen - start_images) / max(elapsed, 1e-9)
+            if self.rank == 0:
+                if self.step % t.log_every == 0 or self.step == total_steps:
+                    self.tracker.log_metrics({**{f"train/{k}": v for k, v in losses.items()},
+                                              "train/images_per_second": ips,
+                                              "train/images_seen": self.images_seen}, step=self.step)
+                if self.step % t.image_every == 0:
+                    self.log_preview(f"{self.preview_dir}/step_{self.step:08d}.png")
+                if self.step % t.checkpoint_every == 0 and self.step < total_steps:
+                    checkpoint = self.save()
+            if on_step is not None:
+                on_step(self.step, total_steps, losses, ips)
+        seconds = time.perf_counter() - start
+        checkpoint = self.save() or checkpoint
+        self.log_preview(self.preview_name)
+        return TrainResult(
+            steps=self.step,
+            images_seen=self.images_seen,
+            seconds=seconds,
+            images_per_second=(self.images_seen - start_images) / max(seconds, 1e-9),
+            checkpoint=checkpoint,
+            final_losses=losses,
+        )
+
+
+@TRAINERS.register("swap_ae", description="The Swapping Autoencoder: E, G, image D and co-occurrence patch D (Park et al. 2020).")
+class SwapAutoencoderTrainer(Trainer):
+    scored = "autoencoder"
+    preview_name = "swap_grid.png"
+    preview_dir = "swap_grids"
+
+    @classmethod
+    def build_model(cls, recipe: Recipe) -> nn.Module:
+        return build_autoencoder(recipe)
+
+    def build(self) -> None:
+        recipe, L, opt = self.recipe, self.recipe.loss, self.recipe.optim
+        self.autoencoder = build_autoencoder(recipe).to(self.device)
+        self.discriminator = build_discriminator(recipe).to(self.device)
+        cooccur = build_cooccur_discriminator(recipe)
+        self.cooccur = cooccur.to(self.device) if cooccur is not None else None
+
+        self.gan = LOSSES.get(L.gan)
+        self.l1 = LOSSES.get("l1")
+        self.r1 = LOSSES.get("r1")
+        self.lpips = LOSSES.build("lpips", device=self.device) if L.recon_lpips > 0 else None
+        self.use_cooccur = self.cooccur is not None and L.cooccur > 0
+        self.use_swaps = L.g_swap > 0 or L.d_swap > 0 or self.use_cooccur
+        self.use_r1 = L.r1 > 0 or (self.cooccur is not None and L.patch_r1 > 0)
+
+        self.g_optim = OPTIMIZERS.build(opt.name, params=self.autoencoder.parameters(), lr=opt.lr,
+                                        betas=opt.betas, eps=opt.eps)
+        d_lr, d_betas = (lazy_regularization_scaled(opt.lr, opt.betas, L.r1_interval)
+                         if self.use_r1 else (opt.lr, opt.betas))
+        d_params = list(self.discriminator.parameters())
+        if self.cooccur is not None:
+            d_params += list(self.cooccur.parameters())
+        self.d_optim = OPTIMIZERS.build(opt.name, params=d_params, lr=d_lr, betas=d_betas, eps=opt.eps)
+
+    def networks(self) -> dict[str, nn.Module]:
+        nets = {"autoencoder": self.autoencoder, "discriminator": self.discriminator}
+        if self.cooccur is not None:
+            nets["cooccur"] = self.cooccur
+        return nets
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"g_optim": self.g_optim, "d_optim": self.d_optim}
+
+    def preview(self, model: nn.Module, images: torch.Tensor):
+        g = self.recipe.eval.grid_size
+        return swap_grid(model, images[:g], images[g : 2 * g])
+
+    # -- one step -----------------------------------------------------------------------------
     def _crops(self, images: torch.Tensor, n: int) -> torch.Tensor:
         co = self.recipe.cooccur
         return random_crops(images, n, co.crop_min, co.crop_max, co.patch_size)
@@ -239,6 +380,9 @@ class Trainer:
             if L.recon_l1 > 0:
                 out["recon_l1"] = self.l1(recon.float(), x)
                 g_loss = g_loss + L.recon_l1 * out["recon_l1"]
+            if L.recon_l2 > 0:
+                out["recon_l2"] = (recon.float() - x).square().mean()
+                g_loss = g_loss + L.recon_l2 * out["recon_l2"]
             if self.lpips is not None:
                 out["recon_lpips"] = self.lpips(recon.float(), x).mean()
                 g_loss = g_loss + L.recon_lpips * out["recon_lpips"]
@@ -260,10 +404,7 @@ class Trainer:
         set_requires_grad(D, True)
         set_requires_grad(Dc, True)
 
-        if self.ema is not None:
-            self.ema.update(self.autoencoder, step=self.step + 1)
-        self.step += 1
-        self.images_seen += x.shape[0] * self.world_size
+        self._finish_step(x.shape[0])
         return {k: float(v.detach()) for k, v in out.items()}
 
     def _lazy_r1(self, x: torch.Tensor, texture_src: torch.Tensor, out: dict[str, torch.Tensor]) -> None:
@@ -284,69 +425,7 @@ class Trainer:
         loss.backward()
         self.d_optim.step()
 
-    # -- the loop -----------------------------------------------------------------------------
-    def loader(self) -> DataLoader:
-        sampler = SeededInfiniteSampler(len(self.train_set), self.recipe.seed, start=self.images_seen,
-                                        rank=self.rank, world_size=self.world_size)
-        workers = self.recipe.data.num_workers
-        # A private generator for the workers' base seed: iterating the loader must not consume the
-        # global RNG, or a resumed run would draw different crops than an uninterrupted one.
-        worker_seed = torch.Generator().manual_seed(self.recipe.seed * 1009 + self.images_seen)
-        return DataLoader(self.train_set, batch_size=self.recipe.train.batch_size // self.world_size,
-                          sampler=sampler, num_workers=workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=workers > 0, drop_last=True, generator=worker_seed)
 
-    def grid_images(self) -> torch.Tensor:
-        if self._grid_images is None:
-            g = self.recipe.eval.grid_size
-            imgs = test_images(self.recipe, self.test_set)
-            self._grid_images = imgs[: 2 * g] if imgs.shape[0] >= 2 * g else torch.cat([imgs[:g], imgs[:g].roll(1, 0)])
-        return self._grid_images
-
-    def log_swap_grid(self, artifact_file: str) -> None:
-        if self.rank != 0:
-            return
-        g = self.recipe.eval.grid_size
-        imgs = self.grid_images()
-        model = self.eval_model()
-        was_training = model.training
-        model.eval()
-        self.tracker.log_image(swap_grid(model, imgs[:g], imgs[g : 2 * g]), artifact_file)
-        model.train(was_training)
-
-    def fit(self, on_step: Callable[[int, int, dict[str, float], float], None] | None = None) -> TrainResult:
-        """Train until ``train.images`` images have been seen. ``on_step(step, total_steps, losses,
-        images_per_second)`` is called after every step (the CLI's progress bar)."""
-        t = self.recipe.train
-        total_steps = self.recipe.steps
-        self.autoencoder.train()
-        batches = iter(self.loader())
-        start, start_images = time.perf_counter(), self.images_seen
-        losses: dict[str, float] = {}
-        checkpoint = None
-        while self.step < total_steps:
-            losses = self.train_step(next(batches))
-            elapsed = time.perf_counter() - start
-            ips = (self.images_seen - start_images) / max(elapsed, 1e-9)
-            if self.rank == 0:
-                if self.step % t.log_every == 0 or self.step == total_steps:
-                    self.tracker.log_metrics({**{f"train/{k}": v for k, v in losses.items()},
-                                              "train/images_per_second": ips,
-                                              "train/images_seen": self.images_seen}, step=self.step)
-                if self.step % t.image_every == 0:
-                    self.log_swap_grid(f"swap_grids/step_{self.step:08d}.png")
-                if self.step % t.checkpoint_every == 0 and self.step < total_steps:
-                    checkpoint = self.save()
-            if on_step is not None:
-                on_step(self.step, total_steps, losses, ips)
-        seconds = time.perf_counter() - start
-        checkpoint = self.save() or checkpoint
-        self.log_swap_grid("swap_grid.png")
-        return TrainResult(
-            steps=self.step,
-            images_seen=self.images_seen,
-            seconds=seconds,
-            images_per_second=(self.images_seen - start_images) / max(seconds, 1e-9),
-            checkpoint=checkpoint,
-            final_losses=losses,
-        )
+def build_trainer(recipe: Recipe, **kwargs: Any) -> Trainer:
+    """The trainer of the recipe's ``model.family`` (keyword arguments as for :class:`Trainer`)."""
+    return TRAINERS.get(recipe.model.family)(recipe, **kwargs)

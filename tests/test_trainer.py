@@ -9,7 +9,7 @@ from swapbench.checkpoint import load_checkpoint, save_checkpoint
 from swapbench.errors import UserError
 from swapbench.models.build import load_autoencoder
 from swapbench.recipe import load_recipe
-from swapbench.trainer import Trainer
+from swapbench.trainer import SwapAutoencoderTrainer as Trainer
 
 
 def weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:

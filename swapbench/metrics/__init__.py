@@ -1,9 +1,12 @@
-"""Registered scores (see swapbench.registry.METRICS) and which way each one is better."""
+"""Registered scores (see swapbench.registry.METRICS), which way each one is better, and what a
+model must be able to do for a score to apply to it."""
+
+from collections.abc import Callable
 
 # lower is better for distances and errors, higher for PSNR; a table marks the best value by these
 LOWER_IS_BETTER = frozenset({
     "recon_l1", "recon_lpips_alex", "recon_lpips_vgg", "swap_fid", "swap_kid", "swap_fid_vs_structure",
-    "sifid", "gt_swap_lpips", "embed_seconds", "embed_lpips",
+    "sifid", "gt_swap_lpips", "sample_fid", "sample_kid", "seconds_per_image",
 })
 HIGHER_IS_BETTER = frozenset({"recon_psnr", "gt_swap_psnr", "speedup"})
 
@@ -15,3 +18,15 @@ def direction(name: str) -> str | None:
     if name in HIGHER_IS_BETTER:
         return "up"
     return None
+
+
+def needs(*methods: str) -> Callable:
+    """Mark a metric as applying only to models with these methods (e.g. 'reconstruct', 'swap', 'sample')."""
+    def mark(fn):
+        fn.model_needs = methods
+        return fn
+    return mark
+
+
+def applies_to(metric: Callable, model) -> bool:
+    return all(hasattr(model, m) for m in getattr(metric, "model_needs", ()))

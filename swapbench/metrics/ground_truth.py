@@ -4,10 +4,12 @@ G(s(A), t(B)) should be, namely render(layout(A), style(B))."""
 from __future__ import annotations
 
 from swapbench.metrics.reconstruction import psnr
+from swapbench.metrics import needs
 from swapbench.registry import METRICS
 
 
 @METRICS.register("gt_swap_lpips", description="Synthetic data only: mean LPIPS (VGG16) of each swap vs render(layout(A_i), style(B_i)).")
+@needs("swap")
 def gt_swap_lpips(ctx) -> dict[str, float]:
     gt = ctx.gt_swaps
     if gt is None:
@@ -16,6 +18,7 @@ def gt_swap_lpips(ctx) -> dict[str, float]:
 
 
 @METRICS.register("gt_swap_psnr", description="Synthetic data only: mean PSNR (dB) of each swap vs render(layout(A_i), style(B_i)).")
+@needs("swap")
 def gt_swap_psnr(ctx) -> dict[str, float]:
     gt = ctx.gt_swaps
     if gt is None:

@@ -6,6 +6,7 @@ import logging
 
 import torch
 
+from swapbench.metrics import needs
 from swapbench.registry import METRICS
 
 log = logging.getLogger(__name__)
@@ -20,12 +21,14 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @METRICS.register("recon_l1", description="Mean absolute error of G(E(x)) vs x on [-1, 1], test split.")
+@needs("reconstruct")
 def recon_l1(ctx) -> dict[str, float]:
     err = (ctx.reconstructions.clamp(-1, 1) - ctx.images).abs().mean()
     return {"recon_l1": err.item(), "recon_l1_n": ctx.n}
 
 
 @METRICS.register("recon_psnr", description="Mean per-image PSNR (dB, peak 1 on [0, 1]) of G(E(x)) vs x, test split.")
+@needs("reconstruct")
 def recon_psnr(ctx) -> dict[str, float]:
     return {"recon_psnr": psnr(ctx.reconstructions, ctx.images).mean().item(), "recon_psnr_n": ctx.n}
 
@@ -43,10 +46,12 @@ def _recon_lpips(ctx, net: str) -> dict[str, float]:
 
 
 @METRICS.register("recon_lpips_alex", description="Mean LPIPS (AlexNet) of G(E(x)) vs x, test split (>= 31 px).")
+@needs("reconstruct")
 def recon_lpips_alex(ctx) -> dict[str, float]:
     return _recon_lpips(ctx, "alex")
 
 
 @METRICS.register("recon_lpips_vgg", description="Mean LPIPS (VGG16) of G(E(x)) vs x, test split.")
+@needs("reconstruct")
 def recon_lpips_vgg(ctx) -> dict[str, float]:
     return _recon_lpips(ctx, "vgg")

@@ -6,18 +6,21 @@ import logging
 
 from swapbench.metrics.distances import frechet_distance, kernel_distance, sifid_pair
 from swapbench.metrics.inception import conv4_samples
+from swapbench.metrics import needs
 from swapbench.registry import METRICS
 
 log = logging.getLogger(__name__)
 
 
 @METRICS.register("swap_fid", description="FID of the swaps G(s(A_i), t(B_i)) vs the real test images (clean-fid, Inception pool).")
+@needs("swap")
 def swap_fid(ctx) -> dict[str, float]:
     return {"swap_fid": frechet_distance(ctx.swap_features, ctx.real_features),
             "swap_fid_n": len(ctx.pairs), "swap_fid_real_n": ctx.n}
 
 
 @METRICS.register("swap_kid", description="KID (unbiased) of the swaps vs the real test images; std over 100 subsets when N > 1000.")
+@needs("swap")
 def swap_kid(ctx) -> dict[str, float]:
     mean, std = kernel_distance(ctx.swap_features, ctx.real_features)
     scores = {"swap_kid": mean, "swap_kid_n": len(ctx.pairs), "swap_kid_real_n": ctx.n}
@@ -27,6 +30,7 @@ def swap_kid(ctx) -> dict[str, float]:
 
 
 @METRICS.register("swap_fid_vs_structure", description="The official code's variant: FID of the swaps vs their structure sources A_i.")
+@needs("swap")
 def swap_fid_vs_structure(ctx) -> dict[str, float]:
     structure_feats = ctx.real_features[ctx.structure_indices]
     return {"swap_fid_vs_structure": frechet_distance(ctx.swap_features, structure_feats),
@@ -34,6 +38,7 @@ def swap_fid_vs_structure(ctx) -> dict[str, float]:
 
 
 @METRICS.register("sifid", description="Mean over pairs of the Frechet distance of Inception conv_4 samples, swap vs its texture source B_i.")
+@needs("swap")
 def sifid(ctx) -> dict[str, float]:
     samples = conv4_samples(ctx.images.shape[-1])
     if samples < 2:

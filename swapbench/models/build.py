@@ -48,6 +48,10 @@ def model_settings(recipe: Recipe) -> dict[str, Any]:
         "generator_blocks": m.generator_blocks,
         "backbone": m.backbone,
         "backbone_weights": m.backbone_weights,
+        "w_dim": recipe.stylegan2.w_dim,
+        "mapping_layers": recipe.stylegan2.mapping_layers,
+        "mapping_lr_mul": recipe.stylegan2.mapping_lr_mul,
+        "w_avg_beta": recipe.stylegan2.w_avg_beta,
     }
 
 
@@ -71,15 +75,28 @@ def build_cooccur_discriminator(recipe: Recipe) -> nn.Module | None:
     return build_from(DISCRIMINATORS, name, settings)
 
 
-def load_autoencoder(path, prefer_ema: bool = True, map_location: str = "cpu") -> tuple[SwappingAutoencoder, Recipe, dict[str, Any]]:
-    """(model in eval mode, its recipe, checkpoint metadata) from a swapbench checkpoint.
+def load_model(path, prefer_ema: bool = True, map_location: str = "cpu") -> tuple[nn.Module, Recipe, dict[str, Any]]:
+    """(scored network in eval mode, its recipe, checkpoint metadata) from a swapbench checkpoint of
+    any model family: the autoencoder of a swap_ae run, the generator of a stylegan2 run, ...
 
     The EMA weights are used when the checkpoint has them and ``prefer_ema`` is set.
     """
+    from swapbench.registry import TRAINERS
+
     state, meta = load_checkpoint(path, map_location=map_location)
     recipe = Recipe.model_validate(meta["recipe"])
-    model = build_autoencoder(recipe)
-    key = "ema" if prefer_ema and "ema" in state else "autoencoder"
+    trainer = TRAINERS.get(recipe.model.family)
+    model = trainer.build_model(recipe)
+    key = "ema" if prefer_ema and "ema" in state else trainer.scored
     model.load_state_dict(state[key])
     meta = {**meta, "weights": key}
     return model.eval(), recipe, meta
+
+
+def load_autoencoder(path, prefer_ema: bool = True, map_location: str = "cpu") -> tuple[nn.Module, Recipe, dict[str, Any]]:
+    """Like :func:`load_model`, for a model that encodes and swaps (a user error otherwise)."""
+    model, recipe, meta = load_model(path, prefer_ema, map_location)
+    if not (hasattr(model, "reconstruct") and hasattr(model, "swap")):
+        raise UserError(f"{path} holds a '{recipe.model.family}' model, which cannot reconstruct or swap images; "
+                        "pass a swap_ae (or sg2_encoder) run")
+    return model, recipe, meta

@@ -166,15 +166,26 @@ class ModulatedConv2d(nn.Module):
 
 
 class StyledConv(nn.Module):
-    """Modulated conv -> bias -> leaky ReLU gain."""
+    """Modulated conv -> [+ per-pixel noise x learned strength] -> bias -> leaky ReLU gain.
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, style_dim: int, upsample: bool = False):
+    With ``noise=True`` (StyleGAN2's noise inputs; the Swapping Autoencoder has none) ``forward``
+    takes an explicit (N or 1, 1, H, W) noise map, or draws a fresh one when given None.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, style_dim: int, upsample: bool = False,
+                 noise: bool = False):
         super().__init__()
         self.conv = ModulatedConv2d(in_ch, out_ch, kernel_size, style_dim, upsample=upsample)
         self.bias = nn.Parameter(torch.zeros(out_ch))
+        self.noise_strength = nn.Parameter(torch.zeros(())) if noise else None
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        return leaky_relu_gain(self.conv(x, style), self.bias)
+    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.conv(x, style)
+        if self.noise_strength is not None:
+            if noise is None:
+                noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
+            x = x + noise * self.noise_strength
+        return leaky_relu_gain(x, self.bias)
 
 
 class StyledResBlock(nn.Module):

@@ -1,0 +1,212 @@
+"""Encoder-based StyleGAN2 inversion (``sg2_encoder``, ``sg2_encoder_opt``): a pSp-like encoder
+(Richardson et al. 2021) trained to map images into W+ of a frozen, already trained StyleGAN2.
+
+The encoder (``sg2_pyramid``) is a residual trunk down to 4x4 whose feature maps at 4, 8 and 16 px
+are merged top-down (a feature pyramid) and read out as the coarse, middle and fine groups of w,
+added to the generator's mean w. It is trained by its own recipe (``model.family: sg2_encoder``)
+on L2 + LPIPS reconstruction of real images; the generator stays frozen.
+
+To the rest of swapbench the trained pair looks like an autoencoder: ``encode`` gives W+ as both
+"structure" and "texture", and ``decode(s, t)`` renders s's coarse layers with t's fine layers, so
+``reconstruct`` is G(E(x)) and ``swap`` is style mixing of two inverted images. The evaluator, the
+swap grid and ``swapbench project`` use it exactly like the Swapping Autoencoder.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from baselines.inversion.projector import ProjectWPlus
+from baselines.stylegan2.generator import default_crossover, style_mix
+from swapbench.errors import UserError
+from swapbench.inversion import Inversion, SwapAutoencoderEncoding, timed
+from swapbench.models.build import build_from, model_settings
+from swapbench.models.swap_ae import Codes
+from swapbench.nn.layers import ConvLayer, EqualConv2d, EqualLinear, ResBlock, channel_table
+from swapbench.recipe import Recipe
+from swapbench.registry import ENCODERS, GENERATORS, INVERSIONS, LOSSES, OPTIMIZERS, TRAINERS
+from swapbench.trainer import Trainer
+from swapbench.visualize import swap_grid
+
+
+@ENCODERS.register("sg2_pyramid", description="pSp-like encoder to StyleGAN2's W+: residual trunk, 3-level feature pyramid.")
+class PyramidWPlusEncoder(nn.Module):
+    """Offsets from the mean w for all ``num_ws`` layers: coarse (about the first 30 %) from 4 px
+    features, middle (the next 40 %) from 8 px, fine (the rest) from 16 px, as in pSp's grouping."""
+
+    def __init__(self, resolution: int, channels: int, max_channels: int, w_dim: int, num_ws: int):
+        super().__init__()
+        ch = channel_table(resolution, channels, max_channels, min_resolution=4)
+        self.stem = ConvLayer(3, ch[resolution], 1)
+        self.blocks = nn.ModuleList()
+        res = resolution
+        while res > 4:
+            self.blocks.append(ResBlock(ch[res], ch[res // 2]))
+            res //= 2
+        self.levels = [side for side in (4, 8, 16) if side <= resolution]
+        width = ch[4]
+        self.lateral = nn.ModuleDict({str(s): EqualConv2d(ch[s], width, 1) for s in self.levels})
+        coarse, middle = max(1, round(0.3 * num_ws)), max(1, round(0.4 * num_ws))
+        sizes = [coarse, middle, num_ws - coarse - middle][: len(self.levels)]
+        sizes[-1] = num_ws - sum(sizes[:-1])
+        self.group_sizes = dict(zip(self.levels, sizes))
+        self.heads = nn.ModuleDict({
+            str(s): nn.Sequential(ConvLayer(width, width, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                  EqualLinear(width, k * w_dim))
+            for s, k in self.group_sizes.items()
+        })
+        self.w_dim, self.num_ws = w_dim, num_ws
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = self.stem(image)
+        features = {x.shape[-1]: x}
+        for block in self.blocks:
+            x = block(x)
+            features[x.shape[-1]] = x
+        merged, groups = None, []
+        for side in self.levels:  # coarse to fine, top-down
+            lateral = self.lateral[str(side)](features[side])
+            merged = lateral if merged is None else lateral + F.interpolate(merged, size=lateral.shape[-2:],
+                                                                            mode="bilinear", align_corners=False)
+            groups.append(self.heads[str(side)](merged).view(image.shape[0], self.group_sizes[side], self.w_dim))
+        return torch.cat(groups, dim=1)
+
+
+class EncoderInverter(nn.Module):
+    """A W+ encoder and a frozen StyleGAN2 generator behind the autoencoder interface."""
+
+    def __init__(self, encoder: nn.Module, generator: nn.Module, crossover: int | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.generator = generator.requires_grad_(False)
+        self.crossover = default_crossover(generator.num_ws, crossover)
+
+    def encode(self, images: torch.Tensor) -> Codes:
+        ws = self.generator.mapping.w_avg + self.encoder(images)
+        return Codes(ws, ws)
+
+    def decode(self, structure: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
+        ws = structure if structure is texture else style_mix(structure, texture, self.crossover)
+        return self.generator.synthesis(ws, noise="const")
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        return self.decode(*self.encode(images))
+
+    def swap(self, structure_images: torch.Tensor, texture_images: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(structure_images).structure, self.encode(texture_images).texture)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.generator.eval()  # frozen: no w_avg tracking, no random noise
+        return self
+
+
+# settings that must match between an sg2_encoder recipe and the StyleGAN2 run it inverts
+GENERATOR_SETTINGS = ("data.resolution", "model.generator", "model.channels", "model.max_channels", "stylegan2.w_dim",
+                      "stylegan2.mapping_layers")
+
+
+def load_generator(ref: str, recipe: Recipe) -> nn.Module:
+    """The EMA generator of the stylegan2 run (or checkpoint) ``ref``, checked against ``recipe``."""
+    from swapbench.models.build import load_model
+    from swapbench.tracking import checkpoint_of
+
+    generator, gen_recipe, _ = load_model(checkpoint_of(ref))
+    if gen_recipe.model.family != "stylegan2":
+        raise UserError(f"inversion.generator {ref} is a '{gen_recipe.model.family}' run; it must be a stylegan2 run")
+    mine, theirs = recipe.flat(), gen_recipe.flat()
+    differ = [k for k in GENERATOR_SETTINGS if mine[k] != theirs[k]]
+    if differ:
+        raise UserError(f"the generator run {ref} was trained with other settings ("
+                        + ", ".join(f"{k}: {theirs[k]} there, {mine[k]} here" for k in differ)
+                        + "); make the sg2_encoder recipe extend the generator's recipe")
+    return generator
+
+
+@TRAINERS.register("sg2_encoder", description="pSp-like W+ encoder for a frozen StyleGAN2 (inversion.generator), L2 + LPIPS.")
+class SG2EncoderTrainer(Trainer):
+    scored = "inverter"
+    preview_name = "swap_grid.png"
+    preview_dir = "swap_grids"
+
+    @classmethod
+    def build_model(cls, recipe: Recipe, generator: nn.Module | None = None) -> nn.Module:
+        settings = model_settings(recipe)
+        generator = build_from(GENERATORS, recipe.model.generator, settings) if generator is None else generator
+        encoder = build_from(ENCODERS, recipe.model.encoder, {**settings, "num_ws": generator.num_ws})
+        return EncoderInverter(encoder, generator, recipe.inversion.crossover)
+
+    def build(self) -> None:
+        recipe, L, opt = self.recipe, self.recipe.loss, self.recipe.optim
+        if recipe.inversion.generator is None:
+            raise UserError("model.family 'sg2_encoder' needs inversion.generator: the MLflow run id (or checkpoint) "
+                            "of a trained stylegan2 recipe; set it with --set inversion.generator=RUN_ID")
+        self.inverter = self.build_model(recipe, load_generator(recipe.inversion.generator, recipe)).to(self.device)
+        self.lpips = LOSSES.build("lpips", device=self.device) if L.recon_lpips > 0 else None
+        self.optim = OPTIMIZERS.build(opt.name, params=self.inverter.encoder.parameters(), lr=opt.lr,
+                                      betas=opt.betas, eps=opt.eps)
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"inverter": self.inverter}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optim": self.optim}
+
+    def preview(self, model: nn.Module, images: torch.Tensor):
+        g = self.recipe.eval.grid_size
+        return swap_grid(model, images[:g], images[g : 2 * g])
+
+    def train_step(self, real: torch.Tensor) -> dict[str, float]:
+        L = self.recipe.loss
+        x = real.to(self.device, non_blocking=True)
+        out: dict[str, torch.Tensor] = {}
+        with self._autocast():
+            recon = self.inverter.reconstruct(x).float()
+        loss = x.new_zeros(())
+        if L.recon_l2 > 0:
+            out["recon_l2"] = (recon - x).square().mean()
+            loss = loss + L.recon_l2 * out["recon_l2"]
+        if L.recon_l1 > 0:
+            out["recon_l1"] = (recon - x).abs().mean()
+            loss = loss + L.recon_l1 * out["recon_l1"]
+        if self.lpips is not None:
+            out["recon_lpips"] = self.lpips(recon, x).mean()
+            loss = loss + L.recon_lpips * out["recon_lpips"]
+        if not loss.requires_grad:
+            raise UserError("sg2_encoder training has no loss: set loss.recon_l2, loss.recon_l1 or loss.recon_lpips above 0")
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optim.step()
+        self._finish_step(x.shape[0])
+        return {k: float(v.detach()) for k, v in out.items()}
+
+
+@INVERSIONS.register("sg2_encoder", description="A trained sg2_encoder run: one encoder pass to StyleGAN2's W+.")
+class SG2EncoderPass(SwapAutoencoderEncoding):
+    needs = "sg2_encoder"
+
+
+@INVERSIONS.register("sg2_encoder_opt", description="sg2_encoder, then inversion.refine_steps of W+ optimisation (LPIPS + MSE).")
+class SG2EncoderRefined:
+    needs = "sg2_encoder"
+
+    def __init__(self, model: EncoderInverter, settings, device: torch.device | str = "cpu", steps: int | None = None):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.steps = settings.refine_steps if steps is None else steps
+        self.optimiser = ProjectWPlus(self.model.generator, settings, self.device, steps=self.steps)
+
+    def invert(self, images: torch.Tensor, steps: int | None = None) -> Inversion:
+        x = images.to(self.device)
+        with torch.no_grad():
+            codes, enc_seconds = timed(lambda: self.model.encode(x), self.device)
+        latent, noises, seconds, curve = self.optimiser.optimise(x, self.steps if steps is None else steps,
+                                                                 init=codes.structure)
+        with torch.no_grad():
+            recon = self.model.generator.synthesis(latent, noise=noises).float().cpu()
+        return Inversion((latent, noises), recon, enc_seconds + seconds, curve)
+
+    def swap(self, latents_a, latents_b) -> torch.Tensor:
+        return self.optimiser.swap(latents_a, latents_b)

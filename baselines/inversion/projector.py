@@ -1,0 +1,162 @@
+"""Optimisation-based StyleGAN2 inversion: ``sg2_w`` (StyleGAN2-ADA's projector) and ``sg2_wplus``
+(Image2StyleGAN: the same optimiser over one w per layer, LPIPS plus MSE).
+
+Projection of a target image x, following StyleGAN2-ADA's ``projector.py``:
+- start at the mean w of ``inversion.w_avg_samples`` mapped z; w_std = sqrt(mean ||w - w_avg||^2);
+- Adam(lr ``inversion.lr``, betas ``inversion.betas``) over w (or W+) and the per-layer noise maps;
+- at fraction t of the steps: lr = peak x min(1, t / rampup) x (1 - cos(pi min(1, (1 - t) / rampdown))) / 2,
+  latent noise = w_std x ``initial_noise`` x max(0, 1 - t / ``noise_ramp``)^2 added to w;
+- loss = LPIPS-VGG(G(w), x) (images area-downsampled to ``lpips_side`` when larger)
+  [+ ``wplus_mse`` x MSE for W+] + ``noise_reg`` x sum over noise maps and scales of the squared
+  autocorrelation at a one-pixel shift; after each step every noise map is renormalised to zero
+  mean and unit variance.
+
+Images are optimised together as a batch, which is exactly the same as one at a time: the loss is a
+sum over images and Adam's update is element-wise. ``swapbench project`` still inverts one image per
+call so that seconds per image are measured as users experience them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from baselines.stylegan2.generator import default_crossover, style_mix
+from swapbench.inversion import Inversion, synchronize
+from swapbench.registry import INVERSIONS
+
+CURVE_STEPS = (10, 30, 100, 300, 1000)  # LPIPS is recorded after these many steps (the quality-vs-steps curve)
+
+
+def projector_schedule(t: float, lr: float, rampup: float, rampdown: float, initial_noise: float,
+                       noise_ramp: float) -> tuple[float, float]:
+    """(learning rate, latent-noise multiple of w_std) at fraction ``t`` in [0, 1) of the steps."""
+    down = min(1.0, (1.0 - t) / rampdown) if rampdown > 0 else 1.0
+    ramp = 0.5 - 0.5 * math.cos(down * math.pi)
+    ramp *= min(1.0, t / rampup) if rampup > 0 else 1.0
+    noise = initial_noise * max(0.0, 1.0 - t / noise_ramp) ** 2
+    return lr * ramp, noise
+
+
+@torch.no_grad()
+def w_statistics(generator, n: int, seed: int = 123) -> tuple[torch.Tensor, float]:
+    """(mean w as (1, w_dim), w_std) from ``n`` mapped z, as StyleGAN2-ADA's projector computes them."""
+    device = generator.const.device
+    z = torch.randn(n, generator.w_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    w = torch.cat([generator.mapping(z[i : i + 4096]) for i in range(0, n, 4096)]).float()
+    w_avg = w.mean(0, keepdim=True)
+    return w_avg, float(((w - w_avg).square().sum(1).mean()).sqrt())
+
+
+def noise_regularisation(noises: list[torch.Tensor]) -> torch.Tensor:
+    """Sum over maps and scales (down to 8 px) of the squared mean autocorrelation at one-pixel shifts."""
+    loss = noises[0].new_zeros(())
+    for v in noises:
+        while True:
+            loss = loss + (v * v.roll(1, dims=3)).mean().square() + (v * v.roll(1, dims=2)).mean().square()
+            if v.shape[2] <= 8:
+                break
+            v = F.avg_pool2d(v, 2)
+    return loss
+
+
+class LatentOptimiser:
+    """Shared by sg2_w and sg2_wplus; ``space`` says what one image's latent is."""
+
+    needs = "stylegan2"
+    space = "w"
+
+    def __init__(self, generator, settings, device: torch.device | str = "cpu", steps: int | None = None):
+        from swapbench.metrics.lpips_net import build_lpips
+
+        self.device = torch.device(device)
+        self.settings = settings
+        self.steps = settings.steps if steps is None else steps
+        self.G = generator.to(self.device).eval().requires_grad_(False)
+        self.w_avg, self.w_std = w_statistics(self.G, settings.w_avg_samples)
+        self.lpips = build_lpips("vgg", self.device)
+        self.mse_weight = settings.wplus_mse if self.space == "wplus" else 0.0
+        self.crossover = default_crossover(self.G.num_ws, settings.crossover)
+
+    def _for_lpips(self, images: torch.Tensor) -> torch.Tensor:
+        side = self.settings.lpips_side
+        return F.interpolate(images, size=(side, side), mode="area") if images.shape[-1] > side else images
+
+    def _ws(self, latent: torch.Tensor) -> torch.Tensor:
+        return latent.expand(-1, self.G.num_ws, -1)
+
+    def start(self, n: int) -> torch.Tensor:
+        width = 1 if self.space == "w" else self.G.num_ws
+        return self.w_avg.view(1, 1, -1).repeat(n, width, 1)
+
+    def optimise(self, targets: torch.Tensor, steps: int, init: torch.Tensor | None = None,
+                 record: tuple[int, ...] = CURVE_STEPS) -> tuple[torch.Tensor, list[torch.Tensor], float, dict[int, float]]:
+        """(latents, noise maps, seconds of optimisation, {step: mean LPIPS after it})."""
+        s = self.settings
+        x = targets.to(self.device)
+        n = x.shape[0]
+        target = self._for_lpips(x)
+        latent = (self.start(n) if init is None else init.to(self.device)).clone().requires_grad_(True)
+        g = torch.Generator(device="cpu").manual_seed(0)
+        noises = [torch.randn(n, 1, side, side, generator=g).to(self.device).requires_grad_(True)
+                  for side in self.G.noise_sides]
+        opt = torch.optim.Adam([latent, *noises], lr=s.lr, betas=s.betas)
+        seconds, curve = 0.0, {}
+        for step in range(steps):
+            synchronize(self.device)
+            tick = time.perf_counter()
+            lr, noise_mult = projector_schedule(step / steps, s.lr, s.lr_rampup, s.lr_rampdown, s.initial_noise,
+                                                s.noise_ramp)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            w_noise = torch.randn_like(latent) * (self.w_std * noise_mult)
+            synth = self.G.synthesis(self._ws(latent + w_noise), noise=noises)
+            loss = self.lpips(self._for_lpips(synth), target).sum()
+            if self.mse_weight > 0:
+                loss = loss + self.mse_weight * (synth - x).square().flatten(1).mean(1).sum()
+            if s.noise_reg > 0:
+                loss = loss + s.noise_reg * noise_regularisation(noises)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                for v in noises:
+                    v -= v.mean(dim=(1, 2, 3), keepdim=True)
+                    v *= v.square().mean(dim=(1, 2, 3), keepdim=True).rsqrt()
+            synchronize(self.device)
+            seconds += time.perf_counter() - tick
+            if step + 1 in record:
+                curve[step + 1] = self.distance(latent, noises, x)
+        return latent.detach(), [v.detach() for v in noises], seconds, curve
+
+    @torch.no_grad()
+    def distance(self, latent: torch.Tensor, noises: list[torch.Tensor], x: torch.Tensor) -> float:
+        """Mean LPIPS-VGG of the current reconstructions (the quantity the optimiser lowers)."""
+        synth = self.G.synthesis(self._ws(latent), noise=noises)
+        return float(self.lpips(self._for_lpips(synth), self._for_lpips(x)).mean())
+
+    def invert(self, images: torch.Tensor, steps: int | None = None) -> Inversion:
+        latent, noises, seconds, curve = self.optimise(images, self.steps if steps is None else steps)
+        with torch.no_grad():
+            recon = self.G.synthesis(self._ws(latent), noise=noises).float().cpu()
+        return Inversion((latent, noises), recon, seconds, curve)
+
+    @torch.no_grad()
+    def swap(self, latents_a, latents_b) -> torch.Tensor:
+        """Style mixing: A's coarse layers (and A's noise maps, which are spatial) with B's fine layers."""
+        (la, na), (lb, _) = latents_a, latents_b
+        ws = style_mix(self._ws(la), self._ws(lb), self.crossover)
+        return self.G.synthesis(ws, noise=na).float().cpu()
+
+
+@INVERSIONS.register("sg2_w", description="StyleGAN2-ADA projection in W: Adam over w and noise maps, LPIPS-VGG, 1000 steps.")
+class ProjectW(LatentOptimiser):
+    space = "w"
+
+
+@INVERSIONS.register("sg2_wplus", description="Image2StyleGAN-style optimisation in W+ (one w per layer), LPIPS + MSE.")
+class ProjectWPlus(LatentOptimiser):
+    space = "wplus"

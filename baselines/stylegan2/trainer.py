@@ -1,0 +1,132 @@
+"""Training StyleGAN2 with swapbench's loop (``model.family: stylegan2``).
+
+One step on a batch of B real images x:
+1. D: logistic loss on D(x) and D(G(w)) with fresh z (style-mixed with probability
+   ``stylegan2.style_mixing`` at a random layer); every ``loss.r1_interval`` steps lazy R1 on x.
+2. G: non-saturating loss on D(G(w)); every ``stylegan2.path_length_interval`` steps lazy path-length
+   regularisation: || J_w^T y || for y ~ N(0, I) / sqrt(H W) pulled toward its running mean.
+The EMA copy of G is what gets scored and sampled.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torchvision.utils import make_grid
+
+from swapbench.models.build import build_discriminator, build_from, model_settings
+from swapbench.optim import lazy_regularization_scaled
+from swapbench.recipe import Recipe
+from swapbench.registry import GENERATORS, LOSSES, OPTIMIZERS, TRAINERS
+from swapbench.trainer import Trainer
+from swapbench.visualize import to_uint8
+
+PREVIEW_SEED = 1234  # the preview samples the same z throughout a run
+
+
+@TRAINERS.register("stylegan2", description="StyleGAN2 (baselines/): G with mapping network and D, style mixing, lazy R1 and path length.")
+class StyleGAN2Trainer(Trainer):
+    scored = "generator"
+    preview_name = "samples.png"
+    preview_dir = "samples"
+
+    @classmethod
+    def build_model(cls, recipe: Recipe) -> nn.Module:
+        return build_from(GENERATORS, recipe.model.generator, model_settings(recipe))
+
+    def build(self) -> None:
+        recipe, L, opt, sg = self.recipe, self.recipe.loss, self.recipe.optim, self.recipe.stylegan2
+        self.generator = self.build_model(recipe).to(self.device)
+        if not hasattr(self.generator, "synthesis"):
+            from swapbench.errors import UserError
+
+            raise UserError(f"model.family 'stylegan2' needs a StyleGAN2-style generator; "
+                            f"model.generator '{recipe.model.generator}' has no mapping/synthesis (use 'stylegan2')")
+        self.discriminator = build_discriminator(recipe).to(self.device)
+        self.gan, self.r1 = LOSSES.get(L.gan), LOSSES.get("r1")
+        g_lr, g_betas = ((lazy_regularization_scaled(opt.lr, opt.betas, sg.path_length_interval))
+                         if sg.path_length > 0 else (opt.lr, opt.betas))
+        d_lr, d_betas = (lazy_regularization_scaled(opt.lr, opt.betas, L.r1_interval) if L.r1 > 0 else (opt.lr, opt.betas))
+        self.g_optim = OPTIMIZERS.build(opt.name, params=self.generator.parameters(), lr=g_lr, betas=g_betas, eps=opt.eps)
+        self.d_optim = OPTIMIZERS.build(opt.name, params=self.discriminator.parameters(), lr=d_lr, betas=d_betas, eps=opt.eps)
+        self.pl_mean = torch.zeros((), device=self.device)
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"g_optim": self.g_optim, "d_optim": self.d_optim}
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        return {"pl_mean": self.pl_mean.detach().clone()}
+
+    def load_extra_state(self, state) -> None:
+        self.pl_mean = state["pl_mean"].to(self.device)
+
+    def preview(self, model: nn.Module, images: torch.Tensor):
+        samples = model.sample(16, seed=PREVIEW_SEED)
+        return make_grid(to_uint8(samples), nrow=4, padding=2, pad_value=255).permute(1, 2, 0).numpy()
+
+    def _ws(self, n: int) -> torch.Tensor:
+        """W+ for ``n`` fresh samples, style-mixed at one random layer with probability style_mixing."""
+        G, sg = self.generator, self.recipe.stylegan2
+        ws = G.broadcast(G.mapping(torch.randn(n, G.w_dim, device=self.device), track_w_avg=True))
+        if sg.style_mixing > 0 and torch.rand(()) < sg.style_mixing:
+            cutoff = int(torch.randint(1, G.num_ws, ()))
+            ws2 = G.broadcast(G.mapping(torch.randn(n, G.w_dim, device=self.device)))
+            ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
+        return ws
+
+    def train_step(self, real: torch.Tensor) -> dict[str, float]:
+        L, sg = self.recipe.loss, self.recipe.stylegan2
+        G, D = self.generator, self.discriminator
+        x = real.to(self.device, non_blocking=True)
+        n = x.shape[0]
+        out: dict[str, torch.Tensor] = {}
+
+        # discriminator
+        D.requires_grad_(True)
+        with self._autocast():
+            with torch.no_grad():
+                fake = G.synthesis(self._ws(n))
+            out["d_real"] = self.gan.d_real(D(x))
+            out["d_fake"] = self.gan.d_fake(D(fake))
+        self.d_optim.zero_grad(set_to_none=True)
+        (out["d_real"] + out["d_fake"]).backward()
+        self.d_optim.step()
+        if L.r1 > 0 and self.step % L.r1_interval == 0:
+            x_r = x.detach().requires_grad_(True)
+            out["r1"] = self.r1(D(x_r), x_r)
+            self.d_optim.zero_grad(set_to_none=True)
+            (out["r1"] * L.r1 / 2 * L.r1_interval).backward()
+            self.d_optim.step()
+
+        # generator
+        D.requires_grad_(False)
+        with self._autocast():
+            out["g"] = self.gan.g(D(G.synthesis(self._ws(n))))
+        self.g_optim.zero_grad(set_to_none=True)
+        out["g"].backward()
+        self.g_optim.step()
+        if sg.path_length > 0 and self.step % sg.path_length_interval == 0:
+            out["path_length"] = self._path_length_step(max(1, n // 2))
+        D.requires_grad_(True)
+
+        self._finish_step(n)
+        return {k: float(v.detach()) for k, v in out.items()}
+
+    def _path_length_step(self, n: int) -> torch.Tensor:
+        sg = self.recipe.stylegan2
+        ws = self._ws(n)
+        images = self.generator.synthesis(ws)
+        y = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+        (grad,) = torch.autograd.grad((images * y).sum(), ws, create_graph=True)
+        lengths = grad.square().sum(2).mean(1).sqrt()
+        self.pl_mean = self.pl_mean.lerp(lengths.mean().detach(), sg.path_length_decay)
+        penalty = (lengths - self.pl_mean).square().mean()
+        self.g_optim.zero_grad(set_to_none=True)
+        (penalty * sg.path_length * sg.path_length_interval).backward()
+        self.g_optim.step()
+        return penalty
