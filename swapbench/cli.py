@@ -183,6 +183,27 @@ def compare(run_a: str, run_b: str) -> None:
     print("\nscores:\n" + (scores.to_markdown(index=False) if len(scores) else "(none)"))
 
 
+@app.command()
+def project(
+    methods: Annotated[str, typer.Option(help="Comma-separated inversion methods (`swapbench registry inversion`).")] = "sae,sg2_w,sg2_wplus,sg2_encoder",
+    n: Annotated[int, typer.Option("--n", min=2, help="Test images to invert (the same for every method).")] = 32,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Optimisation steps of sg2_w / sg2_wplus (default 1000).")] = None,
+    sae_run: Annotated[Optional[str], typer.Option(help="MLflow run id or checkpoint of a trained swap_ae recipe.")] = None,
+    sg2_run: Annotated[Optional[str], typer.Option(help="MLflow run id or checkpoint of a trained stylegan2 recipe.")] = None,
+    encoder_run: Annotated[Optional[str], typer.Option(help="MLflow run id or checkpoint of a trained sg2_encoder recipe.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Invert the same N test images with every method at batch size 1: seconds per image, reconstruction
+    and swap scores, speed-up of the SAE's one pass, and the optimisers' quality-vs-steps curve."""
+    from swapbench.projection import run_projection
+
+    runs = {"swap_ae": sae_run, "stylegan2": sg2_run, "sg2_encoder": encoder_run}
+    _, markdown, run_id = run_projection(_csv(methods) or [], n, runs, steps=steps, device=device, progress=progress)
+    print(markdown, end="")
+    out.print(f"logged to MLflow run {run_id} (experiment 'projection')")
+
+
 @figure_app.command("swaps")
 def figure_swaps(
     runs: Annotated[str, typer.Option(help="Comma-separated MLflow run ids, one column each.")],

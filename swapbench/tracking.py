@@ -77,6 +77,7 @@ def quiet_mlflow() -> None:
     to what swapbench says unless --debug asked for more."""
     import logging
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars on downloads
     if not logging.getLogger("swapbench").isEnabledFor(logging.INFO):
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)

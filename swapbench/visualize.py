@@ -24,7 +24,7 @@ def swap_grid(model: SwappingAutoencoder, structure_images: torch.Tensor, textur
     g = a.shape[0]
     s = model.encode(a).structure
     t = model.encode(b).texture
-    cells = model.decode(s.repeat_interleave(g, 0), t.repeat(g, 1))  # row i, column j
+    cells = model.decode(s.repeat_interleave(g, 0), t.repeat(g, *[1] * (t.ndim - 1)))  # row i, column j
     blank = torch.full_like(a[:1], 1.0)
     rows = [torch.cat([blank, b])]
     for i in range(g):

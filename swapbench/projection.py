@@ -1,0 +1,225 @@
+"""``swapbench project``: how fast, and how well, each inversion method finds the latent code of the
+same N test images, on the same device with the same threads.
+
+Every method inverts one image per call (batch size 1), after one untimed warm-up call. Seconds per
+image count only the search for the latent (see :mod:`swapbench.inversion`). Reconstructions and
+style-mixing swaps (A's coarse layers or structure, B's fine layers or texture) of every method are
+then scored by the same registered metrics as a trained model, on the same pairs. The optimisers also
+record LPIPS after 10, 30, 100, 300 and 1000 steps: the quality-vs-steps curve.
+
+One MLflow run (experiment ``projection``) holds the table (markdown and csv), the curve, a strip of
+reconstructions per method, the pairs, and every number as metrics named ``<method>.<score>``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from swapbench.errors import UserError
+from swapbench.recipe import InversionConfig, Recipe
+
+# scores of reconstructions and swaps in the table (those that apply to the data)
+SCORES = ("recon_lpips_vgg", "recon_lpips_alex", "recon_psnr", "swap_fid", "swap_kid", "sifid",
+          "gt_swap_lpips", "gt_swap_psnr")
+RUN_FLAGS = {"swap_ae": "--sae-run", "stylegan2": "--sg2-run", "sg2_encoder": "--encoder-run"}
+EXPERIMENT = "projection"
+
+
+@dataclass
+class MethodResult:
+    name: str
+    steps: int | None
+    seconds: list[float]
+    reconstructions: torch.Tensor
+    latents: list[Any]
+    curve: dict[int, list[float]] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def row(self, sae_median: float | None) -> dict[str, Any]:
+        s = np.asarray(self.seconds)
+        q25, q50, q75 = np.percentile(s, [25, 50, 75])
+        return {"method": self.name, "steps": self.steps if self.steps is not None else "1 pass",
+                "seconds_per_image": float(q50), "seconds_iqr": float(q75 - q25),
+                **{k: self.scores[k] for k in SCORES if k in self.scores},
+                "sae_speedup": float(q50 / sae_median) if sae_median else None}
+
+
+def load_method(name: str, runs: dict[str, str | None], settings: InversionConfig,
+                device: torch.device) -> tuple[Any, Recipe, str]:
+    """(method object, recipe of the run it uses, that run's reference)."""
+    from swapbench.models.build import load_model
+    from swapbench.registry import INVERSIONS
+    from swapbench.tracking import checkpoint_of
+
+    cls = INVERSIONS.get(name)
+    ref = runs.get(cls.needs)
+    if ref is None:
+        flag = RUN_FLAGS.get(cls.needs, "--run")
+        raise UserError(f"method '{name}' needs a trained {cls.needs} run; pass {flag} RUN_ID (an MLflow run id or a checkpoint)")
+    model, recipe, _ = load_model(checkpoint_of(ref))
+    if recipe.model.family != cls.needs:
+        raise UserError(f"{RUN_FLAGS.get(cls.needs, '--run')} {ref} is a '{recipe.model.family}' run; "
+                        f"method '{name}' needs a {cls.needs} run")
+    return cls(model, settings, device), recipe, ref
+
+
+def check_same_data(recipes: dict[str, Recipe]) -> Recipe:
+    """Every run must have been trained and tested on the same data at the same resolution."""
+    from swapbench.figures import SAME_TEST_IMAGES
+
+    names = list(recipes)
+    first = recipes[names[0]]
+    for other in names[1:]:
+        differ = [k for k in SAME_TEST_IMAGES if k != "test_images"
+                  and getattr(recipes[other].data, k) != getattr(first.data, k)]
+        if differ:
+            raise UserError(f"the runs for {names[0]} and {other} use different data (data.{', data.'.join(differ)}); "
+                            "project compares methods on the same test images, so train them on the same data")
+    return first
+
+
+def invert_all(method: Any, name: str, images: torch.Tensor, progress=None) -> MethodResult:
+    """Warm up on the first image (untimed), then invert each image alone."""
+    warm_steps = min(getattr(method, "steps", None) or 1, 5)
+    if "steps" in inspect.signature(method.invert).parameters:
+        method.invert(images[:1], steps=warm_steps)
+    else:
+        method.invert(images[:1])
+    seconds, recons, latents, curve = [], [], [], {}
+    for i in range(images.shape[0]):
+        inv = method.invert(images[i : i + 1])
+        seconds.append(inv.seconds)
+        recons.append(inv.reconstructions)
+        latents.append(inv.latents)
+        for k, v in inv.curve.items():
+            curve.setdefault(k, []).append(v)
+        if progress is not None:
+            progress(i + 1)
+    return MethodResult(name, getattr(method, "steps", None), seconds, torch.cat(recons), latents, curve)
+
+
+def score_method(result: MethodResult, method: Any, images: torch.Tensor, recipe: Recipe,
+                 pairs: list[tuple[int, int]], device: torch.device, test_set) -> dict[str, float]:
+    from swapbench.evaluate import EvalContext, evaluate
+    from swapbench.inversion import InvertedImages
+    from swapbench.registry import METRICS
+
+    model = InvertedImages(method, images, result.latents, result.reconstructions)
+    ctx = EvalContext(model, images, recipe, device, recipe.eval.batch_size, pairs, test_set)
+    names = [m for m in SCORES if m in METRICS]
+    return {k: v for k, v in evaluate(ctx, names).items() if k in SCORES or k.endswith("_n")}
+
+
+def curve_figure(results: list[MethodResult]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for r in results:
+        if r.curve:
+            ks = sorted(r.curve)
+            ax.plot(ks, [float(np.mean(r.curve[k])) for k in ks], marker="o", label=r.name)
+        elif "recon_lpips_vgg" in r.scores:
+            ax.axhline(r.scores["recon_lpips_vgg"], linestyle="--", color="gray" if r.name != "sae" else "black",
+                       label=f"{r.name} (one pass)")
+    ax.set_xscale("log")
+    ax.set_xlabel("optimisation steps")
+    ax.set_ylabel("LPIPS-VGG to the target ↓")
+    ax.set_title("Inversion quality vs steps (mean over images)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def run_projection(methods: list[str], n: int, runs: dict[str, str | None], steps: int | None = None,
+                   device: str = "auto", progress: bool = True) -> tuple[pd.DataFrame, str, str]:
+    """Invert ``n`` test images with every method, score them, log one MLflow run; (table, its
+    markdown with the settings it was measured under, run id)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from swapbench.data import build_dataset, test_images
+    from swapbench.data.pairs import draw_pairs, pairs_record
+    from swapbench.runtime import resolve_device
+    from swapbench.tracking import open_tool_run
+    from swapbench.visualize import to_uint8
+
+    if not methods:
+        raise UserError("no methods given; pass --methods sae,sg2_w,...")
+    dev = resolve_device(device)
+    settings = InversionConfig() if steps is None else InversionConfig(steps=steps)
+    loaded = {m: load_method(m, runs, settings, dev) for m in methods}  # every run checked before work
+    recipe = check_same_data({m: r for m, (_, r, _) in loaded.items()})
+    test_set = build_dataset(recipe, "test")
+    available = len(test_set)
+    if n > available:
+        raise UserError(f"--n {n} is more than the {available} images of the test split; use at most {available}")
+    recipe = Recipe.model_validate({**recipe.model_dump(), "data": {**recipe.data.model_dump(), "test_images": n}})
+    images = test_images(recipe, test_set)
+    pairs = draw_pairs(n, n, recipe.eval.pairs_seed)
+
+    results: list[MethodResult] = []
+    with Progress(console=Console(stderr=True), disable=not progress) as bar:
+        for name, (method, _, _) in loaded.items():
+            task = bar.add_task(f"{name}", total=n)
+            result = invert_all(method, name, images, lambda i, t=task: bar.update(t, completed=i))
+            result.scores = score_method(result, method, images, recipe, pairs, dev, test_set)
+            results.append(result)
+    sae = next((r for r in results if r.name == "sae"), None)
+    sae_median = float(np.median(sae.seconds)) if sae else None
+    table = pd.DataFrame([r.row(sae_median) for r in results])
+
+    markdown = render_table(table, n, settings, str(dev))
+    tags = {"swapbench.tool": "project", "swapbench.methods": ",".join(methods), "swapbench.dataset": recipe.data.dataset}
+    with open_tool_run(EXPERIMENT, tags) as tracker:
+        tracker.log_params({"methods": ",".join(methods), "n": n, "steps": settings.steps,
+                            "refine_steps": settings.refine_steps, "device": str(dev),
+                            "threads": torch.get_num_threads(), "data.dataset": recipe.data.dataset,
+                            "data.resolution": recipe.data.resolution,
+                            **{f"run.{m}": ref for m, (_, _, ref) in loaded.items()}})
+        for r, row in zip(results, table.to_dict("records")):
+            tracker.log_metrics({f"{r.name}.{k}": v for k, v in row.items()
+                                 if isinstance(v, (int, float)) and v is not None and k != "steps"})
+            for k, values in r.curve.items():
+                tracker.log_metrics({f"{r.name}.curve_lpips": float(np.mean(values))}, step=k)
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            (tmp / "projection.md").write_text(markdown)
+            table.to_csv(tmp / "projection.csv", index=False)
+            curve_figure(results).savefig(tmp / "quality_vs_steps.png", dpi=120)
+            (tmp / "curves.json").write_text(json.dumps({r.name: {str(k): v for k, v in r.curve.items()}
+                                                         for r in results if r.curve}, indent=1))
+            for path in tmp.iterdir():
+                tracker.log_artifact(path)
+        tracker.log_text(json.dumps(pairs_record(pairs, recipe.eval.pairs_seed), indent=1), "pairs.json")
+        strip = torch.cat([images[:8], *[r.reconstructions[:8] for r in results]])
+        from torchvision.utils import make_grid
+
+        tracker.log_image(make_grid(to_uint8(strip), nrow=min(8, n), padding=2, pad_value=255).permute(1, 2, 0).numpy(),
+                          "reconstructions.png")
+        run_id = tracker.run_id
+    return table, markdown, run_id
+
+
+def render_table(table: pd.DataFrame, n: int, settings: InversionConfig, device: str) -> str:
+    shown = table.copy()
+    shown["seconds_per_image"] = [f"{m:.4g} (IQR {q:.2g})" for m, q in zip(table["seconds_per_image"], table["seconds_iqr"])]
+    shown = shown.drop(columns=["seconds_iqr"])
+    if "sae_speedup" in shown:
+        shown["sae_speedup"] = [f"{v:,.0f}x" if v and v >= 10 else (f"{v:.2g}x" if v else "-") for v in table["sae_speedup"]]
+    shown = shown.rename(columns={"seconds_per_image": "s/image (median)", "sae_speedup": "sae is faster by"})
+    note = (f"N = {n} test images, batch size 1, device {device}, {torch.get_num_threads()} threads; "
+            f"optimisers ran {settings.steps} steps (sg2_encoder_opt: {settings.refine_steps}).")
+    return note + "\n\n" + shown.to_markdown(index=False, floatfmt=".4g") + "\n"
