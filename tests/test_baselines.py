@@ -126,8 +126,10 @@ def test_sg2_encoder_trains_and_refinement_lowers_lpips(tmp_path, monkeypatch):
     x = batch[:2]
     with torch.no_grad():
         encoded = refine.model.encode(x).structure
-    noises = [torch.zeros(2, 1, s, s) for s in refine.model.generator.noise_sides]
+    noises = [v.expand(2, -1, -1, -1) for v in refine.model.generator.const_noise()]
     before = refine.optimiser.distance(encoded, noises, x)
+    with torch.no_grad():  # the starting point is exactly the encoder's reconstruction
+        assert torch.allclose(refine.model.generator.synthesis(encoded, noise=noises), refine.model.reconstruct(x))
     inv = refine.invert(x)
     assert inv.curve[30] < before
 

@@ -202,8 +202,10 @@ class SG2EncoderRefined:
         x = images.to(self.device)
         with torch.no_grad():
             codes, enc_seconds = timed(lambda: self.model.encode(x), self.device)
+        # start where the encoder is: its W+ and the generator's stored noise maps, which it was trained with
         latent, noises, seconds, curve = self.optimiser.optimise(x, self.steps if steps is None else steps,
-                                                                 init=codes.structure)
+                                                                 init=codes.structure,
+                                                                 init_noise=self.model.generator.const_noise())
         with torch.no_grad():
             recon = self.model.generator.synthesis(latent, noise=noises).float().cpu()
         return Inversion((latent, noises), recon, enc_seconds + seconds, curve)

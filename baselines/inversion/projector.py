@@ -93,16 +93,19 @@ class LatentOptimiser:
         return self.w_avg.view(1, 1, -1).repeat(n, width, 1)
 
     def optimise(self, targets: torch.Tensor, steps: int, init: torch.Tensor | None = None,
+                 init_noise: list[torch.Tensor] | None = None,
                  record: tuple[int, ...] = CURVE_STEPS) -> tuple[torch.Tensor, list[torch.Tensor], float, dict[int, float]]:
-        """(latents, noise maps, seconds of optimisation, {step: mean LPIPS after it})."""
+        """(latents, noise maps, seconds of optimisation, {step: mean LPIPS after it}), starting from
+        ``init`` (default: the mean w) and ``init_noise`` (default: seeded normal maps)."""
         s = self.settings
         x = targets.to(self.device)
         n = x.shape[0]
         target = self._for_lpips(x)
         latent = (self.start(n) if init is None else init.to(self.device)).clone().requires_grad_(True)
-        g = torch.Generator(device="cpu").manual_seed(0)
-        noises = [torch.randn(n, 1, side, side, generator=g).to(self.device).requires_grad_(True)
-                  for side in self.G.noise_sides]
+        if init_noise is None:
+            g = torch.Generator(device="cpu").manual_seed(0)
+            init_noise = [torch.randn(n, 1, side, side, generator=g) for side in self.G.noise_sides]
+        noises = [v.to(self.device).expand(n, -1, -1, -1).clone().requires_grad_(True) for v in init_noise]
         opt = torch.optim.Adam([latent, *noises], lr=s.lr, betas=s.betas)
         seconds, curve = 0.0, {}
         for step in range(steps):
