@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from torch import nn
 
 from swapbench.errors import UserError

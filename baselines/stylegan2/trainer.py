@@ -46,7 +46,7 @@ class StyleGAN2Trainer(Trainer):
                             f"model.generator '{recipe.model.generator}' has no mapping/synthesis (use 'stylegan2')")
         self.discriminator = build_discriminator(recipe).to(self.device)
         self.gan, self.r1 = LOSSES.get(L.gan), LOSSES.get("r1")
-        g_lr, g_betas = ((lazy_regularization_scaled(opt.lr, opt.betas, sg.path_length_interval))
+        g_lr, g_betas = (lazy_regularization_scaled(opt.lr, opt.betas, sg.path_length_interval)
                          if sg.path_length > 0 else (opt.lr, opt.betas))
         d_lr, d_betas = (lazy_regularization_scaled(opt.lr, opt.betas, L.r1_interval) if L.r1 > 0 else (opt.lr, opt.betas))
         self.g_optim = OPTIMIZERS.build(opt.name, params=self.generator.parameters(), lr=g_lr, betas=g_betas, eps=opt.eps)
