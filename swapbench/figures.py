@@ -25,6 +25,11 @@ from swapbench.visualize import to_uint8
 SAME_TEST_IMAGES = ("dataset", "resolution", "root", "limit", "test_fraction", "manifest", "test_images")
 
 
+def data_differences(a, b, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The ``SAME_TEST_IMAGES`` data settings (minus ``ignore``) on which recipes ``a`` and ``b`` differ."""
+    return [k for k in SAME_TEST_IMAGES if k not in ignore and getattr(a.data, k) != getattr(b.data, k)]
+
+
 @dataclass
 class RunModel:
     run_id: str
@@ -47,9 +52,8 @@ def load_run_models(run_ids: list[str], labels: list[str] | None = None) -> list
         model, recipe, _ = load_autoencoder(checkpoint_of(rid))
         label = labels[i] if labels else tags.get("swapbench.variant", recipe.name)
         loaded.append(RunModel(rid, label, tags.get("swapbench.git_commit", "unknown"), model, recipe))
-    first = loaded[0].recipe.data
     for run in loaded[1:]:
-        differ = [k for k in SAME_TEST_IMAGES if getattr(run.recipe.data, k) != getattr(first, k)]
+        differ = data_differences(run.recipe, loaded[0].recipe)
         if differ:
             raise UserError(f"run {run.run_id} has other test images than run {loaded[0].run_id} "
                             f"(data.{', data.'.join(differ)} differ); a swap figure compares runs on the same data")

@@ -16,6 +16,11 @@ def l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return (fake - real).abs().mean()
 
 
+@LOSSES.register("l2", description="Mean squared error between two image batches.")
+def l2_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    return (fake - real).square().mean()
+
+
 class GANLoss:
     """The three terms of one adversarial objective, on discriminator logits."""
 

@@ -74,13 +74,12 @@ def load_method(name: str, runs: dict[str, str | None], settings: InversionConfi
 
 def check_same_data(recipes: dict[str, Recipe]) -> Recipe:
     """Every run must have been trained and tested on the same data at the same resolution."""
-    from swapbench.figures import SAME_TEST_IMAGES
+    from swapbench.figures import data_differences
 
     names = list(recipes)
     first = recipes[names[0]]
     for other in names[1:]:
-        differ = [k for k in SAME_TEST_IMAGES if k != "test_images"
-                  and getattr(recipes[other].data, k) != getattr(first.data, k)]
+        differ = data_differences(recipes[other], first, ignore=("test_images",))  # --n sets the count
         if differ:
             raise UserError(f"the runs for {names[0]} and {other} use different data (data.{', data.'.join(differ)}); "
                             "project compares methods on the same test images, so train them on the same data")

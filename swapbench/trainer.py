@@ -297,6 +297,7 @@ class SwapAutoencoderTrainer(Trainer):
 
         self.gan = LOSSES.get(L.gan)
         self.l1 = LOSSES.get("l1")
+        self.l2 = LOSSES.get("l2")
         self.r1 = LOSSES.get("r1")
         self.lpips = LOSSES.build("lpips", device=self.device) if L.recon_lpips > 0 else None
         self.use_cooccur = self.cooccur is not None and L.cooccur > 0
@@ -381,7 +382,7 @@ class SwapAutoencoderTrainer(Trainer):
                 out["recon_l1"] = self.l1(recon.float(), x)
                 g_loss = g_loss + L.recon_l1 * out["recon_l1"]
             if L.recon_l2 > 0:
-                out["recon_l2"] = (recon.float() - x).square().mean()
+                out["recon_l2"] = self.l2(recon.float(), x)
                 g_loss = g_loss + L.recon_l2 * out["recon_l2"]
             if self.lpips is not None:
                 out["recon_lpips"] = self.lpips(recon.float(), x).mean()

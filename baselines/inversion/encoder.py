@@ -144,6 +144,7 @@ class SG2EncoderTrainer(Trainer):
             raise UserError("model.family 'sg2_encoder' needs inversion.generator: the MLflow run id (or checkpoint) "
                             "of a trained stylegan2 recipe; set it with --set inversion.generator=RUN_ID")
         self.inverter = self.build_model(recipe, load_generator(recipe.inversion.generator, recipe)).to(self.device)
+        self.l1, self.l2 = LOSSES.get("l1"), LOSSES.get("l2")
         self.lpips = LOSSES.build("lpips", device=self.device) if L.recon_lpips > 0 else None
         self.optim = OPTIMIZERS.build(opt.name, params=self.inverter.encoder.parameters(), lr=opt.lr,
                                       betas=opt.betas, eps=opt.eps)
@@ -166,10 +167,10 @@ class SG2EncoderTrainer(Trainer):
             recon = self.inverter.reconstruct(x).float()
         loss = x.new_zeros(())
         if L.recon_l2 > 0:
-            out["recon_l2"] = (recon - x).square().mean()
+            out["recon_l2"] = self.l2(recon, x)
             loss = loss + L.recon_l2 * out["recon_l2"]
         if L.recon_l1 > 0:
-            out["recon_l1"] = (recon - x).abs().mean()
+            out["recon_l1"] = self.l1(recon, x)
             loss = loss + L.recon_l1 * out["recon_l1"]
         if self.lpips is not None:
             out["recon_lpips"] = self.lpips(recon, x).mean()
