@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from swapbench.errors import UserError
-from swapbench.visualize import to_uint8
+from swapbench.visualize import labelled_columns
 
 # settings that decide which test images a run is scored on; runs in one swap figure must agree on them
 SAME_TEST_IMAGES = ("dataset", "resolution", "root", "limit", "test_fraction", "manifest", "test_images")
@@ -60,18 +60,6 @@ def load_run_models(run_ids: list[str], labels: list[str] | None = None) -> list
     return loaded
 
 
-def _label_strip(width: int, height: int, labels: list[str], cell: int, pad: int) -> Image.Image:
-    strip = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(strip)
-    font = ImageFont.load_default(size=max(10, cell // 8))
-    for j, text in enumerate(labels):
-        x0 = pad + j * (cell + pad)
-        box = draw.textbbox((0, 0), text, font=font)
-        draw.text((x0 + max(0, (cell - (box[2] - box[0])) // 2), (height - (box[3] - box[1])) // 2 - box[1]),
-                  text, fill="black", font=font)
-    return strip
-
-
 @torch.no_grad()
 def swap_comparison(runs: list[RunModel], images: torch.Tensor, pairs: list[tuple[int, int]],
                     cell: int = 128, pad: int = 4) -> Image.Image:
@@ -83,17 +71,7 @@ def swap_comparison(runs: list[RunModel], images: torch.Tensor, pairs: list[tupl
         model = run.model.eval()
         device = next(model.parameters()).device
         columns.append(model.swap(a.to(device), b.to(device)).cpu())
-    labels = ["structure", "texture", *[r.label for r in runs]]
-    n_rows, n_cols = len(pairs), len(columns)
-    header = max(18, cell // 5)
-    sheet = Image.new("RGB", (pad + n_cols * (cell + pad), header + pad + n_rows * (cell + pad)), "white")
-    sheet.paste(_label_strip(sheet.width, header, labels, cell, pad), (0, 0))
-    for j, col in enumerate(columns):
-        tiles = to_uint8(col).permute(0, 2, 3, 1).numpy()
-        for i in range(n_rows):
-            tile = Image.fromarray(tiles[i]).resize((cell, cell), Image.Resampling.NEAREST)
-            sheet.paste(tile, (pad + j * (cell + pad), header + pad + i * (cell + pad)))
-    return sheet
+    return labelled_columns(columns, ["structure", "texture", *[r.label for r in runs]], cell, pad)
 
 
 def figure_swaps(run_ids: list[str], out: str | Path, n: int = 6, labels: list[str] | None = None,

@@ -101,9 +101,7 @@ def evaluate_checkpoint(path: str | Path, metrics: Sequence[str] | str | None = 
     ``n`` rescores with that many test images and swap pairs (each score logs its N)."""
     model, recipe, meta = load_model(path)
     if n is not None:
-        data = {**recipe.data.model_dump(), "test_images": n}
-        evaluation = {**recipe.eval.model_dump(), "swap_pairs": n, "grid_size": min(recipe.eval.grid_size, n)}
-        recipe = Recipe.model_validate({**recipe.model_dump(), "data": data, "eval": evaluation})
+        recipe = recipe.with_test_images(n)
     dev = resolve_device(device)
     if log_to_run and meta.get("run_id"):
         with open_run(recipe, run_id=meta["run_id"]) as tracker:

@@ -43,12 +43,14 @@ class MethodResult:
     latents: list[Any]
     curve: dict[int, list[float]] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)
+    flops: float | None = None  # of finding one image's latent (see search_flops)
 
     def row(self, sae_median: float | None) -> dict[str, Any]:
         s = np.asarray(self.seconds)
         q25, q50, q75 = np.percentile(s, [25, 50, 75])
         return {"method": self.name, "steps": self.steps if self.steps is not None else "1 pass",
                 "seconds_per_image": float(q50), "seconds_iqr": float(q75 - q25),
+                "gflop_per_image": self.flops / 1e9 if self.flops is not None else None,
                 **{k: self.scores[k] for k in SCORES if k in self.scores},
                 "sae_speedup": float(q50 / sae_median) if sae_median else None}
 
@@ -84,6 +86,36 @@ def check_same_data(recipes: dict[str, Recipe]) -> Recipe:
             raise UserError(f"the runs for {names[0]} and {other} use different data (data.{', data.'.join(differ)}); "
                             "project compares methods on the same test images, so train them on the same data")
     return first
+
+
+def _counted_flops(fn) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def search_flops(method: Any, image: torch.Tensor) -> float:
+    """FLOPs of finding the latent of one image, as torch's FlopCounterMode counts them (convolutions
+    and matrix products, forward and backward; element-wise work is not counted).
+
+    Only the public interface is used, so this holds for any registered method: the FLOPs of
+    ``invert`` minus those of one decode (``swap(latents, latents)`` decodes exactly as the final
+    reconstruction does). Optimisation cost is linear in the steps, so an optimiser is counted at
+    1 and 2 steps and the rest follows: f(steps) = f(1) + (steps - 1) (f(2) - f(1))."""
+
+    def one(**kwargs) -> float:
+        holder = {}
+        total = _counted_flops(lambda: holder.setdefault("inv", method.invert(image, **kwargs)))
+        latents = holder["inv"].latents
+        return total - _counted_flops(lambda: method.swap(latents, latents))
+
+    steps = getattr(method, "steps", None)
+    if not steps or "steps" not in inspect.signature(method.invert).parameters:
+        return one()
+    f1, f2 = one(steps=1), one(steps=2)
+    return f1 + (steps - 1) * (f2 - f1)
 
 
 def invert_all(method: Any, name: str, images: torch.Tensor, progress=None) -> MethodResult:
@@ -153,7 +185,7 @@ def run_projection(methods: list[str], n: int, runs: dict[str, str | None], step
     from swapbench.data.pairs import draw_pairs, pairs_record
     from swapbench.runtime import resolve_device
     from swapbench.tracking import open_tool_run
-    from swapbench.visualize import to_uint8
+    from swapbench.visualize import labelled_columns
 
     if not methods:
         raise UserError("no methods given; pass --methods sae,sg2_w,...")
@@ -165,7 +197,7 @@ def run_projection(methods: list[str], n: int, runs: dict[str, str | None], step
     available = len(test_set)
     if n > available:
         raise UserError(f"--n {n} is more than the {available} images of the test split; use at most {available}")
-    recipe = Recipe.model_validate({**recipe.model_dump(), "data": {**recipe.data.model_dump(), "test_images": n}})
+    recipe = recipe.with_test_images(n)
     images = test_images(recipe, test_set)
     pairs = draw_pairs(n, n, recipe.eval.pairs_seed)
 
@@ -175,6 +207,7 @@ def run_projection(methods: list[str], n: int, runs: dict[str, str | None], step
             task = bar.add_task(f"{name}", total=n)
             result = invert_all(method, name, images, lambda i, t=task: bar.update(t, completed=i))
             result.scores = score_method(result, method, images, recipe, pairs, dev, test_set)
+            result.flops = search_flops(method, images[:1])
             results.append(result)
     sae = next((r for r in results if r.name == "sae"), None)
     sae_median = float(np.median(sae.seconds)) if sae else None
@@ -203,11 +236,9 @@ def run_projection(methods: list[str], n: int, runs: dict[str, str | None], step
             for path in tmp.iterdir():
                 tracker.log_artifact(path)
         tracker.log_text(json.dumps(pairs_record(pairs, recipe.eval.pairs_seed), indent=1), "pairs.json")
-        strip = torch.cat([images[:8], *[r.reconstructions[:8] for r in results]])
-        from torchvision.utils import make_grid
-
-        tracker.log_image(make_grid(to_uint8(strip), nrow=min(8, n), padding=2, pad_value=255).permute(1, 2, 0).numpy(),
-                          "reconstructions.png")
+        strip = labelled_columns([images[:8], *[r.reconstructions[:8] for r in results]],
+                                 ["target", *[r.name for r in results]], cell=96)
+        tracker.log_image(np.asarray(strip), "reconstructions.png")
         run_id = tracker.run_id
     return table, markdown, run_id
 
@@ -216,9 +247,11 @@ def render_table(table: pd.DataFrame, n: int, settings: InversionConfig, device:
     shown = table.copy()
     shown["seconds_per_image"] = [f"{m:.4g} (IQR {q:.2g})" for m, q in zip(table["seconds_per_image"], table["seconds_iqr"])]
     shown = shown.drop(columns=["seconds_iqr"])
+    shown["gflop_per_image"] = [f"{v:,.4g}" if v is not None else "-" for v in table["gflop_per_image"]]
     if "sae_speedup" in shown:
         shown["sae_speedup"] = [f"{v:,.0f}x" if v and v >= 10 else (f"{v:.2g}x" if v else "-") for v in table["sae_speedup"]]
-    shown = shown.rename(columns={"seconds_per_image": "s/image (median)", "sae_speedup": "sae is faster by"})
+    shown = shown.rename(columns={"seconds_per_image": "s/image (median)", "gflop_per_image": "GFLOP/image",
+                                  "sae_speedup": "sae is faster by"})
     note = (f"N = {n} test images, batch size 1, device {device}, {torch.get_num_threads()} threads; "
             f"optimisers ran {settings.steps} steps (sg2_encoder_opt: {settings.refine_steps}).")
     return note + "\n\n" + shown.to_markdown(index=False, floatfmt=".4g") + "\n"

@@ -251,6 +251,12 @@ class Recipe(Section):
         """Optimisation steps implied by ``train.images`` and ``train.batch_size``."""
         return math.ceil(self.train.images / self.train.batch_size)
 
+    def with_test_images(self, n: int) -> Recipe:
+        """This recipe scored on ``n`` test images and ``n`` swap pairs (the swap grid shrinks to fit)."""
+        data = {**self.data.model_dump(), "test_images": n}
+        evaluation = {**self.eval.model_dump(), "swap_pairs": n, "grid_size": min(self.eval.grid_size, n)}
+        return Recipe.model_validate({**self.model_dump(), "data": data, "eval": evaluation})
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 

@@ -1,9 +1,10 @@
-"""Images a person looks at: the swap grid."""
+"""Images a person looks at: the swap grid, and labelled columns of images (figures, reconstruction strips)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
 from swapbench.models.swap_ae import SwappingAutoencoder
@@ -31,3 +32,25 @@ def swap_grid(model: SwappingAutoencoder, structure_images: torch.Tensor, textur
         rows.append(torch.cat([a[i : i + 1], cells[i * g : (i + 1) * g]]))
     grid = make_grid(to_uint8(torch.cat(rows)).cpu(), nrow=g + 1, padding=2, pad_value=255)
     return grid.permute(1, 2, 0).numpy()
+
+
+def labelled_columns(columns: list[torch.Tensor], labels: list[str], cell: int = 128, pad: int = 4) -> Image.Image:
+    """A sheet with one column per (N, 3, H, W) image batch in [-1, 1], row i holding image i of every
+    column, each tile resized to ``cell`` px (nearest) and each column named by its label on top."""
+    if len(columns) != len(labels):
+        raise ValueError(f"{len(labels)} labels for {len(columns)} columns")
+    n_rows = min(c.shape[0] for c in columns)
+    header = max(18, cell // 5)
+    sheet = Image.new("RGB", (pad + len(columns) * (cell + pad), header + pad + n_rows * (cell + pad)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=max(10, cell // 8))
+    for j, (col, text) in enumerate(zip(columns, labels)):
+        x0 = pad + j * (cell + pad)
+        box = draw.textbbox((0, 0), text, font=font)
+        draw.text((x0 + max(0, (cell - (box[2] - box[0])) // 2), (header - (box[3] - box[1])) // 2 - box[1]),
+                  text, fill="black", font=font)
+        tiles = to_uint8(col[:n_rows]).permute(0, 2, 3, 1).cpu().numpy()
+        for i in range(n_rows):
+            tile = Image.fromarray(tiles[i]).resize((cell, cell), Image.Resampling.NEAREST)
+            sheet.paste(tile, (x0, header + pad + i * (cell + pad)))
+    return sheet

@@ -139,6 +139,35 @@ def test_sg2_encoder_trains_and_refinement_lowers_lpips(tmp_path, monkeypatch):
         build_trainer(other)
 
 
+def test_search_flops_counts_the_latent_search_and_nothing_else():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from swapbench.inversion import SwapAutoencoderEncoding
+    from swapbench.models.build import build_autoencoder
+    from swapbench.projection import search_flops
+
+    def counted(fn) -> int:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        return counter.get_total_flops()
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    # one pass: exactly the encoder, not the decode that makes the reconstruction
+    sae = SwapAutoencoderEncoding(build_autoencoder(recipe_from_dict(TINY)).eval())
+    with torch.no_grad():
+        assert search_flops(sae, x) == counted(lambda: sae.model.encode(x)) > 0
+    # an optimiser, counted at 1 and 2 steps, gives what 3 real steps count, less the final synthesis
+    G = tiny_generator()
+    method = ProjectW(G, FAST, steps=3)
+    latent = method.start(1)
+    with torch.no_grad():
+        decode = counted(lambda: G.synthesis(method._ws(latent), noise="const"))
+    three = counted(lambda: method.invert(x)) - decode
+    assert search_flops(method, x) == three
+    assert three > 3 * decode  # each step runs G forward and backward and LPIPS-VGG forward and backward
+
+
 def test_project_cli_prints_and_logs_the_table(tmp_path):
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     base = {**TINY, "data": {**TINY["data"], "resolution": 32}, "eval": {**TINY["eval"], "metrics": ["recon_psnr"]}}
@@ -160,7 +189,7 @@ def test_project_cli_prints_and_logs_the_table(tmp_path):
                    "--sae-run", run_ids["sae"], "--sg2-run", run_ids["sg2"], cwd=tmp_path, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
     header = next(line for line in done.stdout.splitlines() if line.startswith("| method"))
-    for column in ("steps", "s/image (median)", "recon_lpips_vgg", "recon_lpips_alex", "recon_psnr", "swap_fid",
+    for column in ("steps", "s/image (median)", "GFLOP/image", "recon_lpips_vgg", "recon_lpips_alex", "recon_psnr", "swap_fid",
                    "swap_kid", "sifid", "sae is faster by"):
         assert column in header
     assert "optimisers ran 10 steps" in done.stdout
@@ -174,6 +203,7 @@ def test_project_cli_prints_and_logs_the_table(tmp_path):
     for method in ("sae", "sg2_w", "sg2_wplus"):
         assert metrics[f"{method}.seconds_per_image"] > 0 and f"{method}.recon_lpips_vgg" in metrics
     assert metrics["sg2_w.sae_speedup"] > 1  # 10 optimisation steps take longer than one encoder pass
+    assert metrics["sg2_w.gflop_per_image"] == metrics["sg2_wplus.gflop_per_image"] > metrics["sae.gflop_per_image"] > 0
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"projection.md", "projection.csv", "quality_vs_steps.png", "curves.json", "pairs.json",
             "reconstructions.png"} <= artifacts

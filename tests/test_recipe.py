@@ -148,3 +148,11 @@ def test_recipes_are_found_in_an_installed_package_without_a_checkout(tmp_path, 
     assert set(list_recipes()) == {"mine"}
     assert set(list_recipes(sweeps=True)) == {"sweeps/grid"}
     assert load_recipe("mine").model.texture_dim == 32
+
+
+def test_with_test_images_rescales_the_scored_set_and_keeps_the_rest():
+    base = load_recipe("quickstart")
+    small = base.with_test_images(3)
+    assert (small.data.test_images, small.eval.swap_pairs, small.eval.grid_size) == (3, 3, 3)
+    assert small.model == base.model and small.train == base.train and small.data.resolution == base.data.resolution
+    assert base.data.test_images != 3  # the original is left as it was

@@ -130,6 +130,22 @@ def test_lpips_matches_the_lpips_package_pipeline_and_recorded_values(tmp_path, 
     assert lpips_files(tmp_path / "x.png", tmp_path / "y.png", "vgg")["value"] == pytest.approx(RECORDED["vgg"], abs=1e-4)
 
 
+def test_lpips_to_a_fixed_target_equals_lpips_and_passes_gradients(nets):
+    from swapbench.metrics.lpips_net import LpipsToTarget, build_lpips
+
+    targets, images = crops(3, resolution=64), crops(6, resolution=64)[3:]
+    for net in ("alex", "vgg"):
+        model = build_lpips(net)
+        cached = LpipsToTarget(model, targets)
+        x = images.clone().requires_grad_(True)
+        value = cached(x)
+        assert value.shape == (3, 1, 1, 1)
+        assert torch.allclose(value, model(images, targets), atol=1e-6)
+        value.sum().backward()
+        assert x.grad is not None and x.grad.abs().sum() > 0
+        assert torch.allclose(cached(targets), torch.zeros(3, 1, 1, 1), atol=1e-7)
+
+
 # measured on 2026-11-25 with torch 2.14.1 on x86_64 (2 CPU cores), swapbench commit after 95fc836
 RECORDED = {"alex": 0.7139019966125488, "vgg": 0.8715560436248779}
 

@@ -6,7 +6,8 @@ Projection of a target image x, following StyleGAN2-ADA's ``projector.py``:
 - Adam(lr ``inversion.lr``, betas ``inversion.betas``) over w (or W+) and the per-layer noise maps;
 - at fraction t of the steps: lr = peak x min(1, t / rampup) x (1 - cos(pi min(1, (1 - t) / rampdown))) / 2,
   latent noise = w_std x ``initial_noise`` x max(0, 1 - t / ``noise_ramp``)^2 added to w;
-- loss = LPIPS-VGG(G(w), x) (images area-downsampled to ``lpips_side`` when larger)
+- loss = LPIPS-VGG(G(w), x) (images area-downsampled to ``lpips_side`` when larger; x's VGG
+  features computed once, before the loop, as the reference projector does)
   [+ ``wplus_mse`` x MSE for W+] + ``noise_reg`` x sum over noise maps and scales of the squared
   autocorrelation at a one-pixel shift; after each step every noise map is renormalised to zero
   mean and unit variance.
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 
 from baselines.stylegan2.generator import default_crossover, style_mix
 from swapbench.inversion import Inversion, synchronize
+from swapbench.metrics.lpips_net import LpipsToTarget, build_lpips
 from swapbench.registry import INVERSIONS
 
 CURVE_STEPS = (10, 30, 100, 300, 1000)  # LPIPS is recorded after these many steps (the quality-vs-steps curve)
@@ -70,8 +72,6 @@ class LatentOptimiser:
     space = "w"
 
     def __init__(self, generator, settings, device: torch.device | str = "cpu", steps: int | None = None):
-        from swapbench.metrics.lpips_net import build_lpips
-
         self.device = torch.device(device)
         self.settings = settings
         self.steps = settings.steps if steps is None else steps
@@ -100,14 +100,18 @@ class LatentOptimiser:
         s = self.settings
         x = targets.to(self.device)
         n = x.shape[0]
-        target = self._for_lpips(x)
+        synchronize(self.device)
+        tick = time.perf_counter()
+        lpips_to_target = LpipsToTarget(self.lpips, self._for_lpips(x))  # target features computed once
+        synchronize(self.device)
+        seconds = time.perf_counter() - tick  # part of the search: the reference projector does it too
         latent = (self.start(n) if init is None else init.to(self.device)).clone().requires_grad_(True)
         if init_noise is None:
             g = torch.Generator(device="cpu").manual_seed(0)
             init_noise = [torch.randn(n, 1, side, side, generator=g) for side in self.G.noise_sides]
         noises = [v.to(self.device).expand(n, -1, -1, -1).clone().requires_grad_(True) for v in init_noise]
         opt = torch.optim.Adam([latent, *noises], lr=s.lr, betas=s.betas)
-        seconds, curve = 0.0, {}
+        curve = {}
         for step in range(steps):
             synchronize(self.device)
             tick = time.perf_counter()
@@ -117,7 +121,7 @@ class LatentOptimiser:
                 group["lr"] = lr
             w_noise = torch.randn_like(latent) * (self.w_std * noise_mult)
             synth = self.G.synthesis(self._ws(latent + w_noise), noise=noises)
-            loss = self.lpips(self._for_lpips(synth), target).sum()
+            loss = lpips_to_target(self._for_lpips(synth)).sum()
             if self.mse_weight > 0:
                 loss = loss + self.mse_weight * (synth - x).square().flatten(1).mean(1).sum()
             if s.noise_reg > 0:

@@ -70,3 +70,27 @@ def build_lpips(net: str = "vgg", device: torch.device | str = "cpu") -> nn.Modu
     import copy
 
     return copy.deepcopy(_cpu_lpips(net)).to(device)
+
+
+class LpipsToTarget(nn.Module):
+    """LPIPS from images to fixed ``targets``, with the targets' features computed once.
+
+    An optimiser compares a changing image to the same target at every step; recomputing the
+    target's backbone features each time would spend a third of each step on a constant (StyleGAN2-ADA's
+    projector also computes them once). Same value as ``lpips_model(images, targets)``, per image
+    as (N, 1, 1, 1)."""
+
+    def __init__(self, lpips_model: nn.Module, targets: torch.Tensor):
+        super().__init__()
+        self.model = lpips_model
+        with torch.no_grad():
+            self.targets = [f.detach() for f in self._features(targets)]
+
+    def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        from lpips import normalize_tensor
+
+        return [normalize_tensor(f) for f in self.model.net(self.model.scaling_layer(images))]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        layers = zip(self.model.lins, self._features(images), self.targets)
+        return sum(lin((f - t).square()).mean(dim=(2, 3), keepdim=True) for lin, f, t in layers)
