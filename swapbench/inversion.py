@@ -8,8 +8,9 @@ A method is a class in the ``inversion`` registry::
     invert(images) -> Inversion(latents, reconstructions, seconds, curve)
     swap(latents_a, latents_b) -> images   # A's structure (layout, coarse styles), B's texture (fine styles)
 
-``seconds`` is the wall time of finding the latents alone (encoder passes or the optimisation loop),
-with CUDA synchronised, excluding the final decode and any quality checkpoints of ``curve``. The
+``seconds`` is the wall time of finding the latents alone (encoder passes, or the optimisation loop
+with its one-off preparation such as the target's LPIPS features), with CUDA synchronised, excluding
+the final decode and any quality checkpoints of ``curve``. The
 Swapping Autoencoder's own encoder is registered here as ``sae``; the StyleGAN2 methods live in
 ``baselines`` and register themselves as a swapbench plugin.
 """

@@ -97,24 +97,31 @@ def _counted_flops(fn) -> float:
 
 
 def search_flops(method: Any, image: torch.Tensor) -> float:
-    """FLOPs of finding the latent of one image, as torch's FlopCounterMode counts them (convolutions
-    and matrix products, forward and backward; element-wise work is not counted).
+    """FLOPs of finding the latent of one image, counted like the timing: the search alone, without
+    the final decode and without the quality checkpoints of the curve. Counted by torch's
+    FlopCounterMode: convolutions and matrix products, forward and backward (element-wise work is not
+    counted).
 
-    Only the public interface is used, so this holds for any registered method: the FLOPs of
-    ``invert`` minus those of one decode (``swap(latents, latents)`` decodes exactly as the final
-    reconstruction does). Optimisation cost is linear in the steps, so an optimiser is counted at
-    1 and 2 steps and the rest follows: f(steps) = f(1) + (steps - 1) (f(2) - f(1))."""
+    Only the public interface is used: the FLOPs of ``invert`` minus those of one decode
+    (``swap(latents, latents)`` decodes exactly as the final reconstruction does). An optimiser's
+    work per step is the same at every step, so it is counted at 1 and 2 steps (before the first
+    curve checkpoint) and f(steps) = f(1) + (steps - 1) (f(2) - f(1)). The global random state is
+    left as it was, so counting does not change what the methods measured after it draw."""
 
     def one(**kwargs) -> float:
         holder = {}
         total = _counted_flops(lambda: holder.setdefault("inv", method.invert(image, **kwargs)))
+        if holder["inv"].curve:
+            raise RuntimeError("search_flops counts steps before the first curve checkpoint; got a checkpoint")
         latents = holder["inv"].latents
         return total - _counted_flops(lambda: method.swap(latents, latents))
 
     steps = getattr(method, "steps", None)
-    if not steps or "steps" not in inspect.signature(method.invert).parameters:
-        return one()
-    f1, f2 = one(steps=1), one(steps=2)
+    devices = [image.device] if image.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        if not steps or "steps" not in inspect.signature(method.invert).parameters:
+            return one()
+        f1, f2 = one(steps=1), one(steps=2)
     return f1 + (steps - 1) * (f2 - f1)
 
 
@@ -205,6 +212,7 @@ def run_projection(methods: list[str], n: int, runs: dict[str, str | None], step
     with Progress(console=Console(stderr=True), disable=not progress) as bar:
         for name, (method, _, _) in loaded.items():
             task = bar.add_task(f"{name}", total=n)
+            torch.manual_seed(recipe.seed)  # each method's random draws do not depend on the methods before it
             result = invert_all(method, name, images, lambda i, t=task: bar.update(t, completed=i))
             result.scores = score_method(result, method, images, recipe, pairs, dev, test_set)
             result.flops = search_flops(method, images[:1])
@@ -236,8 +244,9 @@ def run_projection(methods: list[str], n: int, runs: dict[str, str | None], step
             for path in tmp.iterdir():
                 tracker.log_artifact(path)
         tracker.log_text(json.dumps(pairs_record(pairs, recipe.eval.pairs_seed), indent=1), "pairs.json")
+        side = images.shape[-1]  # tiles scaled by a whole factor, so no pixel is dropped or doubled unevenly
         strip = labelled_columns([images[:8], *[r.reconstructions[:8] for r in results]],
-                                 ["target", *[r.name for r in results]], cell=96)
+                                 ["target", *[r.name for r in results]], cell=side * max(1, 128 // side))
         tracker.log_image(np.asarray(strip), "reconstructions.png")
         run_id = tracker.run_id
     return table, markdown, run_id
@@ -247,7 +256,8 @@ def render_table(table: pd.DataFrame, n: int, settings: InversionConfig, device:
     shown = table.copy()
     shown["seconds_per_image"] = [f"{m:.4g} (IQR {q:.2g})" for m, q in zip(table["seconds_per_image"], table["seconds_iqr"])]
     shown = shown.drop(columns=["seconds_iqr"])
-    shown["gflop_per_image"] = [f"{v:,.4g}" if v is not None else "-" for v in table["gflop_per_image"]]
+    shown["gflop_per_image"] = [("-" if pd.isna(v) else f"{v:,.0f}" if v >= 100 else f"{v:.3g}")
+                                for v in table["gflop_per_image"]]
     if "sae_speedup" in shown:
         shown["sae_speedup"] = [f"{v:,.0f}x" if v and v >= 10 else (f"{v:.2g}x" if v else "-") for v in table["sae_speedup"]]
     shown = shown.rename(columns={"seconds_per_image": "s/image (median)", "gflop_per_image": "GFLOP/image",

@@ -36,7 +36,8 @@ def swap_grid(model: SwappingAutoencoder, structure_images: torch.Tensor, textur
 
 def labelled_columns(columns: list[torch.Tensor], labels: list[str], cell: int = 128, pad: int = 4) -> Image.Image:
     """A sheet with one column per (N, 3, H, W) image batch in [-1, 1], row i holding image i of every
-    column, each tile resized to ``cell`` px (nearest) and each column named by its label on top."""
+    column (as many rows as the shortest column has images), each tile resized to ``cell`` px
+    (nearest) and each column named by its label on top."""
     if len(columns) != len(labels):
         raise ValueError(f"{len(labels)} labels for {len(columns)} columns")
     n_rows = min(c.shape[0] for c in columns)

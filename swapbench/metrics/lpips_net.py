@@ -82,6 +82,9 @@ class LpipsToTarget(nn.Module):
 
     def __init__(self, lpips_model: nn.Module, targets: torch.Tensor):
         super().__init__()
+        if lpips_model.version != "0.1" or not lpips_model.lpips or lpips_model.spatial:
+            raise ValueError("LpipsToTarget reproduces LPIPS v0.1 with linear layers and a spatial mean "
+                             "(what build_lpips returns); got another configuration")
         self.model = lpips_model
         with torch.no_grad():
             self.targets = [f.detach() for f in self._features(targets)]
