@@ -136,14 +136,18 @@ class LatentOptimiser:
             synchronize(self.device)
             seconds += time.perf_counter() - tick
             if step + 1 in record:
-                curve[step + 1] = self.distance(latent, noises, x)
+                curve[step + 1] = self.distance(latent, noises, lpips_to_target)
         return latent.detach(), [v.detach() for v in noises], seconds, curve
 
     @torch.no_grad()
-    def distance(self, latent: torch.Tensor, noises: list[torch.Tensor], x: torch.Tensor) -> float:
-        """Mean LPIPS-VGG of the current reconstructions (the quantity the optimiser lowers)."""
+    def distance(self, latent: torch.Tensor, noises: list[torch.Tensor],
+                 target: torch.Tensor | LpipsToTarget) -> float:
+        """Mean LPIPS-VGG of the current reconstructions (the quantity the optimiser lowers) to
+        ``target``: images, or an ``LpipsToTarget`` holding their features already."""
+        if not isinstance(target, LpipsToTarget):
+            target = LpipsToTarget(self.lpips, self._for_lpips(target.to(self.device)))
         synth = self.G.synthesis(self._ws(latent), noise=noises)
-        return float(self.lpips(self._for_lpips(synth), self._for_lpips(x)).mean())
+        return float(target(self._for_lpips(synth)).mean())
 
     def invert(self, images: torch.Tensor, steps: int | None = None) -> Inversion:
         latent, noises, seconds, curve = self.optimise(images, self.steps if steps is None else steps)
