@@ -42,6 +42,10 @@ app.add_typer(score_app, name="score")
 figure_app = typer.Typer(help="Figures from runs in MLflow: cross-run swaps, score-vs-setting curves.",
                          no_args_is_help=True)
 app.add_typer(figure_app, name="figure")
+edit_app = typer.Typer(help="Edit image files with a trained swap_ae run: texture swap, interpolation, region and "
+                       "global edits, domain translation. Each writes a labelled PNG and a .json of its inputs.",
+                       no_args_is_help=True)
+app.add_typer(edit_app, name="edit")
 weights_app = typer.Typer(help="Fetch and verify the pretrained files the scores need (offline-safe).",
                           no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
@@ -234,6 +238,113 @@ def figure_curve(
     out.print(f"wrote {path} and {path.with_suffix('.json')}")
 
 
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+EditRun = Annotated[str, typer.Option("--run", help="MLflow run id, or checkpoint .safetensors, of a trained swap_ae recipe.")]
+EditOut = Annotated[Path, typer.Option("--out", help="PNG file to write (a .json naming the inputs goes beside it).")]
+EditCell = Annotated[int, typer.Option(min=16, help="Pixels per image in the sheet.")]
+Files = Annotated[list[str], typer.Option(help="Image file or folder of images (repeatable).")]
+
+
+def _floats(text: str, option: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{option} '{text}' must be comma-separated numbers, e.g. 0,0.5,1") from None
+    if not values:
+        raise UserError(f"{option} is empty; give comma-separated numbers, e.g. 0,0.5,1")
+    return values
+
+
+def _edit_model(run: str, device: str, out_file: Path):
+    """The run's model, after checking the output path (so a bad --out fails before any work)."""
+    from swapbench.editing import load_edit_model
+    from swapbench.figures import png_output_path
+
+    png_output_path(out_file)
+    return load_edit_model(run, device)
+
+
+def _wrote(path: Path) -> None:
+    out.print(f"wrote {path} and {path.with_suffix('.json')}")
+
+
+@edit_app.command("swap")
+def edit_swap(
+    run: EditRun, structure: Files, texture: Files, out_file: EditOut,
+    alpha: Annotated[str, typer.Option(help="Comma-separated texture blends: 0 keeps A's texture, 1 is B's.")] = "0,0.25,0.5,0.75,1",
+    cell: EditCell = 128, device: DeviceOption = "auto",
+) -> None:
+    """The structure of each --structure image with the texture of --texture, blended by alpha."""
+    from swapbench.editing import swap_sheet
+
+    _wrote(swap_sheet(_edit_model(run, device, out_file), structure, texture, _floats(alpha, "--alpha"), out_file, cell))
+
+
+@edit_app.command("interpolate")
+def edit_interpolate(
+    run: EditRun, a: Files, b: Files, out_file: EditOut,
+    steps: Annotated[int, typer.Option(help="Frames from A to B, both ends included.")] = 5,
+    part: Annotated[str, typer.Option(help="Which code moves: both, structure or texture.")] = "both",
+    cell: EditCell = 128, device: DeviceOption = "auto",
+) -> None:
+    """From A to B in the structure code, the texture code, or both."""
+    from swapbench.editing import interpolate_sheet
+
+    _wrote(interpolate_sheet(_edit_model(run, device, out_file), a, b, steps, part, out_file, cell))
+
+
+@edit_app.command("region")
+def edit_region(
+    run: EditRun, target: Files, source: Files, out_file: EditOut,
+    box: Annotated[Optional[str], typer.Option(help="Region as left,top,right,bottom fractions of the side, e.g. 0,0,0.5,1.")] = None,
+    mask: Annotated[Optional[str], typer.Option(help="Region as an image file: white is edited, black kept.")] = None,
+    cell: EditCell = 128, device: DeviceOption = "auto",
+) -> None:
+    """Local edit: inside the region, the structure code of --source replaces the target's; the texture stays."""
+    from swapbench.editing import region_sheet
+
+    _wrote(region_sheet(_edit_model(run, device, out_file), target, source, out_file, box=box, mask_file=mask, cell=cell))
+
+
+@edit_app.command("texture-pca")
+def edit_texture_pca(
+    run: EditRun, image: Files, out_file: EditOut,
+    components: Annotated[int, typer.Option(min=1, help="Principal directions shown, one row block each.")] = 3,
+    strengths: Annotated[str, typer.Option(help="Comma-separated steps along each direction, in standard deviations.")] = "-2,-1,0,1,2",
+    n: Annotated[int, typer.Option("--n", min=2, help="Training images whose texture codes the directions are fitted to.")] = 512,
+    cell: EditCell = 128, device: DeviceOption = "auto",
+) -> None:
+    """Global edit: move the texture code along the principal directions of the run's training textures."""
+    from swapbench.editing import pca_sheet
+
+    _wrote(pca_sheet(_edit_model(run, device, out_file), image, components, _floats(strengths, "--strengths"), n, out_file, cell))
+
+
+@edit_app.command("attribute")
+def edit_attribute(
+    run: EditRun, image: Files, with_: Annotated[list[str], typer.Option("--with", help="Images with the attribute (file or folder, repeatable).")],
+    without: Annotated[list[str], typer.Option(help="Images without the attribute (file or folder, repeatable).")],
+    out_file: EditOut,
+    strengths: Annotated[str, typer.Option(help="Comma-separated multiples of mean t(with) - mean t(without).")] = "0,0.5,1,1.5",
+    cell: EditCell = 128, device: DeviceOption = "auto",
+) -> None:
+    """Global edit: add the texture-code difference between images with and without an attribute."""
+    from swapbench.editing import attribute_sheet
+
+    _wrote(attribute_sheet(_edit_model(run, device, out_file), image, with_, without, _floats(strengths, "--strengths"), out_file, cell))
+
+
+@edit_app.command("translate")
+def edit_translate(
+    run: EditRun, image: Files, domain: Files, out_file: EditOut,
+    cell: EditCell = 128, device: DeviceOption = "auto",
+) -> None:
+    """Each image's structure with the mean texture code of the --domain images."""
+    from swapbench.editing import translate_sheet
+
+    _wrote(translate_sheet(_edit_model(run, device, out_file), image, domain, out_file, cell))
+
+
 @recipes_app.command("list")
 def recipes_list() -> None:
     """List the recipes that ship with swapbench."""
@@ -390,7 +501,6 @@ def datasets_bench(
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help='Print {"metric": ..., "value": ..., "n": ...}.')]
-DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 
 
 def _print_score(result: dict, as_json: bool) -> None:

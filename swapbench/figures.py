@@ -82,13 +82,13 @@ def figure_swaps(run_ids: list[str], out: str | Path, n: int = 6, labels: list[s
 
     if not run_ids:
         raise UserError("no runs given; pass --runs RUN_A,RUN_B,...")
-    out = _png_path(out)
+    out = png_output_path(out)
     runs = load_run_models(run_ids, labels)
     recipe = runs[0].recipe
     images = test_images(recipe)
     pairs = draw_pairs(n, images.shape[0], recipe.eval.pairs_seed)
     swap_comparison(runs, images, pairs, cell=cell).save(out)
-    _write_provenance(out, {
+    write_provenance(out, {
         "figure": "swaps", "pairs": [list(p) for p in pairs], "pairs_seed": recipe.eval.pairs_seed,
         "dataset": recipe.data.dataset, "resolution": recipe.data.resolution,
         "runs": [{"run_id": r.run_id, "label": r.label, "git_commit": r.commit} for r in runs],
@@ -135,11 +135,11 @@ def figure_curve(out: str | Path, x: str, metrics: list[str], experiment: str | 
     """Plot ``metrics`` against setting ``x`` over the finished runs of a sweep or experiment."""
     from swapbench.leaderboard import load_runs
 
-    out = _png_path(out)
+    out = png_output_path(out)
     df = load_runs(experiment, sweep)
     fig = metric_curve(df, x, metrics)
     fig.savefig(out, dpi=120)
-    _write_provenance(out, {
+    write_provenance(out, {
         "figure": "curve", "x": x, "metrics": metrics, "sweep": sweep, "experiment": experiment,
         "runs": [{"run_id": r["run_id"], "x": r[f"params.{x}"], "git_commit": r.get("tags.swapbench.git_commit"),
                   **{m: _number(r[f"metrics.{m}"]) for m in metrics}} for _, r in df.iterrows()],
@@ -151,7 +151,7 @@ def _number(value) -> float | None:
     return None if pd.isna(value) else float(value)
 
 
-def _png_path(out: str | Path) -> Path:
+def png_output_path(out: str | Path) -> Path:
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise UserError(f"figures are written as PNG; give --out a .png path, not '{out}'")
@@ -159,5 +159,5 @@ def _png_path(out: str | Path) -> Path:
     return out
 
 
-def _write_provenance(png: Path, record: dict) -> None:
+def write_provenance(png: Path, record: dict) -> None:
     png.with_suffix(".json").write_text(json.dumps(record, indent=1, default=str))

@@ -1,0 +1,251 @@
+"""Editing with a trained Swapping Autoencoder: each operation changes exactly the codes it says, and
+the `swapbench edit` commands draw exactly those images from real image files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import TINY, run_cli
+from PIL import Image
+
+from swapbench import manipulate as M
+from swapbench.errors import UserError
+from swapbench.models.build import build_autoencoder
+from swapbench.recipe import recipe_from_dict
+from swapbench.visualize import to_uint8
+
+
+@pytest.fixture(scope="module")
+def model() -> M.SwappingAutoencoder:
+    torch.manual_seed(0)
+    return build_autoencoder(recipe_from_dict(TINY)).eval()
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.rand(6, 3, 16, 16) * 2 - 1
+
+
+class DecodeSpy:
+    """Records the codes every ``decode`` call receives (and still decodes them)."""
+
+    def __init__(self, model, monkeypatch):
+        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+        real = model.decode
+
+        def spy(structure, texture):
+            self.calls.append((structure.clone(), texture.clone()))
+            return real(structure, texture)
+
+        monkeypatch.setattr(model, "decode", spy)
+
+
+def test_swap_alpha_runs_from_the_reconstruction_to_the_swap(model, images):
+    a, b = images[:3], images[3:]
+    with torch.no_grad():
+        assert torch.equal(M.swap_texture(model, a, b, 1.0), model.swap(a, b))
+        assert torch.equal(M.swap_texture(model, a, b, 0.0), model.reconstruct(a))
+        assert torch.equal(M.reconstruct(model, a), model.reconstruct(a))
+        # one texture image for many structure images (encoded alone, so equal up to batch-size rounding)
+        assert torch.allclose(M.swap_texture(model, a, b[:1], 1.0), model.swap(a, b[:1].expand_as(a)), atol=1e-5)
+    with pytest.raises(UserError, match="3 images against 2"):
+        M.swap_texture(model, a, b[:2])
+
+
+def test_swap_alpha_blends_the_texture_codes_linearly(model, images, monkeypatch):
+    a, b = images[:2], images[2:4]
+    spy = DecodeSpy(model, monkeypatch)
+    M.swap_texture(model, a, b, 0.25)
+    ca, cb = model.encode(a), model.encode(b)
+    structure, texture = spy.calls[-1]
+    assert torch.equal(structure, ca.structure)
+    assert torch.allclose(texture, 0.75 * ca.texture + 0.25 * cb.texture, atol=1e-6)
+
+
+@pytest.mark.parametrize("part", ["both", "structure", "texture"])
+def test_interpolation_ends_where_each_part_says(model, images, part):
+    a, b = images[:2], images[2:4]
+    frames = M.interpolate(model, a, b, [0.0, 0.5, 1.0], part)
+    assert frames.shape == (3, 2, 3, 16, 16)
+    with torch.no_grad():
+        end = {"both": model.reconstruct(b), "structure": model.swap(b, a), "texture": model.swap(a, b)}[part]
+        assert torch.equal(frames[0], model.reconstruct(a))
+        assert torch.equal(frames[2], end)
+    assert not torch.equal(frames[1], frames[0]) and not torch.equal(frames[1], frames[2])
+    with pytest.raises(UserError, match="part 'colour'"):
+        M.interpolate(model, a, b, [0.5], "colour")
+
+
+def test_region_edit_replaces_the_structure_code_inside_the_mask_only(model, images, monkeypatch):
+    target, source = images[:2], images[2:4]
+    with torch.no_grad():
+        assert torch.equal(M.paste_structure(model, target, source, torch.zeros(1, 1, 16, 16)), model.reconstruct(target))
+        assert torch.equal(M.paste_structure(model, target, source, torch.ones(1, 1, 16, 16)), model.swap(source, target))
+    spy = DecodeSpy(model, monkeypatch)
+    M.paste_structure(model, target, source, M.box_mask("0,0,0.5,1", 16))  # the left half
+    structure, texture = spy.calls[-1]
+    ct, cs = model.encode(target), model.encode(source)
+    half = structure.shape[-1] // 2  # the 4x4 code grid: columns 0-1 from the source, 2-3 from the target
+    assert torch.equal(structure[..., :half], cs.structure[..., :half])
+    assert torch.equal(structure[..., half:], ct.structure[..., half:])
+    assert torch.equal(texture, ct.texture)
+    with pytest.raises(UserError, match="the mask must be"):
+        M.paste_structure(model, target, source, torch.ones(1, 16, 16))
+
+
+def test_texture_pca_finds_orthonormal_directions_of_falling_spread(model):
+    torch.manual_seed(2)
+    many = torch.rand(40, 3, 16, 16) * 2 - 1
+    pca = M.texture_pca(model, many, 4)
+    assert pca.directions.shape == (4, 8) and pca.mean.shape == (8,)
+    assert torch.allclose(pca.directions @ pca.directions.T, torch.eye(4), atol=1e-5)
+    assert torch.all(pca.std[:-1] >= pca.std[1:])
+    # the codes' spread along each direction is what ``std`` says, and no direction spreads more than the first
+    codes = model.encode(many).texture.detach()
+    along = (codes - pca.mean) @ pca.directions.T
+    assert torch.allclose(along.std(0), pca.std, rtol=1e-4)
+    random_dir = torch.nn.functional.normalize(torch.randn(8), dim=0)
+    assert ((codes - pca.mean) @ random_dir).std() <= pca.std[0] + 1e-5
+    assert torch.allclose(pca.direction(1), pca.directions[1] * pca.std[1])
+    with pytest.raises(UserError, match="k must be between 1 and 8"):
+        M.texture_pca(model, many, 9)
+    with pytest.raises(UserError, match="k must be between 1 and 2"):
+        M.texture_pca(model, many[:3], 3)
+
+
+def test_texture_edits_add_the_direction_and_keep_the_structure(model, images, monkeypatch):
+    x, with_attr, without_attr = images[:2], images[2:4], images[4:]
+    direction = M.attribute_direction(model, with_attr, without_attr)
+    expected = model.encode(with_attr).texture.mean(0) - model.encode(without_attr).texture.mean(0)
+    assert torch.allclose(direction, expected.detach())
+    spy = DecodeSpy(model, monkeypatch)
+    edits = M.edit_texture(model, x, direction, [0.0, 2.0])
+    assert edits.shape == (2, 2, 3, 16, 16)
+    codes = model.encode(x)
+    assert torch.equal(spy.calls[0][1], codes.texture)
+    assert torch.allclose(spy.calls[1][1], codes.texture + 2 * direction, atol=1e-6)
+    assert all(torch.equal(s, codes.structure) for s, _ in spy.calls)
+    with pytest.raises(UserError, match="texture codes are"):
+        M.edit_texture(model, x, torch.zeros(5), [1.0])
+
+
+def test_domain_translation_gives_every_image_the_domains_mean_texture(model, images, monkeypatch):
+    x, domain = images[:2], images[2:]
+    spy = DecodeSpy(model, monkeypatch)
+    M.translate_domain(model, x, domain)
+    structure, texture = spy.calls[-1]
+    mean = model.encode(domain).texture.mean(0)
+    assert torch.allclose(texture, mean.expand(2, -1), atol=1e-6)
+    assert torch.equal(structure, model.encode(x).structure)
+
+
+def test_masks_and_image_files(tmp_path):
+    mask = M.box_mask("0.25,0,1,0.5", 16)
+    assert mask.shape == (1, 1, 16, 16) and mask.sum() == 12 * 8
+    assert mask[0, 0, 0, 4] == 1 and mask[0, 0, 0, 3] == 0 and mask[0, 0, 8, 8] == 0
+    for bad, why in [("0,0,1", "four numbers"), ("0.5,0,0.2,1", "left < right"), ("0,0,0.01,0.01", "covers no pixel")]:
+        with pytest.raises(UserError, match=why):
+            M.box_mask(bad, 16)
+    # a wide file is centre-cropped to a square, then resized
+    wide = np.zeros((20, 40, 3), np.uint8)
+    wide[:, 10:30] = 255  # the centred 20 x 20 square is all white
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    assert torch.allclose(M.load_image(tmp_path / "wide.png", 16), torch.ones(1, 3, 16, 16), atol=1e-5)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "black.png")
+    with pytest.raises(UserError, match="no white area"):
+        M.load_mask(tmp_path / "black.png", 16)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(UserError, match="broken.png"):
+        M.load_images([tmp_path / "wide.png", tmp_path / "broken.png"], 16)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no image files"):
+        M.load_images([tmp_path / "empty"], 16)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 2-step swap_ae run logged to a local MLflow store, and three real image files."""
+    tmp = tmp_path_factory.mktemp("edit")
+    (tmp / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "eval": {**TINY["eval"], "metrics": ["recon_psnr"]}}))
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"}
+    done = run_cli("train", "tiny.yaml", "--no-progress", cwd=tmp, env=env)
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.split("run ")[1].split(":")[0]
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(tmp / f"{name}.png")
+    return tmp, env, run_id
+
+
+def _tile(sheet: np.ndarray, row: int, col: int, cell: int = 16, pad: int = 4) -> np.ndarray:
+    y, x = max(18, cell // 5) + pad + row * (cell + pad), pad + col * (cell + pad)
+    return sheet[y : y + cell, x : x + cell]
+
+
+def test_edit_cli_draws_exactly_the_operations_images(trained):
+    from swapbench.models.build import load_autoencoder
+    from swapbench.tracking import checkpoint_of
+
+    tmp, env, run_id = trained
+    done = run_cli("edit", "swap", "--run", run_id, "--structure", "a.png", "--structure", "b.png",
+                   "--texture", "c.png", "--alpha", "0,1", "--cell", "16", "--out", "swap.png", cwd=tmp, env=env)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp / "swap.json").read_text())
+    assert record["operation"] == "swap" and record["run"] == run_id and record["alphas"] == [0.0, 1.0]
+    assert record["commit"] and record["resolution"] == 16
+
+    import mlflow
+
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    model = load_autoencoder(checkpoint_of(run_id))[0]
+    a = M.load_images([tmp / "a.png", tmp / "b.png"], 16)
+    c = M.load_image(tmp / "c.png", 16)
+    sheet = np.asarray(Image.open(tmp / "swap.png").convert("RGB"))
+    assert sheet.shape[1] == 4 + 4 * 20  # structure, texture, alpha 0, alpha 1
+    with torch.no_grad():
+        swapped, recon = model.swap(a, c.expand_as(a)), model.reconstruct(a)
+    for row in range(2):
+        assert np.array_equal(_tile(sheet, row, 0), to_uint8(a[row]).permute(1, 2, 0).numpy())
+        assert np.array_equal(_tile(sheet, row, 2), to_uint8(recon[row]).permute(1, 2, 0).numpy())
+        assert np.array_equal(_tile(sheet, row, 3), to_uint8(swapped[row]).permute(1, 2, 0).numpy())
+
+    # the other operations write their sheets from a checkpoint file as well
+    ckpt = str(checkpoint_of(run_id))
+    for args in (["interpolate", "--a", "a.png", "--b", "b.png", "--steps", "3", "--part", "texture"],
+                 ["region", "--target", "a.png", "--source", "b.png", "--box", "0,0,0.5,1"],
+                 ["texture-pca", "--image", "a.png", "--components", "2", "--n", "16"],
+                 ["attribute", "--image", "a.png", "--with", "b.png", "--without", "c.png"],
+                 ["translate", "--image", "a.png", "--domain", "b.png", "--domain", "c.png"]):
+        out = f"{args[0]}.png"
+        done = run_cli("edit", *args, "--run", ckpt, "--cell", "16", "--out", out, cwd=tmp, env=env)
+        assert done.returncode == 0, (args, done.stderr)
+        assert Image.open(tmp / out).size[0] > 16 and json.loads((tmp / out).with_suffix(".json").read_text())["operation"] == args[0]
+
+
+@pytest.mark.parametrize("args, out, message", [
+    (["swap", "--structure", "broken.png", "--texture", "a.png"], "bad.png", "cannot read image file broken.png"),
+    (["swap", "--structure", "a.png", "--texture", "missing.png"], "bad.png", "missing.png does not exist"),
+    (["swap", "--structure", "a.png", "--texture", "b.png"], "bad.jpg", "give --out a .png path"),
+    (["region", "--target", "a.png", "--source", "b.png"], "bad.png", "exactly one of --box"),
+    (["swap", "--structure", "a.png", "--texture", "b.png", "--alpha", "half"], "bad.png", "--alpha 'half' must be"),
+    (["interpolate", "--a", "a.png", "--b", "b.png", "--steps", "1"], "bad.png", "at least 2 steps"),
+])
+def test_edit_cli_bad_input_is_one_line(trained, args, out, message):
+    tmp, env, run_id = trained
+    (tmp / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    done = run_cli("edit", *args, "--run", run_id, "--out", out, cwd=tmp, env=env)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert not (tmp / out).exists()
+
+
+def test_editing_refuses_a_model_without_structure_and_texture_codes(model):
+    assert M.require_autoencoder(model) is model
+    with pytest.raises(UserError, match="holds a Linear, not a Swapping Autoencoder; editing needs a swap_ae run"):
+        M.require_autoencoder(torch.nn.Linear(2, 2))
