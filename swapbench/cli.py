@@ -122,6 +122,25 @@ def train(
 
 
 @app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The MLflow run id of an interrupted run.")],
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint to continue from (default: <tracking.checkpoint_dir>/<run id>/last.safetensors).")] = None,
+    evaluate_after: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Score the model when training is done, as `run` does.")] = True,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Continue an interrupted run (Ctrl-C, kill, a crash) in the same MLflow run, exactly where its
+    last checkpoint left it; then score it."""
+    from swapbench.pipeline import resume_run
+
+    summary = resume_run(run_id, checkpoint, evaluate_after=evaluate_after, progress=progress)
+    t = summary.train
+    out.print(f"run {summary.run_id}: resumed to {t.steps} steps, {t.images_seen} images; this part took "
+              f"{t.seconds:.1f} s ({t.images_per_second:.1f} images/s); checkpoint {t.checkpoint}")
+    if summary.scores:
+        out.print(_scores_table(f"scores of {run_id}", summary.scores))
+
+
+@app.command()
 def evaluate(
     target: Annotated[str, typer.Argument(help="An MLflow run id, or a checkpoint .safetensors file.")],
     metrics: Annotated[Optional[str], typer.Option(help="Comma-separated metric names (default: the recipe's).")] = None,

@@ -82,17 +82,65 @@ def train_and_evaluate(recipe: Recipe, *, evaluate_after: bool = True, progress:
     with open_run(recipe, tags=tags) as tracker:
         ckpt_dir = Path(recipe.tracking.checkpoint_dir) / tracker.run_id
         log_manifests(tracker, ckpt_dir, {"train": train_set, "test": test_set})
-        trainer.tracker, trainer.checkpoint_dir = tracker, ckpt_dir
-        with TrainingProgress(recipe.steps, enabled=progress, description=recipe.name) as bar:
-            result = trainer.fit(on_step=bar.update)
-        tracker.log_metrics({"train/seconds": result.seconds, "train/images_per_second": result.images_per_second,
-                             "train/steps": result.steps})
-        if result.checkpoint is not None and recipe.tracking.log_checkpoint:
-            tracker.log_artifact(result.checkpoint, CHECKPOINT_ARTIFACT_DIR)
-            tracker.log_artifact(result.checkpoint.with_suffix(".json"), CHECKPOINT_ARTIFACT_DIR)
-        scores = (score_model(trainer.eval_model(), recipe, device, tracker=tracker, test_set=test_set)
-                  if evaluate_after else {})
-        return RunSummary(tracker.run_id, result, scores)
+        return _train_in_run(trainer, tracker, ckpt_dir, test_set, evaluate_after, progress)
+
+
+def _train_in_run(trainer, tracker: Tracker, ckpt_dir: Path, test_set: Dataset, evaluate_after: bool,
+                  progress: bool) -> RunSummary:
+    """Train (from wherever ``trainer`` stands) to the recipe's budget inside an open run, log the
+    final checkpoint, and score it."""
+    recipe = trainer.recipe
+    trainer.tracker, trainer.checkpoint_dir = tracker, ckpt_dir
+    with TrainingProgress(recipe.steps, enabled=progress, description=recipe.name, start=trainer.step) as bar:
+        result = trainer.fit(on_step=bar.update)
+    tracker.log_metrics({"train/seconds": result.seconds, "train/images_per_second": result.images_per_second,
+                         "train/steps": result.steps})
+    if result.checkpoint is not None and recipe.tracking.log_checkpoint:
+        tracker.log_artifact(result.checkpoint, CHECKPOINT_ARTIFACT_DIR)
+        tracker.log_artifact(result.checkpoint.with_suffix(".json"), CHECKPOINT_ARTIFACT_DIR)
+    scores = (score_model(trainer.eval_model(), recipe, trainer.device, tracker=tracker, test_set=test_set)
+              if evaluate_after else {})
+    return RunSummary(tracker.run_id, result, scores)
+
+
+def resume_run(run_id: str, checkpoint: str | Path | None = None, *, evaluate_after: bool = True,
+               progress: bool = True) -> RunSummary:
+    """Continue an interrupted run in its own MLflow run: from its last local checkpoint
+    (``<tracking.checkpoint_dir>/<run id>/last.safetensors``, or ``checkpoint``), with the exact
+    recipe the checkpoint holds, to the recipe's image budget; then score it as ``run`` would.
+    Training resumes bit-exactly (networks, optimisers, EMA, RNG, data position)."""
+    from swapbench.checkpoint import load_checkpoint
+    from swapbench.errors import UserError
+    from swapbench.tracking import get_run
+
+    run = get_run(run_id)
+    if run.info.status == "FINISHED":
+        raise UserError(f"run {run_id} already finished; resume continues an interrupted (KILLED or FAILED) run")
+    if checkpoint is None:  # where training wrote it: <tracking.checkpoint_dir>/<run id>/, from the current folder
+        folder = run.data.params.get("tracking.checkpoint_dir", "checkpoints")
+        checkpoint = Path(folder) / run_id / "last.safetensors"
+        if not checkpoint.is_file():
+            raise UserError(f"run {run_id} has no checkpoint at {checkpoint}; run `swapbench resume` from the folder "
+                            f"the run started in, or pass --checkpoint PATH")
+    checkpoint = Path(checkpoint)
+    _, meta = load_checkpoint(checkpoint)  # checks the file's hash; the trainer loads it again below
+    if meta.get("run_id") != run_id:
+        raise UserError(f"checkpoint {checkpoint} belongs to run {meta.get('run_id')}, not {run_id}; "
+                        f"pass that run's id or its own checkpoint")
+    recipe = Recipe.model_validate(meta["recipe"])
+    if run.data.tags.get("swapbench.recipe_hash") not in (None, recipe.hash()):
+        raise UserError(f"checkpoint {checkpoint} holds another recipe than run {run_id} was started with "
+                        f"(hash {recipe.hash()} vs {run.data.tags['swapbench.recipe_hash']}); it cannot continue that run")
+    device = resolve_device(recipe.device)
+    train_set, test_set = build_dataset(recipe, "train"), build_dataset(recipe, "test")
+    trainer = build_trainer(recipe, device=device, train_set=train_set, test_set=test_set)
+    trainer.resume(checkpoint)
+    with open_run(recipe, run_id=run_id) as tracker:
+        resumed = run.data.tags.get("swapbench.resumed_at_steps")
+        tracker.set_tags({"swapbench.resumed_at_steps": f"{resumed},{trainer.step}" if resumed else str(trainer.step),
+                          "swapbench.resume_git_commit": git_commit()})
+        return _train_in_run(trainer, tracker, Path(recipe.tracking.checkpoint_dir) / run_id, test_set,
+                             evaluate_after, progress)
 
 
 def evaluate_checkpoint(path: str | Path, metrics: Sequence[str] | str | None = None,

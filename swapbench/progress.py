@@ -9,8 +9,9 @@ SHOWN_LOSSES = ("recon_l1", "g_swap", "d_real", "g_cooccur")
 
 
 class TrainingProgress:
-    def __init__(self, total_steps: int, enabled: bool = True, description: str = "train"):
+    def __init__(self, total_steps: int, enabled: bool = True, description: str = "train", start: int = 0):
         self.enabled = enabled
+        self.start = start  # a resumed run's bar starts where training stopped
         self.total = total_steps
         self.description = description
         self._progress: Progress | None = None
@@ -24,7 +25,7 @@ class TrainingProgress:
                 TextColumn("{task.fields[stats]}"), console=Console(stderr=True),
             )
             self._progress.__enter__()
-            self._task = self._progress.add_task(self.description, total=self.total, stats="")
+            self._task = self._progress.add_task(self.description, total=self.total, completed=self.start, stats="")
         return self
 
     def update(self, step: int, total: int, losses: dict[str, float], images_per_second: float) -> None:

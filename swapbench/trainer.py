@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +48,39 @@ from swapbench.tracking import Tracker
 from swapbench.visualize import swap_grid
 
 log = logging.getLogger(__name__)
+
+
+class StopRequest:
+    """Set by Ctrl-C or ``kill`` during :meth:`Trainer.fit`; the loop stops at the next step boundary."""
+
+    requested = False
+
+
+@contextlib.contextmanager
+def stop_at_step_boundary():
+    """While training, SIGINT and SIGTERM only ask the loop to stop: it finishes the step it is in,
+    writes a checkpoint, and then raises ``KeyboardInterrupt`` (so the MLflow run ends KILLED and
+    ``swapbench resume`` continues from exactly there). A second signal interrupts at once.
+    Outside the main thread signals cannot be caught and nothing changes."""
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def ask_to_stop(signum, frame):
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.requested = True
+        log.warning("stopping after this step (a second Ctrl-C stops at once, without a checkpoint)")
+
+    for sig in previous:
+        signal.signal(sig, ask_to_stop)
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def set_requires_grad(module: nn.Module | None, flag: bool) -> None:
@@ -202,6 +237,15 @@ class Trainer:
                         path, meta.get("recipe_hash"), self.recipe.hash())
         self.load_state_dict(state)
 
+    def _stop_here(self) -> None:
+        """Write a checkpoint at this step boundary and end training as interrupted."""
+        path = self.save()
+        if path is not None:
+            how = f"`swapbench resume {self.tracker.run_id}`" if self.tracker.run_id else "Trainer.resume(checkpoint)"
+            log.warning("training stopped at step %d of %d; checkpoint %s; continue it with %s",
+                        self.step, self.recipe.steps, path, how)
+        raise KeyboardInterrupt
+
     def _autocast(self):
         if self.amp:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
@@ -250,21 +294,26 @@ class Trainer:
         start, start_images = time.perf_counter(), self.images_seen
         losses: dict[str, float] = {}
         checkpoint = None
-        while self.step < total_steps:
-            losses = self.train_step(next(batches))
-            elapsed = time.perf_counter() - start
-            ips = (self.images_seen - start_images) / max(elapsed, 1e-9)
-            if self.rank == 0:
-                if self.step % t.log_every == 0 or self.step == total_steps:
-                    self.tracker.log_metrics({**{f"train/{k}": v for k, v in losses.items()},
-                                              "train/images_per_second": ips,
-                                              "train/images_seen": self.images_seen}, step=self.step)
-                if self.step % t.image_every == 0:
-                    self.log_preview(f"{self.preview_dir}/step_{self.step:08d}.png")
-                if self.step % t.checkpoint_every == 0 and self.step < total_steps:
-                    checkpoint = self.save()
-            if on_step is not None:
-                on_step(self.step, total_steps, losses, ips)
+        with stop_at_step_boundary() as stop:
+            while self.step < total_steps:
+                if stop.requested:
+                    self._stop_here()
+                losses = self.train_step(next(batches))
+                elapsed = time.perf_counter() - start
+                ips = (self.images_seen - start_images) / max(elapsed, 1e-9)
+                if self.rank == 0:
+                    if self.step % t.log_every == 0 or self.step == total_steps:
+                        self.tracker.log_metrics({**{f"train/{k}": v for k, v in losses.items()},
+                                                  "train/images_per_second": ips,
+                                                  "train/images_seen": self.images_seen}, step=self.step)
+                    if self.step % t.image_every == 0:
+                        self.log_preview(f"{self.preview_dir}/step_{self.step:08d}.png")
+                    if self.step % t.checkpoint_every == 0 and self.step < total_steps:
+                        checkpoint = self.save()
+                if on_step is not None:
+                    on_step(self.step, total_steps, losses, ips)
+            if stop.requested:  # asked during the last step: the work is saved, scoring is not started
+                self._stop_here()
         seconds = time.perf_counter() - start
         checkpoint = self.save() or checkpoint
         self.log_preview(self.preview_name)
