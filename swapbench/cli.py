@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import sys
 import traceback
@@ -269,8 +270,8 @@ def _floats(text: str, option: str) -> list[float]:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UserError(f"{option} '{text}' must be comma-separated numbers, e.g. 0,0.5,1") from None
-    if not values:
-        raise UserError(f"{option} is empty; give comma-separated numbers, e.g. 0,0.5,1")
+    if not values or not all(math.isfinite(v) for v in values):
+        raise UserError(f"{option} '{text}' must be comma-separated finite numbers, e.g. 0,0.5,1")
     return values
 
 
@@ -330,13 +331,16 @@ def edit_texture_pca(
     run: EditRun, image: Files, out_file: EditOut,
     components: Annotated[int, typer.Option(min=1, help="Principal directions shown, one row block each.")] = 3,
     strengths: Annotated[str, typer.Option(help="Comma-separated steps along each direction, in standard deviations.")] = "-2,-1,0,1,2",
-    n: Annotated[int, typer.Option("--n", min=2, help="Training images whose texture codes the directions are fitted to.")] = 512,
+    n: Annotated[int, typer.Option("--n", min=2, help="Training crops of the run whose texture codes the directions are fitted to.")] = 512,
+    fit: Annotated[Optional[list[str]], typer.Option(help="Fit the directions to these images instead (file or folder, repeatable).")] = None,
     cell: EditCell = 128, device: DeviceOption = "auto",
 ) -> None:
-    """Global edit: move the texture code along the principal directions of the run's training textures."""
+    """Global edit: move the texture code along the principal directions of the texture codes of
+    the run's training crops (or of --fit images)."""
     from swapbench.editing import pca_sheet
 
-    _wrote(pca_sheet(_edit_model(run, device, out_file), image, components, _floats(strengths, "--strengths"), n, out_file, cell))
+    _wrote(pca_sheet(_edit_model(run, device, out_file), image, components, _floats(strengths, "--strengths"), n,
+                     out_file, fit_files=fit, cell=cell))
 
 
 @edit_app.command("attribute")

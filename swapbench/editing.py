@@ -28,8 +28,10 @@ class EditModel:
     def resolution(self) -> int:
         return self.recipe.data.resolution
 
-    def images(self, paths: Sequence[str | Path]) -> torch.Tensor:
-        return M.load_images(paths, self.resolution)
+    def images(self, paths: Sequence[str | Path]) -> tuple[torch.Tensor, list[str]]:
+        """The images ``paths`` name (files or folders) at the model's resolution, and their files."""
+        files = M.image_files(paths)
+        return torch.cat([M.load_image(f, self.resolution) for f in files]), [str(f) for f in files]
 
 
 def load_edit_model(run: str, device: str = "auto") -> EditModel:
@@ -57,6 +59,11 @@ def _record(em: EditModel, operation: str, **settings: Any) -> dict:
     return {"operation": operation, "run": em.source, "commit": em.commit, "resolution": em.resolution, **settings}
 
 
+def _rows(images: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``images`` as a column as long as ``like`` (one input image repeated down every row)."""
+    return images.expand(like.shape[0], *images.shape[1:]) if images.shape[0] == 1 else images
+
+
 def _label(alpha: float, name: str = "alpha") -> str:
     return f"{name} {alpha:g}"
 
@@ -64,10 +71,11 @@ def _label(alpha: float, name: str = "alpha") -> str:
 def swap_sheet(em: EditModel, structure: Sequence[str], texture: Sequence[str], alphas: Sequence[float],
                out: str | Path, cell: int = 128) -> Path:
     """Rows: structure images; columns: structure, texture, then the swap at each alpha."""
-    a, b = em.images(structure), em.images(texture)
+    (a, a_files), (b, b_files) = em.images(structure), em.images(texture)
     results = [M.swap_texture(em.model, a, b, alpha) for alpha in alphas]
-    return write_sheet(out, [a, b.expand_as(a), *results], ["structure", "texture", *map(_label, alphas)],
-                       _record(em, "swap", structure=list(structure), texture=list(texture), alphas=list(alphas)), cell)
+    return write_sheet(out, [_rows(a, results[0]), _rows(b, results[0]), *results],
+                       ["structure", "texture", *map(_label, alphas)],
+                       _record(em, "swap", structure=a_files, texture=b_files, alphas=list(alphas)), cell)
 
 
 def interpolate_sheet(em: EditModel, a_files: Sequence[str], b_files: Sequence[str], steps: int, part: str,
@@ -75,11 +83,11 @@ def interpolate_sheet(em: EditModel, a_files: Sequence[str], b_files: Sequence[s
     """Rows: image pairs; columns: A, the interpolation at ``steps`` evenly spaced alphas, B."""
     if steps < 2:
         raise UserError(f"--steps {steps}: an interpolation needs at least 2 steps (its two ends)")
-    a, b = em.images(a_files), em.images(b_files)
+    (a, a_used), (b, b_used) = em.images(a_files), em.images(b_files)
     alphas = [i / (steps - 1) for i in range(steps)]
     frames = M.interpolate(em.model, a, b, alphas, part)
-    return write_sheet(out, [a, *frames, b.expand_as(a)], ["A", *map(_label, alphas), "B"],
-                       _record(em, "interpolate", a=list(a_files), b=list(b_files), alphas=alphas, part=part), cell)
+    return write_sheet(out, [_rows(a, frames[0]), *frames, _rows(b, frames[0])], ["A", *map(_label, alphas), "B"],
+                       _record(em, "interpolate", a=a_used, b=b_used, alphas=alphas, part=part), cell)
 
 
 def region_sheet(em: EditModel, target: Sequence[str], source: Sequence[str], out: str | Path,
@@ -89,47 +97,57 @@ def region_sheet(em: EditModel, target: Sequence[str], source: Sequence[str], ou
     if (box is None) == (mask_file is None):
         raise UserError("give the region as exactly one of --box left,top,right,bottom or --mask FILE")
     mask = M.box_mask(box, em.resolution) if box is not None else M.load_mask(mask_file, em.resolution)
-    t, s = em.images(target), em.images(source)
+    (t, t_files), (s, s_files) = em.images(target), em.images(source)
     edited = M.paste_structure(em.model, t, s, mask)
+    t = _rows(t, edited)
     shown_region = (t + 1) * (0.3 + 0.7 * mask) - 1  # the target, darkened outside the region
-    return write_sheet(out, [t, s.expand_as(t), shown_region, edited], ["target", "source", "region", "edited"],
-                       _record(em, "region", target=list(target), source=list(source), box=box, mask=mask_file), cell)
+    return write_sheet(out, [t, _rows(s, edited), shown_region, edited], ["target", "source", "region", "edited"],
+                       _record(em, "region", target=t_files, source=s_files, box=box, mask=mask_file), cell)
 
 
-def training_images(em: EditModel, n: int) -> torch.Tensor:
-    """The first ``n`` images of the run's training split (the texture codes PCA is fitted to)."""
+def training_crops(em: EditModel, n: int) -> torch.Tensor:
+    """``n`` images of the run's training data as its trainer draws them (for photos and folders:
+    the first ``n`` seeded random crops)."""
     from swapbench.data import build_dataset
 
-    dataset = build_dataset(em.recipe, "train")
-    n = min(n, len(dataset))
-    return torch.stack([dataset[i] for i in range(n)])
+    try:
+        dataset = build_dataset(em.recipe, "train")
+    except UserError as exc:
+        raise UserError(f"cannot open run {em.source}'s training data ({exc}); "
+                        "pass --fit FILES to fit the directions to images of your own") from None
+    return torch.stack([dataset[i] for i in range(min(n, len(dataset)))])
 
 
 def pca_sheet(em: EditModel, image_files: Sequence[str], components: int, strengths: Sequence[float], n: int,
-              out: str | Path, cell: int = 128) -> Path:
-    """One sheet per call, rows: (image, component) pairs; columns: the image, then the edit at
-    each strength in standard deviations along that principal direction of the texture codes of
-    ``n`` training images."""
-    images = em.images(image_files)
-    pca = M.texture_pca(em.model, training_images(em, n), components)
+              out: str | Path, fit_files: Sequence[str] | None = None, cell: int = 128) -> Path:
+    """Rows: (component, image) pairs, component-major; columns: the image, then the edit at each
+    strength, in standard deviations along that principal direction of the texture codes of
+    ``fit_files``, or else of ``n`` of the run's training crops."""
+    images, used = em.images(image_files)
+    if fit_files:
+        fit, fitted_on = em.images(fit_files)
+    else:
+        fit = training_crops(em, n)
+        fitted_on = f"{fit.shape[0]} training crops of run {em.source} (items 0 to {fit.shape[0] - 1})"
+    pca = M.texture_pca(em.model, fit, components)
     rows = [M.edit_texture(em.model, images, pca.direction(k), strengths) for k in range(components)]
-    # row order: component-major, then image
     by_strength = [torch.cat([r[j] for r in rows]) for j in range(len(strengths))]
     originals = images.repeat(components, 1, 1, 1)
-    record = _record(em, "texture-pca", images=list(image_files), components=components, strengths=list(strengths),
-                     fitted_on=f"first {n} training images", std=pca.std.tolist(),
-                     rows=[f"component {k}, {Path(f).name}" for k in range(components) for f in image_files])
+    record = _record(em, "texture-pca", images=used, components=components, strengths=list(strengths),
+                     fitted_on=fitted_on, std=pca.std.tolist(),
+                     rows=[f"component {k}, {Path(f).name}" for k in range(components) for f in used])
     return write_sheet(out, [originals, *by_strength], ["input", *[_label(s, "x std") for s in strengths]], record, cell)
 
 
 def attribute_sheet(em: EditModel, image_files: Sequence[str], with_files: Sequence[str], without_files: Sequence[str],
                     strengths: Sequence[float], out: str | Path, cell: int = 128) -> Path:
     """Rows: images; columns: the image, then the edit at each strength along mean t(with) - mean t(without)."""
-    images = em.images(image_files)
-    direction = M.attribute_direction(em.model, em.images(with_files), em.images(without_files))
+    (images, used), (with_images, with_used), (without_images, without_used) = (
+        em.images(image_files), em.images(with_files), em.images(without_files))
+    direction = M.attribute_direction(em.model, with_images, without_images)
     edits = M.edit_texture(em.model, images, direction, strengths)
-    record = _record(em, "attribute", images=list(image_files), with_attribute=list(with_files),
-                     without_attribute=list(without_files), strengths=list(strengths),
+    record = _record(em, "attribute", images=used, with_attribute=with_used,
+                     without_attribute=without_used, strengths=list(strengths),
                      direction_norm=float(direction.norm()))
     return write_sheet(out, [images, *edits], ["input", *[_label(s, "strength") for s in strengths]], record, cell)
 
@@ -137,9 +155,8 @@ def attribute_sheet(em: EditModel, image_files: Sequence[str], with_files: Seque
 def translate_sheet(em: EditModel, image_files: Sequence[str], domain_files: Sequence[str], out: str | Path,
                     cell: int = 128) -> Path:
     """Rows: images; columns: the image, its reconstruction, and its translation to the domain."""
-    images = em.images(image_files)
-    domain = em.images(domain_files)
+    (images, used), (domain, domain_used) = em.images(image_files), em.images(domain_files)
     translated = M.translate_domain(em.model, images, domain)
     recon = M.reconstruct(em.model, images)
-    record = _record(em, "translate", images=list(image_files), domain=list(domain_files), domain_images=domain.shape[0])
+    record = _record(em, "translate", images=used, domain=domain_used)
     return write_sheet(out, [images, recon, translated], ["input", "reconstruction", "translated"], record, cell)

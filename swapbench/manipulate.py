@@ -28,6 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -49,9 +52,20 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+BATCH = 64  # images encoded or decoded at once
+
+
 @torch.no_grad()
-def encode(model: SwappingAutoencoder, images: torch.Tensor, batch_size: int = 64) -> Codes:
-    """The codes of ``images``, encoded ``batch_size`` at a time (for sets larger than one batch)."""
+def encode(model: SwappingAutoencoder, images: torch.Tensor, batch_size: int = BATCH) -> Codes:
+    """The codes of ``images``, encoded ``batch_size`` at a time (for sets larger than one batch).
+    The model must be a Swapping Autoencoder in eval mode (a model in training mode would make
+    every edit depend on what else is in the batch)."""
+    require_autoencoder(model)
+    if model.training:
+        raise UserError("the model is in training mode; call model.eval() before editing "
+                        "(load_autoencoder returns it in eval mode)")
+    if images.shape[0] < 1:
+        raise UserError("no images to encode")
     device = _device(model)
     parts = [model.encode(images[i : i + batch_size].to(device)) for i in range(0, images.shape[0], batch_size)]
     return Codes(torch.cat([p.structure for p in parts]), torch.cat([p.texture for p in parts]))
@@ -59,12 +73,30 @@ def encode(model: SwappingAutoencoder, images: torch.Tensor, batch_size: int = 6
 
 @torch.no_grad()
 def _decode(model: SwappingAutoencoder, structure: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
-    return model.decode(structure, texture).float().cpu()
+    return torch.cat([model.decode(structure[i : i + BATCH], texture[i : i + BATCH]).float().cpu()
+                      for i in range(0, structure.shape[0], BATCH)])
 
 
-def _check_pair(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
-    if a.shape[0] != b.shape[0] and b.shape[0] != 1:
-        raise UserError(f"{what}: {a.shape[0]} images against {b.shape[0]}; give as many, or one to use for all")
+def _pair(a: Codes, b: Codes, roles: tuple[str, str]) -> tuple[Codes, Codes]:
+    """Both sides at the same count: one image on either side is used with every image of the other."""
+    na, nb = a.texture.shape[0], b.texture.shape[0]
+    if na == nb:
+        return a, b
+    if na == 1 or nb == 1:
+        n = max(na, nb)
+        grow = lambda c: Codes(*(t.expand(n, *t.shape[1:]) for t in c))  # noqa: E731
+        return grow(a), grow(b)
+    raise UserError(f"{na} {roles[0]} images against {nb} {roles[1]} images; give as many of each, "
+                    f"or a single image on either side")
+
+
+def _values(values: Sequence[float], what: str) -> list[float]:
+    values = [float(v) for v in values]
+    if not values:
+        raise UserError(f"no {what} given; give at least one")
+    if not all(math.isfinite(v) for v in values):
+        raise UserError(f"{what} {values} include a non-finite number; give finite numbers")
+    return values
 
 
 @torch.no_grad()
@@ -79,10 +111,8 @@ def swap_texture(model: SwappingAutoencoder, structure_images: torch.Tensor, tex
                  alpha: float = 1.0) -> torch.Tensor:
     """G(s(A), lerp(t(A), t(B), alpha)): ``alpha`` 1 is the paper's swap, 0 the reconstruction of A,
     values in between blend the textures (the official code's texture_mix_alphas)."""
-    _check_pair(structure_images, texture_images, "swap_texture")
-    a = encode(model, structure_images)
-    b = encode(model, texture_images)
-    return _decode(model, a.structure, torch.lerp(a.texture, b.texture.expand_as(a.texture), alpha))
+    a, b = _pair(encode(model, structure_images), encode(model, texture_images), ("structure", "texture"))
+    return _decode(model, a.structure, torch.lerp(a.texture, b.texture, _values([alpha], "alpha")[0]))
 
 
 @torch.no_grad()
@@ -93,13 +123,12 @@ def interpolate(model: SwappingAutoencoder, a: torch.Tensor, b: torch.Tensor, al
     B, with ``structure`` is G(s(B), t(A)), with ``texture`` G(s(A), t(B))."""
     if part not in PARTS:
         raise UserError(f"part '{part}' is not one of {', '.join(PARTS)}")
-    _check_pair(a, b, "interpolate")
-    ca, cb = encode(model, a), encode(model, b)
-    sb, tb = cb.structure.expand_as(ca.structure), cb.texture.expand_as(ca.texture)
+    alphas = _values(alphas, "alphas")
+    ca, cb = _pair(encode(model, a), encode(model, b), ("A", "B"))
     frames = []
     for alpha in alphas:
-        s = torch.lerp(ca.structure, sb, alpha) if part in ("both", "structure") else ca.structure
-        t = torch.lerp(ca.texture, tb, alpha) if part in ("both", "texture") else ca.texture
+        s = torch.lerp(ca.structure, cb.structure, alpha) if part in ("both", "structure") else ca.structure
+        t = torch.lerp(ca.texture, cb.texture, alpha) if part in ("both", "texture") else ca.texture
         frames.append(_decode(model, s, t))
     return torch.stack(frames)
 
@@ -110,14 +139,14 @@ def paste_structure(model: SwappingAutoencoder, target: torch.Tensor, source: to
     """Region edit: inside ``mask`` (N or 1, 1, H, W) in [0, 1], at image resolution, the structure
     code of ``source`` replaces that of ``target`` (soft at the mask's edges, after area-downsampling
     it to the code's grid); the texture code stays the target's."""
-    _check_pair(target, source, "paste_structure")
-    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-2:] != target.shape[-2:]:
-        raise UserError(f"the mask must be (N, 1, {target.shape[-2]}, {target.shape[-1]}) like the images; "
-                        f"got {tuple(mask.shape)}")
-    ct, cs = encode(model, target), encode(model, source)
+    ct, cs = _pair(encode(model, target), encode(model, source), ("target", "source"))
+    n = ct.texture.shape[0]
+    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-2:] != target.shape[-2:] or mask.shape[0] not in (1, n):
+        raise UserError(f"the mask must be (1 or {n}, 1, {target.shape[-2]}, {target.shape[-1]}), one per edited "
+                        f"image or one for all, at the images' size; got {tuple(mask.shape)}")
     weight = F.interpolate(mask.float().clamp(0, 1).to(ct.structure.device), size=ct.structure.shape[-2:],
                            mode="area")
-    return _decode(model, torch.lerp(ct.structure, cs.structure.expand_as(ct.structure), weight), ct.texture)
+    return _decode(model, torch.lerp(ct.structure, cs.structure, weight), ct.texture)
 
 
 @dataclass
@@ -153,9 +182,6 @@ def attribute_direction(model: SwappingAutoencoder, with_attribute: torch.Tensor
                         without_attribute: torch.Tensor) -> torch.Tensor:
     """mean t(with) - mean t(without): adding it to a texture code moves it by the full difference
     between the two groups' means (strength 1 in :func:`edit_texture`)."""
-    for group, name in ((with_attribute, "with"), (without_attribute, "without")):
-        if group.shape[0] < 1:
-            raise UserError(f"attribute_direction needs at least one image {name} the attribute")
     return (encode(model, with_attribute).texture.mean(0) - encode(model, without_attribute).texture.mean(0)).cpu()
 
 
@@ -163,6 +189,7 @@ def attribute_direction(model: SwappingAutoencoder, with_attribute: torch.Tensor
 def edit_texture(model: SwappingAutoencoder, images: torch.Tensor, direction: torch.Tensor,
                  strengths: Sequence[float]) -> torch.Tensor:
     """(len(strengths), N, 3, H, W): G(s(x), t(x) + strength * direction) for each strength."""
+    strengths = _values(strengths, "strengths")
     codes = encode(model, images)
     if direction.shape != codes.texture.shape[1:]:
         raise UserError(f"the direction has shape {tuple(direction.shape)}; this model's texture codes "
@@ -175,8 +202,6 @@ def edit_texture(model: SwappingAutoencoder, images: torch.Tensor, direction: to
 def translate_domain(model: SwappingAutoencoder, images: torch.Tensor, domain_images: torch.Tensor) -> torch.Tensor:
     """G(s(x), mean t(domain)): each image's structure rendered with the mean texture of a set of
     images from another domain (the paper's domain translation by a mean texture code)."""
-    if domain_images.shape[0] < 1:
-        raise UserError("translate_domain needs at least one image of the target domain")
     codes = encode(model, images)
     mean = encode(model, domain_images).texture.mean(0, keepdim=True)
     return _decode(model, codes.structure, mean.expand_as(codes.texture))
@@ -186,20 +211,35 @@ def translate_domain(model: SwappingAutoencoder, images: torch.Tensor, domain_im
 # Image files and masks at a model's resolution
 # ---------------------------------------------------------------------------------------------
 
-def load_image(path: str | Path, resolution: int) -> torch.Tensor:
-    """(1, 3, R, R) in [-1, 1]: the file's centred square crop, resized (bilinear, antialiased) as
-    the datasets resize; a missing or unreadable file is a one-line error naming it."""
+def _centre_square(pixels: torch.Tensor, resolution: int) -> torch.Tensor:
+    """(C, H, W) uint8 -> (1, C, R, R) float in [-1, 1]: the centred square crop, resized (bilinear,
+    antialiased) as the datasets resize."""
     from swapbench.data.photos import crop_resize
+
+    h, w = pixels.shape[1:]
+    side = min(h, w)
+    return crop_resize(pixels, (h - side) // 2, (w - side) // 2, side, resolution, flip=False).unsqueeze(0)
+
+
+def _check_size(path: Path, h: int, w: int) -> None:
+    from swapbench.data.folder import MIN_SIDE
+
+    if min(h, w) < MIN_SIDE:
+        raise UserError(f"image file {path} is {w}x{h} px; the shorter side must be at least {MIN_SIDE} px")
+
+
+def load_image(path: str | Path, resolution: int) -> torch.Tensor:
+    """(1, 3, R, R) in [-1, 1]: the file's centred square crop at the model's resolution (transparent
+    pixels over white); a missing, unreadable or tiny file is a one-line error naming it."""
     from swapbench.metrics.standalone import read_image
 
-    photo = torch.from_numpy(read_image(Path(path))).permute(2, 0, 1)
-    h, w = photo.shape[1:]
-    side = min(h, w)
-    return crop_resize(photo, (h - side) // 2, (w - side) // 2, side, resolution, flip=False).unsqueeze(0)
+    pixels = torch.from_numpy(read_image(Path(path))).permute(2, 0, 1)
+    _check_size(Path(path), *pixels.shape[1:])
+    return _centre_square(pixels, resolution)
 
 
-def load_images(paths: Sequence[str | Path], resolution: int) -> torch.Tensor:
-    """Every file of ``paths`` (files, or folders of images) as one (N, 3, R, R) batch."""
+def image_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The image files ``paths`` name: files as given, folders expanded to their images (sorted)."""
     from swapbench.data.folder import EXTENSIONS, find_images
 
     files: list[Path] = []
@@ -213,7 +253,13 @@ def load_images(paths: Sequence[str | Path], resolution: int) -> torch.Tensor:
             files.append(p)
     if not files:
         raise UserError("no images given")
-    return torch.cat([load_image(f, resolution) for f in files])
+    return files
+
+
+def load_images(paths: Sequence[str | Path], resolution: int) -> torch.Tensor:
+    """Every file of ``paths`` (files, or folders of images; see :func:`image_files`) as one
+    (N, 3, R, R) batch."""
+    return torch.cat([load_image(f, resolution) for f in image_files(paths)])
 
 
 def box_mask(box: str, resolution: int) -> torch.Tensor:
@@ -234,9 +280,25 @@ def box_mask(box: str, resolution: int) -> torch.Tensor:
 
 
 def load_mask(path: str | Path, resolution: int) -> torch.Tensor:
-    """(1, 1, R, R) in [0, 1] from an image file (white = edit, black = keep), cropped and resized
-    as :func:`load_image` does."""
-    gray = (load_image(path, resolution).mean(1, keepdim=True) + 1) / 2
-    if gray.max() < 0.5:
+    """(1, 1, R, R) in [0, 1] from an image file, cropped and resized as :func:`load_image` does:
+    white marks the region to edit, black (or transparent) what to keep. A file with an alpha
+    channel counts as painted over black, so white strokes on a transparent layer work too."""
+    from PIL import Image
+
+    from swapbench.data.folder import _reason
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"mask file {path} does not exist; check the path")
+    try:
+        with Image.open(path) as im:
+            rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
+    except Exception as exc:  # any decoding failure is the input's problem
+        raise UserError(f"cannot read mask file {path} ({_reason(exc)}); replace it") from None
+    _check_size(path, *rgba.shape[:2])
+    gray = rgba[..., :3].mean(-1) * rgba[..., 3] / 255  # luminance over black, 0..255
+    pixels = torch.from_numpy(np.rint(gray).astype(np.uint8)).unsqueeze(0)
+    mask = (_centre_square(pixels, resolution) + 1) / 2
+    if mask.max() < 0.5:
         raise UserError(f"mask {path} has no white area (nothing to edit); white marks the region to change")
-    return gray
+    return mask

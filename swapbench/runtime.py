@@ -20,7 +20,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' was asked for but torch sees no CUDA GPU; use --set device=cpu or device=auto")
+        raise UserError("device 'cuda' was asked for but torch sees no CUDA GPU; ask for device cpu or auto "
+                        "(--set device=cpu for a recipe, --device cpu for a command)")
     return torch.device(name)
 
 

@@ -51,10 +51,22 @@ def test_swap_alpha_runs_from_the_reconstruction_to_the_swap(model, images):
         assert torch.equal(M.swap_texture(model, a, b, 1.0), model.swap(a, b))
         assert torch.equal(M.swap_texture(model, a, b, 0.0), model.reconstruct(a))
         assert torch.equal(M.reconstruct(model, a), model.reconstruct(a))
-        # one texture image for many structure images (encoded alone, so equal up to batch-size rounding)
+        # one image on either side is used with every image of the other (encoded alone, so equal
+        # up to batch-size rounding)
         assert torch.allclose(M.swap_texture(model, a, b[:1], 1.0), model.swap(a, b[:1].expand_as(a)), atol=1e-5)
-    with pytest.raises(UserError, match="3 images against 2"):
+        assert torch.allclose(M.swap_texture(model, a[:1], b, 1.0), model.swap(a[:1].expand_as(b), b), atol=1e-5)
+    with pytest.raises(UserError, match="3 structure images against 2 texture images"):
         M.swap_texture(model, a, b[:2])
+    with pytest.raises(UserError, match="no alpha given|non-finite"):
+        M.swap_texture(model, a, b, float("nan"))
+    with pytest.raises(UserError, match="no alphas given"):
+        M.interpolate(model, a, b, [])
+
+
+def test_editing_needs_a_model_in_eval_mode(images):
+    training = build_autoencoder(recipe_from_dict(TINY)).train()
+    with pytest.raises(UserError, match="training mode; call model.eval"):
+        M.reconstruct(training, images[:2])
 
 
 def test_swap_alpha_blends_the_texture_codes_linearly(model, images, monkeypatch):
@@ -94,8 +106,9 @@ def test_region_edit_replaces_the_structure_code_inside_the_mask_only(model, ima
     assert torch.equal(structure[..., :half], cs.structure[..., :half])
     assert torch.equal(structure[..., half:], ct.structure[..., half:])
     assert torch.equal(texture, ct.texture)
-    with pytest.raises(UserError, match="the mask must be"):
-        M.paste_structure(model, target, source, torch.ones(1, 16, 16))
+    for bad in (torch.ones(1, 16, 16), torch.ones(3, 1, 16, 16), torch.ones(1, 1, 8, 8)):
+        with pytest.raises(UserError, match=r"the mask must be \(1 or 2, 1, 16, 16\)"):
+            M.paste_structure(model, target, source, bad)
 
 
 def test_texture_pca_finds_orthonormal_directions_of_falling_spread(model):
@@ -159,12 +172,30 @@ def test_masks_and_image_files(tmp_path):
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "black.png")
     with pytest.raises(UserError, match="no white area"):
         M.load_mask(tmp_path / "black.png", 16)
+    # white marks the region; on a transparent layer only the opaque white strokes count
+    painted = np.zeros((32, 32, 3), np.uint8)
+    painted[:, :16] = 255
+    Image.fromarray(painted).save(tmp_path / "left.png")
+    layer = np.zeros((32, 32, 4), np.uint8)
+    layer[..., :3] = 255  # white everywhere, but transparent ...
+    layer[:, :16, 3] = 255  # ... except the left half
+    Image.fromarray(layer, "RGBA").save(tmp_path / "strokes.png")
+    for name in ("left.png", "strokes.png"):  # read at the file's own size, so no resampling blurs the edge
+        assert torch.allclose(M.load_mask(tmp_path / name, 32), M.box_mask("0,0,0.5,1", 32), atol=1e-5), name
+    Image.fromarray(np.zeros((4, 40, 3), np.uint8)).save(tmp_path / "sliver.png")
+    with pytest.raises(UserError, match="sliver.png is 40x4 px"):
+        M.load_image(tmp_path / "sliver.png", 16)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     with pytest.raises(UserError, match="broken.png"):
         M.load_images([tmp_path / "wide.png", tmp_path / "broken.png"], 16)
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="holds no image files"):
         M.load_images([tmp_path / "empty"], 16)
+    (tmp_path / "some").mkdir()
+    for name in ("b.png", "a.png"):
+        Image.fromarray(painted).save(tmp_path / "some" / name)
+    assert M.image_files([tmp_path / "wide.png", tmp_path / "some"]) == [
+        tmp_path / "wide.png", tmp_path / "some" / "a.png", tmp_path / "some" / "b.png"]
 
 
 @pytest.fixture(scope="module")
@@ -214,10 +245,37 @@ def test_edit_cli_draws_exactly_the_operations_images(trained):
         assert np.array_equal(_tile(sheet, row, 2), to_uint8(recon[row]).permute(1, 2, 0).numpy())
         assert np.array_equal(_tile(sheet, row, 3), to_uint8(swapped[row]).permute(1, 2, 0).numpy())
 
-    # the other operations write their sheets from a checkpoint file as well
+    def column(name: str, col: int, rows: int) -> list[np.ndarray]:
+        sheet = np.asarray(Image.open(tmp / name).convert("RGB"))
+        return [_tile(sheet, row, col) for row in range(rows)]
+
+    def pixels(batch: torch.Tensor) -> list[np.ndarray]:
+        return [to_uint8(x).permute(1, 2, 0).numpy() for x in batch]
+
+    # region: the edited column is the target with the source's structure code in its left half
     ckpt = str(checkpoint_of(run_id))
+    done = run_cli("edit", "region", "--run", ckpt, "--target", "a.png", "--target", "b.png", "--source", "c.png",
+                   "--box", "0,0,0.5,1", "--cell", "16", "--out", "region.png", cwd=tmp, env=env)
+    assert done.returncode == 0, done.stderr
+    edited = M.paste_structure(model, a, c, M.box_mask("0,0,0.5,1", 16))
+    assert all(np.array_equal(x, y) for x, y in zip(column("region.png", 3, 2), pixels(edited)))
+
+    # texture-pca fitted to given files: rows are component-major (component 0 for each image, then 1)
+    (tmp / "fit").mkdir(exist_ok=True)
+    for name in ("a", "b", "c"):
+        (tmp / "fit" / f"{name}.png").write_bytes((tmp / f"{name}.png").read_bytes())
+    done = run_cli("edit", "texture-pca", "--run", ckpt, "--image", "a.png", "--image", "b.png", "--fit", "fit",
+                   "--components", "2", "--strengths", "-1,2", "--cell", "16", "--out", "pca.png", cwd=tmp, env=env)
+    assert done.returncode == 0, done.stderr
+    pca = M.texture_pca(model, M.load_images([tmp / "fit"], 16), 2)
+    expected = torch.cat([M.edit_texture(model, a, pca.direction(k), [2.0])[0] for k in range(2)])
+    assert all(np.array_equal(x, y) for x, y in zip(column("pca.png", 2, 4), pixels(expected)))
+    record = json.loads((tmp / "pca.json").read_text())
+    assert record["fitted_on"] == ["fit/a.png", "fit/b.png", "fit/c.png"]
+    assert record["rows"][:2] == ["component 0, a.png", "component 0, b.png"]
+
+    # the other operations write their sheets as well
     for args in (["interpolate", "--a", "a.png", "--b", "b.png", "--steps", "3", "--part", "texture"],
-                 ["region", "--target", "a.png", "--source", "b.png", "--box", "0,0,0.5,1"],
                  ["texture-pca", "--image", "a.png", "--components", "2", "--n", "16"],
                  ["attribute", "--image", "a.png", "--with", "b.png", "--without", "c.png"],
                  ["translate", "--image", "a.png", "--domain", "b.png", "--domain", "c.png"]):
