@@ -66,30 +66,34 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def sidecar(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` (.safetensors) and ``meta`` + sha256 to the .json beside it."""
+    """Write ``state`` to ``path`` (.safetensors) and ``meta`` + sha256 to the .json beside it.
+
+    Both files are written and hashed under temporary names first and then renamed into place one
+    right after the other, so the old pair stays whole until the new pair is complete."""
     path = Path(path)
     tensors, skeleton = flatten_state(state)
     header = {"format": FORMAT, "skeleton": json.dumps(skeleton), "meta": json.dumps(meta)}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
-    info = {"format": FORMAT, "file": path.name, "sha256": sha256_file(path), **meta}
-    _atomic_write(sidecar(path), lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temps = []
+    try:
+        for _ in range(2):
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            os.close(fd)
+            temps.append(tmp)
+        save_file(tensors, temps[0], metadata=header)
+        info = {"format": FORMAT, "file": path.name, "sha256": sha256_file(Path(temps[0])), **meta}
+        Path(temps[1]).write_text(json.dumps(info, indent=2))
+        os.replace(temps[0], path)
+        os.replace(temps[1], sidecar(path))
+    finally:
+        for tmp in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     return path
 
 

@@ -127,13 +127,14 @@ def resume(
     run_id: Annotated[str, typer.Argument(help="The MLflow run id of an interrupted run.")],
     checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint to continue from (default: <tracking.checkpoint_dir>/<run id>/last.safetensors).")] = None,
     evaluate_after: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Score the model when training is done, as `run` does.")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Resume a run MLflow still shows as RUNNING (its process died without ending it).")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Continue an interrupted run (Ctrl-C, kill, a crash) in the same MLflow run, exactly where its
     last checkpoint left it; then score it."""
     from swapbench.pipeline import resume_run
 
-    summary = resume_run(run_id, checkpoint, evaluate_after=evaluate_after, progress=progress)
+    summary = resume_run(run_id, checkpoint, evaluate_after=evaluate_after, progress=progress, force=force)
     t = summary.train
     out.print(f"run {summary.run_id}: resumed to {t.steps} steps, {t.images_seen} images; this part took "
               f"{t.seconds:.1f} s ({t.images_per_second:.1f} images/s); checkpoint {t.checkpoint}")

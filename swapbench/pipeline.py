@@ -91,10 +91,12 @@ def _train_in_run(trainer, tracker: Tracker, ckpt_dir: Path, test_set: Dataset, 
     final checkpoint, and score it."""
     recipe = trainer.recipe
     trainer.tracker, trainer.checkpoint_dir = tracker, ckpt_dir
-    with TrainingProgress(recipe.steps, enabled=progress, description=recipe.name, start=trainer.step) as bar:
+    start = trainer.step
+    with TrainingProgress(recipe.steps, enabled=progress, description=recipe.name, start=start) as bar:
         result = trainer.fit(on_step=bar.update)
-    tracker.log_metrics({"train/seconds": result.seconds, "train/images_per_second": result.images_per_second,
-                         "train/steps": result.steps})
+    if result.steps > start:  # a run resumed after its last step (e.g. to score it) keeps its training figures
+        tracker.log_metrics({"train/seconds": result.seconds, "train/images_per_second": result.images_per_second,
+                             "train/steps": result.steps})
     if result.checkpoint is not None and recipe.tracking.log_checkpoint:
         tracker.log_artifact(result.checkpoint, CHECKPOINT_ARTIFACT_DIR)
         tracker.log_artifact(result.checkpoint.with_suffix(".json"), CHECKPOINT_ARTIFACT_DIR)
@@ -104,41 +106,53 @@ def _train_in_run(trainer, tracker: Tracker, ckpt_dir: Path, test_set: Dataset, 
 
 
 def resume_run(run_id: str, checkpoint: str | Path | None = None, *, evaluate_after: bool = True,
-               progress: bool = True) -> RunSummary:
+               progress: bool = True, force: bool = False) -> RunSummary:
     """Continue an interrupted run in its own MLflow run: from its last local checkpoint
     (``<tracking.checkpoint_dir>/<run id>/last.safetensors``, or ``checkpoint``), with the exact
     recipe the checkpoint holds, to the recipe's image budget; then score it as ``run`` would.
-    Training resumes bit-exactly (networks, optimisers, EMA, RNG, data position)."""
+    Training resumes bit-exactly (networks, optimisers, EMA, RNG, data position).
+
+    A run MLflow still shows as RUNNING may have a live process; ``force`` resumes it anyway (for a
+    run whose process died without ending it: a hard crash, an out-of-memory kill)."""
     from swapbench.checkpoint import load_checkpoint
     from swapbench.errors import UserError
-    from swapbench.tracking import get_run
+    from swapbench.tracking import get_run, tracking_uri
 
-    run = get_run(run_id)
-    if run.info.status == "FINISHED":
+    meta = load_checkpoint(checkpoint)[1] if checkpoint is not None else None
+    # a checkpoint names the recipe, and so the tracking store the run was logged to
+    uri = tracking_uri(Recipe.model_validate(meta["recipe"])) if meta else None
+    run = get_run(run_id, uri)
+    status = run.info.status
+    if status == "FINISHED":
         raise UserError(f"run {run_id} already finished; resume continues an interrupted (KILLED or FAILED) run")
+    if status == "RUNNING" and not force:
+        raise UserError(f"run {run_id} is still RUNNING in MLflow; if its process is gone (a hard crash), "
+                        f"resume it with --force")
     if checkpoint is None:  # where training wrote it: <tracking.checkpoint_dir>/<run id>/, from the current folder
         folder = run.data.params.get("tracking.checkpoint_dir", "checkpoints")
         checkpoint = Path(folder) / run_id / "last.safetensors"
         if not checkpoint.is_file():
             raise UserError(f"run {run_id} has no checkpoint at {checkpoint}; run `swapbench resume` from the folder "
                             f"the run started in, or pass --checkpoint PATH")
+        meta = load_checkpoint(checkpoint)[1]  # checks the file's hash; the trainer loads it again below
     checkpoint = Path(checkpoint)
-    _, meta = load_checkpoint(checkpoint)  # checks the file's hash; the trainer loads it again below
     if meta.get("run_id") != run_id:
         raise UserError(f"checkpoint {checkpoint} belongs to run {meta.get('run_id')}, not {run_id}; "
                         f"pass that run's id or its own checkpoint")
-    recipe = Recipe.model_validate(meta["recipe"])
-    if run.data.tags.get("swapbench.recipe_hash") not in (None, recipe.hash()):
+    started_with = run.data.tags.get("swapbench.recipe_hash")
+    if started_with is not None and meta.get("recipe_hash") != started_with:
         raise UserError(f"checkpoint {checkpoint} holds another recipe than run {run_id} was started with "
-                        f"(hash {recipe.hash()} vs {run.data.tags['swapbench.recipe_hash']}); it cannot continue that run")
+                        f"(hash {meta.get('recipe_hash')} vs {started_with}); it cannot continue that run")
+    recipe = Recipe.model_validate(meta["recipe"])
     device = resolve_device(recipe.device)
     train_set, test_set = build_dataset(recipe, "train"), build_dataset(recipe, "test")
     trainer = build_trainer(recipe, device=device, train_set=train_set, test_set=test_set)
     trainer.resume(checkpoint)
     with open_run(recipe, run_id=run_id) as tracker:
-        resumed = run.data.tags.get("swapbench.resumed_at_steps")
-        tracker.set_tags({"swapbench.resumed_at_steps": f"{resumed},{trainer.step}" if resumed else str(trainer.step),
-                          "swapbench.resume_git_commit": git_commit()})
+        tags = run.data.tags
+        steps, commits = tags.get("swapbench.resumed_at_steps"), tags.get("swapbench.resume_git_commits")
+        tracker.set_tags({"swapbench.resumed_at_steps": f"{steps},{trainer.step}" if steps else str(trainer.step),
+                          "swapbench.resume_git_commits": f"{commits},{git_commit()}" if commits else git_commit()})
         return _train_in_run(trainer, tracker, Path(recipe.tracking.checkpoint_dir) / run_id, test_set,
                              evaluate_after, progress)
 

@@ -155,6 +155,10 @@ def run_sweep(path: str | Path, jobs_in_parallel: int = 1, echo=print) -> tuple[
         threads = max(1, (os.cpu_count() or 1) // jobs_in_parallel)
         with ProcessPoolExecutor(jobs_in_parallel, mp_context=get_context("spawn")) as pool:
             futures = [pool.submit(_run_job, job, experiment, parent, threads) for job in todo]
-            children = [f.result() for f in futures]
+            try:
+                children = [f.result() for f in futures]
+            except KeyboardInterrupt:  # the running jobs stop themselves; queued ones must not start
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     client.set_terminated(parent, "FINISHED")
     return parent, children, skipped

@@ -51,16 +51,19 @@ log = logging.getLogger(__name__)
 
 
 class StopRequest:
-    """Set by Ctrl-C or ``kill`` during :meth:`Trainer.fit`; the loop stops at the next step boundary."""
+    """Set by Ctrl-C or ``kill`` during :meth:`Trainer.fit`; the loop stops at the next step boundary.
+    While ``saving`` is set, even a second signal waits until the checkpoint is whole."""
 
     requested = False
+    saving = False
 
 
 @contextlib.contextmanager
 def stop_at_step_boundary():
     """While training, SIGINT and SIGTERM only ask the loop to stop: it finishes the step it is in,
     writes a checkpoint, and then raises ``KeyboardInterrupt`` (so the MLflow run ends KILLED and
-    ``swapbench resume`` continues from exactly there). A second signal interrupts at once.
+    ``swapbench resume`` continues from exactly there). A second signal interrupts at once, except
+    while a checkpoint is being written. A signal the process ignores (SIG_IGN) stays ignored.
     Outside the main thread signals cannot be caught and nothing changes."""
     stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
@@ -69,18 +72,26 @@ def stop_at_step_boundary():
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def ask_to_stop(signum, frame):
-        if stop.requested:
+        if stop.requested and not stop.saving:
             raise KeyboardInterrupt
+        if not stop.requested:
+            log.warning("stopping after this step (a second Ctrl-C stops at once, without a checkpoint)")
         stop.requested = True
-        log.warning("stopping after this step (a second Ctrl-C stops at once, without a checkpoint)")
 
-    for sig in previous:
-        signal.signal(sig, ask_to_stop)
+    for sig, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(sig, ask_to_stop)
     try:
         yield stop
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def ignore_interrupts_in_worker(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C (sent to the whole process group) to the training loop,
+    which stops them itself after writing its checkpoint."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def set_requires_grad(module: nn.Module | None, flag: bool) -> None:
@@ -237,9 +248,17 @@ class Trainer:
                         path, meta.get("recipe_hash"), self.recipe.hash())
         self.load_state_dict(state)
 
-    def _stop_here(self) -> None:
+    def _save_whole(self, stop: StopRequest) -> Path | None:
+        """``save``, with Ctrl-C and ``kill`` held back until the checkpoint is complete."""
+        stop.saving = True
+        try:
+            return self.save()
+        finally:
+            stop.saving = False
+
+    def _stop_here(self, stop: StopRequest) -> None:
         """Write a checkpoint at this step boundary and end training as interrupted."""
-        path = self.save()
+        path = self._save_whole(stop)
         if path is not None:
             how = f"`swapbench resume {self.tracker.run_id}`" if self.tracker.run_id else "Trainer.resume(checkpoint)"
             log.warning("training stopped at step %d of %d; checkpoint %s; continue it with %s",
@@ -261,7 +280,8 @@ class Trainer:
         worker_seed = torch.Generator().manual_seed(self.recipe.seed * 1009 + self.images_seen)
         return DataLoader(self.train_set, batch_size=self.recipe.train.batch_size // self.world_size,
                           sampler=sampler, num_workers=workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=workers > 0, drop_last=True, generator=worker_seed)
+                          persistent_workers=workers > 0, drop_last=True, generator=worker_seed,
+                          worker_init_fn=ignore_interrupts_in_worker if workers > 0 else None)
 
     def preview_images(self) -> torch.Tensor:
         """2 x eval.grid_size fixed test images (structure sources, then texture sources)."""
@@ -297,7 +317,7 @@ class Trainer:
         with stop_at_step_boundary() as stop:
             while self.step < total_steps:
                 if stop.requested:
-                    self._stop_here()
+                    self._stop_here(stop)
                 losses = self.train_step(next(batches))
                 elapsed = time.perf_counter() - start
                 ips = (self.images_seen - start_images) / max(elapsed, 1e-9)
@@ -309,14 +329,16 @@ class Trainer:
                     if self.step % t.image_every == 0:
                         self.log_preview(f"{self.preview_dir}/step_{self.step:08d}.png")
                     if self.step % t.checkpoint_every == 0 and self.step < total_steps:
-                        checkpoint = self.save()
+                        checkpoint = self._save_whole(stop)
                 if on_step is not None:
                     on_step(self.step, total_steps, losses, ips)
             if stop.requested:  # asked during the last step: the work is saved, scoring is not started
-                self._stop_here()
-        seconds = time.perf_counter() - start
-        checkpoint = self.save() or checkpoint
-        self.log_preview(self.preview_name)
+                self._stop_here(stop)
+            seconds = time.perf_counter() - start
+            checkpoint = self._save_whole(stop) or checkpoint
+            self.log_preview(self.preview_name)
+            if stop.requested:  # asked while the final checkpoint was written: it is whole, stop here
+                raise KeyboardInterrupt
         return TrainResult(
             steps=self.step,
             images_seen=self.images_seen,

@@ -80,7 +80,7 @@ def test_a_killed_run_resumes_in_the_same_mlflow_run_to_the_same_weights(tmp_pat
     different = [k for k in resumed if not torch.equal(resumed[k], uninterrupted[k])]
     assert not different, different[:5]
 
-    # a finished run cannot be resumed; a run without a local checkpoint says where to look
+    # a finished run cannot be resumed
     assert "already finished" in run_cli("resume", run_id, cwd=killed, env={"MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"]}).stderr
 
 
@@ -89,6 +89,8 @@ def test_resume_needs_the_runs_checkpoint(tmp_path):
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     run = mlflow.MlflowClient().create_run(mlflow.MlflowClient().create_experiment("tiny"))
+    done = run_cli("resume", run.info.run_id, cwd=tmp_path, env=env)
+    assert done.returncode == 2 and "still RUNNING in MLflow" in done.stderr and "--force" in done.stderr
     mlflow.MlflowClient().set_terminated(run.info.run_id, "KILLED")
     done = run_cli("resume", run.info.run_id, cwd=tmp_path, env=env)
     assert done.returncode == 2
@@ -96,3 +98,63 @@ def test_resume_needs_the_runs_checkpoint(tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1
     done = run_cli("resume", "0123456789abcdef0123456789abcdef", cwd=tmp_path, env=env)
     assert done.returncode == 2 and "no MLflow run" in done.stderr
+
+
+def _longer(tiny, steps: int = 6):
+    """``tiny`` for ``steps`` steps, with no periodic checkpoints (only the ones a stop writes)."""
+    train = {**tiny.to_dict()["train"], "images": 4 * steps, "checkpoint_every": 1000}
+    return tiny.model_validate({**tiny.to_dict(), "train": train})
+
+
+def test_a_signal_stops_training_at_a_step_boundary_with_a_checkpoint(tiny, tmp_path):
+    from swapbench.trainer import SwapAutoencoderTrainer
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    trainer = SwapAutoencoderTrainer(_longer(tiny), checkpoint_dir=tmp_path)
+
+    def interrupt_at_step_2(step, total, losses, ips):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # the step in flight finishes; the loop stops before step 3
+
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(on_step=interrupt_at_step_2)
+    assert trainer.step == 2
+    assert load_checkpoint(tmp_path / "last.safetensors")[1]["step"] == 2
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # handlers restored
+
+
+def test_a_second_signal_while_the_checkpoint_is_written_waits_for_it(tiny, tmp_path, monkeypatch):
+    from swapbench.trainer import SwapAutoencoderTrainer
+
+    trainer = SwapAutoencoderTrainer(_longer(tiny), checkpoint_dir=tmp_path)
+    real_save = trainer.save
+
+    def save_while_interrupted(path=None):
+        if trainer.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # the impatient second Ctrl-C, in the middle of the save
+        return real_save(path)
+
+    monkeypatch.setattr(trainer, "save", save_while_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(on_step=lambda step, *_: os.kill(os.getpid(), signal.SIGINT) if step == 3 else None)
+    meta = load_checkpoint(tmp_path / "last.safetensors")[1]  # whole: its hash checks out
+    assert meta["step"] == 3
+
+
+def test_outside_the_main_thread_and_with_ignored_signals_nothing_changes(tiny, tmp_path):
+    import threading
+
+    from swapbench.trainer import SwapAutoencoderTrainer
+
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("r", SwapAutoencoderTrainer(tiny).fit()))
+    thread.start()
+    thread.join()
+    assert result["r"].steps == tiny.steps
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        SwapAutoencoderTrainer(tiny).fit(on_step=lambda *_: os.kill(os.getpid(), signal.SIGINT))  # ignored
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
