@@ -495,6 +495,31 @@ def datasets_preview(
                   f"the diagonal holds the items themselves, every other cell is a perfect swap")
 
 
+@datasets_app.command("export")
+def datasets_export(
+    name: Annotated[str, typer.Argument(help="Dataset name (see `swapbench datasets list`).")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder to write the PNG files into.")],
+    split: Annotated[str, typer.Option(help="train or test.")] = "test",
+    n: Annotated[int, typer.Option(min=1, help="Images to write (the split's first n).")] = 16,
+    resolution: Annotated[int, typer.Option(min=16, help="Image side in pixels.")] = 64,
+    set_: SetOption = None,
+) -> None:
+    """Write a dataset's first images as lossless PNG files (<split>_0000.png, ...): inputs for
+    `swapbench edit` and `swapbench score`."""
+    from PIL import Image
+
+    from swapbench.data import build_dataset
+    from swapbench.visualize import to_uint8
+
+    recipe = _dataset_recipe(name, resolution, n, set_ or [])
+    ds = build_dataset(recipe, split)
+    count = min(n, len(ds))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.fromarray(to_uint8(ds[i]).permute(1, 2, 0).numpy()).save(out_dir / f"{split}_{i:04d}.png")
+    out.print(f"wrote {count} {split} images of '{name}' at {resolution} px to {out_dir}/")
+
+
 @datasets_app.command("bench")
 def datasets_bench(
     name: Annotated[str, typer.Argument(help="Dataset name.")],

@@ -287,11 +287,7 @@ def test_edit_cli_draws_exactly_the_operations_images(trained):
 
 @pytest.mark.parametrize("args, out, message", [
     (["swap", "--structure", "broken.png", "--texture", "a.png"], "bad.png", "cannot read image file broken.png"),
-    (["swap", "--structure", "a.png", "--texture", "missing.png"], "bad.png", "missing.png does not exist"),
-    (["swap", "--structure", "a.png", "--texture", "b.png"], "bad.jpg", "give --out a .png path"),
-    (["region", "--target", "a.png", "--source", "b.png"], "bad.png", "exactly one of --box"),
-    (["swap", "--structure", "a.png", "--texture", "b.png", "--alpha", "half"], "bad.png", "--alpha 'half' must be"),
-    (["interpolate", "--a", "a.png", "--b", "b.png", "--steps", "1"], "bad.png", "at least 2 steps"),
+    (["swap", "--structure", "a.png", "--texture", "b.png", "--alpha", "half"], "bad.jpg", "give --out a .png path"),
 ])
 def test_edit_cli_bad_input_is_one_line(trained, args, out, message):
     tmp, env, run_id = trained
@@ -303,7 +299,43 @@ def test_edit_cli_bad_input_is_one_line(trained, args, out, message):
     assert not (tmp / out).exists()
 
 
+def test_edit_sheets_refuse_bad_input_before_writing(trained, monkeypatch):
+    from swapbench import editing
+    from swapbench.cli import _floats
+    from swapbench.tracking import checkpoint_of
+
+    tmp, env, run_id = trained
+    monkeypatch.chdir(tmp)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+    em = editing.load_edit_model(str(checkpoint_of(run_id)), "cpu")
+    cases = [
+        (lambda: editing.swap_sheet(em, ["a.png"], ["missing.png"], [1.0], "bad.png"), "missing.png does not exist"),
+        (lambda: editing.swap_sheet(em, ["a.png", "b.png"], ["a.png", "b.png", "c.png"], [1.0], "bad.png"),
+         "2 structure images against 3 texture images"),
+        (lambda: editing.region_sheet(em, ["a.png"], ["b.png"], "bad.png"), "exactly one of --box"),
+        (lambda: editing.interpolate_sheet(em, ["a.png"], ["b.png"], 1, "both", "bad.png"), "at least 2 steps"),
+        (lambda: _floats("0,inf", "--alpha"), "finite numbers"),
+    ]
+    for call, message in cases:
+        with pytest.raises(UserError, match=message):
+            call()
+    assert not (tmp / "bad.png").exists()
+
+
 def test_editing_refuses_a_model_without_structure_and_texture_codes(model):
     assert M.require_autoencoder(model) is model
     with pytest.raises(UserError, match="holds a Linear, not a Swapping Autoencoder; editing needs a swap_ae run"):
         M.require_autoencoder(torch.nn.Linear(2, 2))
+
+
+def test_exported_test_images_read_back_as_the_dataset_gives_them(tmp_path):
+    from swapbench.data import build_dataset
+
+    done = run_cli("datasets", "export", "photos", "--out-dir", "crops", "--n", "3", "--resolution", "32", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    files = sorted((tmp_path / "crops").glob("*.png"))
+    assert [f.name for f in files] == ["test_0000.png", "test_0001.png", "test_0002.png"]
+    ds = build_dataset(recipe_from_dict({"data": {"dataset": "photos", "resolution": 32, "test_images": 3},
+                                         "cooccur": {"patch_size": 32}, "eval": {"grid_size": 2}}), "test")
+    for i, f in enumerate(files):  # lossless up to the uint8 rounding of the PNG
+        assert (M.load_image(f, 32)[0] - ds[i]).abs().max() <= 1 / 127.5 + 1e-6

@@ -84,20 +84,26 @@ def test_a_killed_run_resumes_in_the_same_mlflow_run_to_the_same_weights(tmp_pat
     assert "already finished" in run_cli("resume", run_id, cwd=killed, env={"MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"]}).stderr
 
 
-def test_resume_needs_the_runs_checkpoint(tmp_path):
-    _recipe(tmp_path)
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-    run = mlflow.MlflowClient().create_run(mlflow.MlflowClient().create_experiment("tiny"))
-    done = run_cli("resume", run.info.run_id, cwd=tmp_path, env=env)
-    assert done.returncode == 2 and "still RUNNING in MLflow" in done.stderr and "--force" in done.stderr
-    mlflow.MlflowClient().set_terminated(run.info.run_id, "KILLED")
-    done = run_cli("resume", run.info.run_id, cwd=tmp_path, env=env)
-    assert done.returncode == 2
-    assert f"no checkpoint at checkpoints/{run.info.run_id}/last.safetensors" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
-    done = run_cli("resume", "0123456789abcdef0123456789abcdef", cwd=tmp_path, env=env)
-    assert done.returncode == 2 and "no MLflow run" in done.stderr
+def test_resume_refuses_what_it_cannot_continue(tmp_path, monkeypatch):
+    from swapbench.errors import UserError
+    from swapbench.pipeline import resume_run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    run_id = client.create_run(client.create_experiment("tiny")).info.run_id
+    with pytest.raises(UserError, match="still RUNNING in MLflow; .* resume it with --force"):
+        resume_run(run_id)
+    client.set_terminated(run_id, "KILLED")
+    with pytest.raises(UserError, match=f"no checkpoint at checkpoints/{run_id}/last.safetensors"):
+        resume_run(run_id)
+    # the CLI says the same in one line, exit status 2
+    done = run_cli("resume", run_id, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert f"no checkpoint at checkpoints/{run_id}/last.safetensors" in done.stderr
+    with pytest.raises(UserError, match="no MLflow run"):
+        resume_run("0123456789abcdef0123456789abcdef")
 
 
 def _longer(tiny, steps: int = 6):
