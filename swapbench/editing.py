@@ -56,7 +56,10 @@ def write_sheet(out: str | Path, columns: list[torch.Tensor], labels: list[str],
 
 
 def _record(em: EditModel, operation: str, **settings: Any) -> dict:
-    return {"operation": operation, "run": em.source, "commit": em.commit, "resolution": em.resolution, **settings}
+    from swapbench.runtime import git_commit
+
+    return {"operation": operation, "run": em.source, "commit": em.commit, "made_by_commit": git_commit(),
+            "resolution": em.resolution, **settings}
 
 
 def _rows(images: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

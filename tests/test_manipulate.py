@@ -228,7 +228,7 @@ def test_edit_cli_draws_exactly_the_operations_images(trained):
     assert done.returncode == 0, done.stderr
     record = json.loads((tmp / "swap.json").read_text())
     assert record["operation"] == "swap" and record["run"] == run_id and record["alphas"] == [0.0, 1.0]
-    assert record["commit"] and record["resolution"] == 16
+    assert record["commit"] and record["made_by_commit"] and record["resolution"] == 16
 
     import mlflow
 
