@@ -103,9 +103,11 @@ def region_sheet(em: EditModel, target: Sequence[str], source: Sequence[str], ou
     (t, t_files), (s, s_files) = em.images(target), em.images(source)
     edited = M.paste_structure(em.model, t, s, mask)
     t = _rows(t, edited)
+    inside, outside = M.change_inside_and_outside(M.reconstruct(em.model, t), edited, mask)
     shown_region = (t + 1) * (0.3 + 0.7 * mask) - 1  # the target, darkened outside the region
     return write_sheet(out, [t, _rows(s, edited), shown_region, edited], ["target", "source", "region", "edited"],
-                       _record(em, "region", target=t_files, source=s_files, box=box, mask=mask_file), cell)
+                       _record(em, "region", target=t_files, source=s_files, box=box, mask=mask_file,
+                               mean_change_inside=inside.tolist(), mean_change_outside=outside.tolist()), cell)
 
 
 def training_crops(em: EditModel, n: int) -> torch.Tensor:

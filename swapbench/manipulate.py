@@ -149,6 +149,19 @@ def paste_structure(model: SwappingAutoencoder, target: torch.Tensor, source: to
     return _decode(model, torch.lerp(ct.structure, cs.structure, weight), ct.texture)
 
 
+def change_inside_and_outside(before: torch.Tensor, after: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the mean absolute pixel change (on the [-1, 1] scale) inside and outside a region,
+    weighted by ``mask`` and ``1 - mask``: how local a region edit stayed (compare the edit with
+    the target's reconstruction, not the target, so that reconstruction error does not count)."""
+    change = (after - before).abs().mean(1, keepdim=True)
+    weight = mask.float().clamp(0, 1).expand_as(change)
+
+    def mean(w: torch.Tensor) -> torch.Tensor:
+        return (change * w).sum((1, 2, 3)) / w.sum((1, 2, 3)).clamp_min(1e-12)
+
+    return mean(weight), mean(1 - weight)
+
+
 @dataclass
 class TextureDirections:
     """Principal directions of a set of texture codes: ``directions`` (k, D) orthonormal rows,

@@ -339,3 +339,12 @@ def test_exported_test_images_read_back_as_the_dataset_gives_them(tmp_path):
                                          "cooccur": {"patch_size": 32}, "eval": {"grid_size": 2}}), "test")
     for i, f in enumerate(files):  # lossless up to the uint8 rounding of the PNG
         assert (M.load_image(f, 32)[0] - ds[i]).abs().max() <= 1 / 127.5 + 1e-6
+
+
+def test_change_inside_and_outside_a_region():
+    before = torch.zeros(2, 3, 4, 4)
+    after = before.clone()
+    after[0, :, :, :2] = 0.5  # image 0 changed only in the left half, image 1 everywhere by 0.25
+    after[1] = 0.25
+    inside, outside = M.change_inside_and_outside(before, after, M.box_mask("0,0,0.5,1", 4))
+    assert torch.allclose(inside, torch.tensor([0.5, 0.25])) and torch.allclose(outside, torch.tensor([0.0, 0.25]))
