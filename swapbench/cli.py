@@ -100,6 +100,8 @@ def run(
 
     r = load_recipe(recipe, set_ or [])
     summary = train_and_evaluate(r, progress=progress)
+    if summary.run_id is None:  # a torchrun process other than rank 0, which reports
+        return
     t = summary.train
     out.print(f"run {summary.run_id}: {t.steps} steps, {t.images_seen} images in {t.seconds:.1f} s "
               f"({t.images_per_second:.1f} images/s); checkpoint {t.checkpoint}")
@@ -117,6 +119,8 @@ def train(
     from swapbench.recipe import load_recipe
 
     summary = train_and_evaluate(load_recipe(recipe, set_ or []), evaluate_after=False, progress=progress)
+    if summary.run_id is None:  # a torchrun process other than rank 0, which reports
+        return
     t = summary.train
     out.print(f"run {summary.run_id}: {t.steps} steps in {t.seconds:.1f} s ({t.images_per_second:.1f} images/s); "
               f"checkpoint {t.checkpoint}")
@@ -135,6 +139,8 @@ def resume(
     from swapbench.pipeline import resume_run
 
     summary = resume_run(run_id, checkpoint, evaluate_after=evaluate_after, progress=progress, force=force)
+    if summary.run_id is None:  # a torchrun process other than rank 0, which reports
+        return
     t = summary.train
     out.print(f"run {summary.run_id}: resumed to {t.steps} steps, {t.images_seen} images; this part took "
               f"{t.seconds:.1f} s ({t.images_per_second:.1f} images/s); checkpoint {t.checkpoint}")
@@ -668,7 +674,12 @@ def main(argv: list[str] | None = None) -> None:
     # a plain `kill` ends a run like Ctrl-C does: the MLflow run is marked KILLED, not left RUNNING
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        rv = app(args=argv, prog_name="swapbench", standalone_mode=False)
+        try:
+            rv = app(args=argv, prog_name="swapbench", standalone_mode=False)
+        finally:
+            from swapbench.distributed import finish
+
+            finish()  # leave the torchrun process group, if this process joined one
         sys.exit(rv if isinstance(rv, int) else 0)
     except UserError as exc:
         if debug:

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from swapbench import distributed
 from swapbench.data import build_dataset, test_images
 from swapbench.data.pairs import draw_pairs, pairs_record
 from swapbench.evaluate import EvalContext, applicable, evaluate, metric_names
@@ -73,16 +74,25 @@ def train_and_evaluate(recipe: Recipe, *, evaluate_after: bool = True, progress:
                        tags: dict[str, str] | None = None) -> RunSummary:
     """Train ``recipe`` in a new MLflow run (with extra ``tags``), then score it with the recipe's metrics."""
     metric_names(recipe.eval.metrics)  # unknown metric names fail before training, not after
-    device = resolve_device(recipe.device)
+    procs, device = distributed.start(resolve_device(recipe.device))
     # the data is opened (a user's folder checked) and every network built before a run exists:
     # a bad folder or an impossible component stops here, without a failed run in MLflow
     train_set, test_set = build_dataset(recipe, "train"), build_dataset(recipe, "test")
-    trainer = build_trainer(recipe, device=device, train_set=train_set, test_set=test_set)
+    trainer = build_trainer(recipe, device=device, train_set=train_set, test_set=test_set,
+                            rank=procs.rank, world_size=procs.world_size)
     applicable(metric_names(recipe.eval.metrics), trainer.model, recipe.eval.metrics)  # e.g. swap scores of a GAN
+    if not procs.is_main:
+        return _train_share(trainer)
     with open_run(recipe, tags=tags) as tracker:
         ckpt_dir = Path(recipe.tracking.checkpoint_dir) / tracker.run_id
         log_manifests(tracker, ckpt_dir, {"train": train_set, "test": test_set})
         return _train_in_run(trainer, tracker, ckpt_dir, test_set, evaluate_after, progress)
+
+
+def _train_share(trainer) -> RunSummary:
+    """A process other than rank 0 under torchrun: train its share of each batch; rank 0 logs,
+    checkpoints and scores."""
+    return RunSummary(None, trainer.fit(), {})
 
 
 def _train_in_run(trainer, tracker: Tracker, ckpt_dir: Path, test_set: Dataset, evaluate_after: bool,
@@ -144,10 +154,13 @@ def resume_run(run_id: str, checkpoint: str | Path | None = None, *, evaluate_af
         raise UserError(f"checkpoint {checkpoint} holds another recipe than run {run_id} was started with "
                         f"(hash {meta.get('recipe_hash')} vs {started_with}); it cannot continue that run")
     recipe = Recipe.model_validate(meta["recipe"])
-    device = resolve_device(recipe.device)
+    procs, device = distributed.start(resolve_device(recipe.device))
     train_set, test_set = build_dataset(recipe, "train"), build_dataset(recipe, "test")
-    trainer = build_trainer(recipe, device=device, train_set=train_set, test_set=test_set)
+    trainer = build_trainer(recipe, device=device, train_set=train_set, test_set=test_set,
+                            rank=procs.rank, world_size=procs.world_size)
     trainer.resume(checkpoint)
+    if not procs.is_main:
+        return _train_share(trainer)
     with open_run(recipe, run_id=run_id) as tracker:
         tags = run.data.tags
         steps, commits = tags.get("swapbench.resumed_at_steps"), tags.get("swapbench.resume_git_commits")

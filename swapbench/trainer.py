@@ -38,6 +38,8 @@ from torch.utils.data import DataLoader, Dataset
 from swapbench import __version__
 from swapbench.checkpoint import load_checkpoint, save_checkpoint
 from swapbench.data import SeededInfiniteSampler, build_dataset, test_images
+from swapbench.distributed import any_process
+from swapbench.errors import UserError
 from swapbench.models.build import build_autoencoder, build_cooccur_discriminator, build_discriminator
 from swapbench.models.cooccur import random_crops
 from swapbench.optim import lazy_regularization_scaled
@@ -136,6 +138,8 @@ class Trainer:
         seed_everything(recipe.seed)
         self.amp = recipe.train.amp and self.device.type == "cuda"
         self.build()
+        if world_size > 1:
+            self._join_processes()  # before the EMA copies the weights
         self.model = self.networks()[self.scored]
 
         self.ema = None
@@ -150,6 +154,21 @@ class Trainer:
         self.train_set = build_dataset(recipe, "train") if train_set is None else train_set
         self.test_set = test_set
         self._preview_images: torch.Tensor | None = None
+
+    def _join_processes(self) -> None:
+        """Train as one of ``world_size`` processes: start from rank 0's weights and average every
+        optimiser's gradients over the processes before it steps (see swapbench.distributed)."""
+        from swapbench import distributed
+
+        if self.recipe.train.batch_size % self.world_size:
+            raise UserError(f"train.batch_size={self.recipe.train.batch_size} does not split over {self.world_size} "
+                            f"processes; make it a multiple of {self.world_size}")
+        if not distributed.active():
+            raise UserError(f"world_size={self.world_size} without a torch.distributed process group; start "
+                            "swapbench with torchrun")
+        distributed.broadcast_parameters(list(self.networks().values()))
+        for optimizer in self.optimizers().values():
+            optimizer.register_step_pre_hook(distributed.average_gradients)
 
     # -- what a family defines -------------------------------------------------------------------
     @classmethod
@@ -316,7 +335,7 @@ class Trainer:
         checkpoint = None
         with stop_at_step_boundary() as stop:
             while self.step < total_steps:
-                if stop.requested:
+                if any_process(stop.requested, self.device):  # every process stops at the same step
                     self._stop_here(stop)
                 losses = self.train_step(next(batches))
                 elapsed = time.perf_counter() - start
@@ -332,7 +351,7 @@ class Trainer:
                         checkpoint = self._save_whole(stop)
                 if on_step is not None:
                     on_step(self.step, total_steps, losses, ips)
-            if stop.requested:  # asked during the last step: the work is saved, scoring is not started
+            if any_process(stop.requested, self.device):  # asked during the last step: save, do not score
                 self._stop_here(stop)
             seconds = time.perf_counter() - start
             checkpoint = self._save_whole(stop) or checkpoint

@@ -1,0 +1,81 @@
+"""Training as several processes (torch.distributed, gloo on the CPU): the processes stay in step,
+and `torchrun ... swapbench run` logs one MLflow run from rank 0."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+import torch.multiprocessing as mp
+import yaml
+from conftest import TINY
+from safetensors.torch import load_file, save_file
+
+from swapbench.checkpoint import flatten_state
+from swapbench.errors import UserError
+from swapbench.recipe import recipe_from_dict
+
+STEPS = 3
+RECIPE = {**TINY, "train": {**TINY["train"], "images": 4 * STEPS, "checkpoint_every": 1000, "image_every": 1000}}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train_as(rank: int, world_size: int, port: int, out: str) -> None:
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    torch.set_num_threads(1)
+    from swapbench import distributed
+    from swapbench.trainer import build_trainer
+
+    procs, device = distributed.start(torch.device("cpu"))
+    trainer = build_trainer(recipe_from_dict(RECIPE), device=device, rank=procs.rank, world_size=procs.world_size)
+    trainer.fit()
+    save_file(flatten_state({k: v.state_dict() for k, v in trainer.networks().items()})[0], f"{out}/rank{rank}.safetensors")
+    distributed.finish()
+
+
+def test_processes_average_gradients_and_end_with_the_same_weights(tmp_path):
+    mp.spawn(_train_as, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    a, b = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    # each process saw other images; only averaged gradients keep their weights identical
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # and training moved them: they differ from the initial weights
+    from swapbench.trainer import build_trainer
+
+    initial = flatten_state({k: v.state_dict() for k, v in build_trainer(recipe_from_dict(RECIPE)).networks().items()})[0]
+    assert any(not torch.equal(a[k], initial[k]) for k in a)
+
+
+def test_world_size_needs_a_process_group_and_a_batch_that_splits():
+    from swapbench.trainer import build_trainer
+
+    with pytest.raises(UserError, match="start swapbench with torchrun"):
+        build_trainer(recipe_from_dict(RECIPE), rank=0, world_size=2)
+    with pytest.raises(UserError, match="does not split over 3 processes"):
+        build_trainer(recipe_from_dict(RECIPE), rank=0, world_size=3)
+
+
+def test_torchrun_run_logs_one_mlflow_run_from_rank_0(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({**RECIPE, "eval": {**TINY["eval"], "metrics": ["recon_psnr"]}}))
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    done = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "swapbench", "run", "tiny.yaml",
+                           "--no-progress"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("run ") == 1 and "recon_psnr" in done.stdout  # only rank 0 reports
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    (run,) = mlflow.MlflowClient().search_runs([mlflow.get_experiment_by_name("tiny").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["train/images_seen"] == 4 * STEPS and run.data.metrics["train/steps"] == STEPS
+    assert len(list(tmp_path.glob("checkpoints/*/last.safetensors"))) == 1
