@@ -68,10 +68,19 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for user errors.")] = False,
 ) -> None:
     logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from swapbench.distributed import from_environment
+
+    if from_environment().world_size > 1 and ctx.invoked_subcommand not in MULTI_PROCESS_COMMANDS:
+        raise UserError(f"`swapbench {ctx.invoked_subcommand}` runs in one process; under torchrun start only "
+                        f"{', '.join(MULTI_PROCESS_COMMANDS)}")
+
+
+MULTI_PROCESS_COMMANDS = ("run", "train", "resume")  # the commands that train, and so can share the work
 
 
 def _scores_table(title: str, scores: dict[str, float]) -> Table:

@@ -3,10 +3,16 @@
 ``torchrun --standalone --nproc_per_node 2 -m swapbench run RECIPE`` starts two processes that
 train one model together (gloo on the CPU, nccl on CUDA, one GPU per process). Each process reads
 its own share of every batch (``SeededInfiniteSampler`` with its rank), computes gradients on it,
-and before every optimiser step the gradients are averaged over all processes, so every process
-takes the same step as one process on the whole batch would (up to the order of floating-point
-sums, and with each process drawing the step's random numbers for its own share). Only rank 0
-opens the MLflow run, logs, writes checkpoints and scores.
+and before every optimiser step the gradients are averaged over all processes, so all processes
+take the same step. Only rank 0 opens the MLflow run, logs, writes checkpoints and scores; logged
+losses are averaged over the processes.
+
+What differs from one process on the whole batch: swaps pair images within each process's share,
+and the step's random numbers (co-occurrence crop positions, noise inputs) come from one seeded
+generator that every process advances alike, so they repeat across processes while the images
+differ. That keeps every process's state identical (and resumable from rank 0's checkpoint), but
+it would make GAN families that draw their fakes from noise repeat them on every process, so only
+``swap_ae`` recipes train in several processes for now.
 
 Gradients are averaged by a hook on each optimiser's ``step`` rather than by wrapping the networks
 in ``DistributedDataParallel``: a GAN step runs several backward passes through networks whose
@@ -93,6 +99,17 @@ def average_gradients(optimizer: torch.optim.Optimizer, *args, **kwargs) -> None
     for g in grads:
         g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+def mean_over_processes(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Each value averaged over the processes (every process passes the same keys)."""
+    if not active() or not values:
+        return values
+    keys = sorted(values)
+    tensor = torch.tensor([float(values[k]) for k in keys], device=device, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    tensor /= dist.get_world_size()
+    return dict(zip(keys, tensor.tolist()))
 
 
 def any_process(flag: bool, device: torch.device) -> bool:

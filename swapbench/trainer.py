@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from swapbench import __version__
 from swapbench.checkpoint import load_checkpoint, save_checkpoint
 from swapbench.data import SeededInfiniteSampler, build_dataset, test_images
-from swapbench.distributed import any_process
+from swapbench.distributed import any_process, mean_over_processes
 from swapbench.errors import UserError
 from swapbench.models.build import build_autoencoder, build_cooccur_discriminator, build_discriminator
 from swapbench.models.cooccur import random_crops
@@ -160,9 +160,13 @@ class Trainer:
         optimiser's gradients over the processes before it steps (see swapbench.distributed)."""
         from swapbench import distributed
 
-        if self.recipe.train.batch_size % self.world_size:
-            raise UserError(f"train.batch_size={self.recipe.train.batch_size} does not split over {self.world_size} "
-                            f"processes; make it a multiple of {self.world_size}")
+        family, batch, n = self.recipe.model.family, self.recipe.train.batch_size, self.world_size
+        if family != "swap_ae":
+            raise UserError(f"training a '{family}' recipe in {n} processes is not supported yet (its per-step random "
+                            "draws would repeat on every process); run it in one process")
+        if batch % n or batch // n < 2:
+            raise UserError(f"train.batch_size={batch} must split over {n} processes into at least 2 images each "
+                            f"(swaps pair images within a process's share); make it a multiple of {n}, at least {2 * n}")
         if not distributed.active():
             raise UserError(f"world_size={self.world_size} without a torch.distributed process group; start "
                             "swapbench with torchrun")
@@ -220,8 +224,8 @@ class Trainer:
         state.update({name: opt.state_dict() for name, opt in self.optimizers().items()})
         state.update(self.extra_state())
         state.update({"step": self.step, "images_seen": self.images_seen, "rng": {"torch": torch.get_rng_state()}})
-        if torch.cuda.is_available():
-            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        if self.device.type == "cuda":  # this process's GPU only: the same on every rank, and resumable on fewer GPUs
+            state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
         if self.ema is not None:
             state["ema"] = self.ema.module.state_dict()
         return state
@@ -237,8 +241,11 @@ class Trainer:
         self.step = int(state["step"])
         self.images_seen = int(state["images_seen"])
         torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            saved = state["rng"]["cuda"]
+            if isinstance(saved, (list, tuple)):  # checkpoints before per-device states held every GPU's
+                saved = saved[0]
+            torch.cuda.set_rng_state(saved, self.device)
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {
@@ -338,6 +345,8 @@ class Trainer:
                 if any_process(stop.requested, self.device):  # every process stops at the same step
                     self._stop_here(stop)
                 losses = self.train_step(next(batches))
+                if self.world_size > 1 and (self.step % t.log_every == 0 or self.step == total_steps):
+                    losses = mean_over_processes(losses, self.device)  # logged losses are of the whole batch
                 elapsed = time.perf_counter() - start
                 ips = (self.images_seen - start_images) / max(elapsed, 1e-9)
                 if self.rank == 0:

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import yaml
-from conftest import TINY
+from conftest import TINY, run_cli
 from safetensors.torch import load_file, save_file
 
 from swapbench.checkpoint import flatten_state
@@ -39,6 +39,15 @@ def _train_as(rank: int, world_size: int, port: int, out: str) -> None:
     from swapbench.trainer import build_trainer
 
     procs, device = distributed.start(torch.device("cpu"))
+    # the hook replaces each gradient by the mean over processes
+    layer = torch.nn.Linear(3, 2)
+    for p in layer.parameters():
+        p.grad = torch.full_like(p, float(rank + 1))  # 1 on rank 0, 2 on rank 1
+    distributed.average_gradients(torch.optim.SGD(layer.parameters(), lr=0.1))
+    means = {k: float(p.grad.unique()) for k, p in layer.named_parameters()}
+    losses = distributed.mean_over_processes({"a": float(rank), "b": 10.0 * rank}, device)
+    torch.save({"grad_means": means, "losses": losses}, f"{out}/checks{rank}.pt")
+
     trainer = build_trainer(recipe_from_dict(RECIPE), device=device, rank=procs.rank, world_size=procs.world_size)
     trainer.fit()
     save_file(flatten_state({k: v.state_dict() for k, v in trainer.networks().items()})[0], f"{out}/rank{rank}.safetensors")
@@ -47,6 +56,10 @@ def _train_as(rank: int, world_size: int, port: int, out: str) -> None:
 
 def test_processes_average_gradients_and_end_with_the_same_weights(tmp_path):
     mp.spawn(_train_as, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        checks = torch.load(tmp_path / f"checks{rank}.pt", weights_only=True)
+        assert checks["grad_means"] == {"weight": 1.5, "bias": 1.5}  # the mean, not the sum
+        assert checks["losses"] == {"a": 0.5, "b": 5.0}
     a, b = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
     # each process saw other images; only averaged gradients keep their weights identical
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -57,13 +70,22 @@ def test_processes_average_gradients_and_end_with_the_same_weights(tmp_path):
     assert any(not torch.equal(a[k], initial[k]) for k in a)
 
 
-def test_world_size_needs_a_process_group_and_a_batch_that_splits():
+def test_world_size_needs_a_process_group_a_batch_that_splits_and_a_swap_ae_recipe(tmp_path):
+    from test_baselines import SG2
+
     from swapbench.trainer import build_trainer
 
     with pytest.raises(UserError, match="start swapbench with torchrun"):
         build_trainer(recipe_from_dict(RECIPE), rank=0, world_size=2)
-    with pytest.raises(UserError, match="does not split over 3 processes"):
-        build_trainer(recipe_from_dict(RECIPE), rank=0, world_size=3)
+    for n in (3, 4):  # 4 images do not split over 3, and leave 1 per process over 4
+        with pytest.raises(UserError, match=f"must split over {n} processes into at least 2 images each"):
+            build_trainer(recipe_from_dict(RECIPE), rank=0, world_size=n)
+    with pytest.raises(UserError, match="'stylegan2' recipe in 2 processes is not supported yet"):
+        build_trainer(recipe_from_dict(SG2), rank=0, world_size=2)
+    # commands that do not train refuse to run under torchrun
+    env = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}
+    done = run_cli("leaderboard", cwd=tmp_path, env=env)
+    assert done.returncode == 2 and "`swapbench leaderboard` runs in one process" in done.stderr
 
 
 def test_torchrun_run_logs_one_mlflow_run_from_rank_0(tmp_path):
