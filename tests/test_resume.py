@@ -135,14 +135,16 @@ def test_a_second_signal_while_the_checkpoint_is_written_waits_for_it(tiny, tmp_
     trainer = SwapAutoencoderTrainer(_longer(tiny), checkpoint_dir=tmp_path)
     real_save = trainer.save
 
+    # SIGTERM, not SIGINT: a shell starts background jobs (such as a CI script) with SIGINT ignored,
+    # and an ignored signal stays ignored during training
     def save_while_interrupted(path=None):
         if trainer.step == 3:
-            os.kill(os.getpid(), signal.SIGINT)  # the impatient second Ctrl-C, in the middle of the save
+            os.kill(os.getpid(), signal.SIGTERM)  # the impatient second signal, in the middle of the save
         return real_save(path)
 
     monkeypatch.setattr(trainer, "save", save_while_interrupted)
     with pytest.raises(KeyboardInterrupt):
-        trainer.fit(on_step=lambda step, *_: os.kill(os.getpid(), signal.SIGINT) if step == 3 else None)
+        trainer.fit(on_step=lambda step, *_: os.kill(os.getpid(), signal.SIGTERM) if step == 3 else None)
     meta = load_checkpoint(tmp_path / "last.safetensors")[1]  # whole: its hash checks out
     assert meta["step"] == 3
 
