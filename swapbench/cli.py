@@ -283,7 +283,7 @@ Files = Annotated[list[str], typer.Option(help="Image file or folder of images (
 
 def _floats(text: str, option: str) -> list[float]:
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in _csv(text) or []]
     except ValueError:
         raise UserError(f"{option} '{text}' must be comma-separated numbers, e.g. 0,0.5,1") from None
     if not values or not all(math.isfinite(v) for v in values):

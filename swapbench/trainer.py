@@ -345,12 +345,13 @@ class Trainer:
                 if any_process(stop.requested, self.device):  # every process stops at the same step
                     self._stop_here(stop)
                 losses = self.train_step(next(batches))
-                if self.world_size > 1 and (self.step % t.log_every == 0 or self.step == total_steps):
+                log_now = self.step % t.log_every == 0 or self.step == total_steps
+                if log_now and self.world_size > 1:
                     losses = mean_over_processes(losses, self.device)  # logged losses are of the whole batch
                 elapsed = time.perf_counter() - start
                 ips = (self.images_seen - start_images) / max(elapsed, 1e-9)
                 if self.rank == 0:
-                    if self.step % t.log_every == 0 or self.step == total_steps:
+                    if log_now:
                         self.tracker.log_metrics({**{f"train/{k}": v for k, v in losses.items()},
                                                   "train/images_per_second": ips,
                                                   "train/images_seen": self.images_seen}, step=self.step)

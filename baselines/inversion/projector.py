@@ -85,6 +85,10 @@ class LatentOptimiser:
         side = self.settings.lpips_side
         return F.interpolate(images, size=(side, side), mode="area") if images.shape[-1] > side else images
 
+    def _lpips_to(self, targets: torch.Tensor) -> LpipsToTarget:
+        """LPIPS-VGG to ``targets`` at the optimiser's LPIPS size, their features computed once."""
+        return LpipsToTarget(self.lpips, self._for_lpips(targets))
+
     def _ws(self, latent: torch.Tensor) -> torch.Tensor:
         return latent.expand(-1, self.G.num_ws, -1)
 
@@ -102,7 +106,7 @@ class LatentOptimiser:
         n = x.shape[0]
         synchronize(self.device)
         tick = time.perf_counter()
-        lpips_to_target = LpipsToTarget(self.lpips, self._for_lpips(x))  # target features computed once
+        lpips_to_target = self._lpips_to(x)  # target features computed once
         synchronize(self.device)
         seconds = time.perf_counter() - tick  # part of the search: the reference projector does it too
         latent = (self.start(n) if init is None else init.to(self.device)).clone().requires_grad_(True)
@@ -145,7 +149,7 @@ class LatentOptimiser:
         """Mean LPIPS-VGG of the current reconstructions (the quantity the optimiser lowers) to
         ``target``: images, or an ``LpipsToTarget`` holding their features already."""
         if not isinstance(target, LpipsToTarget):
-            target = LpipsToTarget(self.lpips, self._for_lpips(target.to(self.device)))
+            target = self._lpips_to(target.to(self.device))
         synth = self.G.synthesis(self._ws(latent), noise=noises)
         return float(target(self._for_lpips(synth)).mean())
 
