@@ -62,8 +62,11 @@ class ModelConfig(Section):
     cooccur_discriminator: str | None = Field(
         "cooccur", description="Registered co-occurrence patch discriminator; null disables it."
     )
-    channels: int = Field(32, ge=1, description="Width at full resolution; doubles per halving of the side.")
-    max_channels: int = Field(512, ge=1, description="Upper bound on any layer's width.")
+    channels: int = Field(
+        32, ge=1, description="Width at full resolution, doubling per halving of the side: the StyleGAN2 baselines' "
+        "networks, and the Swapping Autoencoder's with model.widths=uniform."
+    )
+    max_channels: int = Field(512, ge=1, description="Upper bound on any layer's width where model.channels applies.")
     structure_channels: int = Field(8, ge=1, description="Channels of the spatial structure code.")
     structure_downsample: int = Field(
         16, ge=1, description="Structure code side = resolution / this (a power of two)."
@@ -71,6 +74,48 @@ class ModelConfig(Section):
     texture_dim: int = Field(2048, ge=1, description="Length of the texture code vector.")
     generator_blocks: int = Field(
         2, ge=0, description="Modulated residual blocks at the structure code's resolution."
+    )
+    # -- Swapping Autoencoder architecture (issue 13): the defaults build the authors' networks; the
+    # -- other values are swapbench's cheaper CPU variants, chosen explicitly by the CPU recipes.
+    widths: Literal["paper", "uniform"] = Field(
+        "paper", description="'paper': each network's width table as in the authors' code, scaled by its *_capacity; "
+        "'uniform' (CPU): encoder, generator and image discriminator all use model.channels / model.max_channels, "
+        "the patch discriminator cooccur.channels / model.max_channels."
+    )
+    encoder_capacity: float = Field(
+        1.0, gt=0, description="Encoder width multiplier (authors' netE_scale_capacity): round(32 x this) at full "
+        "resolution, doubling per downsampling, capped at model.texture_dim (widths=paper)."
+    )
+    generator_capacity: float = Field(
+        1.0, gt=0, description="Generator width multiplier (authors' netG_scale_capacity): 128 at the image, doubling "
+        "per halving up to 512, times this (widths=paper)."
+    )
+    discriminator_capacity: float = Field(
+        1.0, gt=0, description="Image discriminator width multiplier (authors' netD_scale_capacity; StyleGAN2's "
+        "channel multiplier is 2 x this) (widths=paper)."
+    )
+    resample: Literal["fir", "average"] = Field(
+        "fir", description="Resampling of encoder, generator and both discriminators: 'fir' blurs around strided "
+        "convolutions ([1,2,1] in the encoder, [1,3,3,1] elsewhere, as the authors); 'average' (CPU) pools 2x2 and "
+        "upsamples bilinearly."
+    )
+    encoder_padding: Literal["reflect", "zeros"] = Field(
+        "reflect", description="Padding of the encoder trunk's 3x3 convolutions: reflection (authors) or zeros."
+    )
+    texture_convs: int = Field(
+        2, ge=0, description="Unpadded stride-2 3x3 convolutions of the encoder's texture branch before its global "
+        "mean (authors' netE_num_downsampling_gl); each needs a map of at least 3 px."
+    )
+    generator_noise: bool = Field(
+        True, description="Per-pixel noise inputs in the generator's styled convolutions (authors: on); eval mode "
+        "uses fixed seeded noise maps so scores and edits are deterministic."
+    )
+    rgb_every_scale: bool = Field(
+        False, description="A ToRGB at every generator scale summed StyleGAN2-style (CPU variant) instead of the "
+        "authors' single final ToRGB."
+    )
+    discriminator_mbstd: int = Field(
+        0, ge=0, description="Minibatch standard-deviation group size of the image discriminator; 0: none (authors)."
     )
 
 
@@ -80,7 +125,22 @@ class CooccurConfig(Section):
     crop_max: float = Field(0.25, gt=0, le=1, description="Largest crop side as a fraction of the image side.")
     n_crops: int = Field(8, ge=1, description="Crops judged per swapped image.")
     n_ref: int = Field(4, ge=1, description="Reference crops of the texture image averaged into one feature.")
-    channels: int = Field(32, ge=1, description="Width of the patch discriminator at patch resolution.")
+    channels: int = Field(
+        32, ge=1, description="Width of the patch discriminator at patch resolution (model.widths=uniform)."
+    )
+    # -- patch discriminator architecture (issue 13): the defaults are the authors'
+    capacity: float = Field(
+        4.0, gt=0, description="Patch discriminator width multiplier (authors' netPatchD_scale_capacity): "
+        "1024 x this / side channels at each side (widths=paper)."
+    )
+    max_channels: int = Field(
+        384, ge=1, description="Cap on the patch discriminator's width at 16 px and below, and width of its feature "
+        "layers (authors' netPatchD_max_nc); the patch feature has 4 x this values (widths=paper)."
+    )
+    head: list[int] = Field(
+        [2048, 2048, 1024], min_length=1, description="Hidden widths of the MLP that judges a (reference, crop) "
+        "feature pair (authors: 2048, 2048, 1024)."
+    )
 
 
 class LossConfig(Section):
@@ -195,7 +255,7 @@ class Recipe(Section):
     @model_validator(mode="after")
     def _cross_checks(self) -> Recipe:
         res = self.data.resolution
-        if not _is_pow2(res):
+        if not _is_pow2(res) and self.model.family != "swap_ae":  # swap_ae checks its own sizes
             raise ValueError(f"data.resolution={res} must be a power of two (e.g. 32, 64, 256)")
         lo, hi = self.data.scale
         if not 0 < lo <= hi <= 1:
@@ -216,9 +276,21 @@ class Recipe(Section):
         sd = self.model.structure_downsample
         if not _is_pow2(sd) or res % sd != 0 or res // sd < 2:
             raise ValueError(
-                f"model.structure_downsample={sd} must be a power of two that leaves a structure "
-                f"code of at least 2x2 at data.resolution={res} (use at most {res // 2})"
+                f"model.structure_downsample={sd} must be a power of two that divides data.resolution={res} "
+                f"and leaves a structure code of at least 2x2 (e.g. {res // 2 if _is_pow2(res) else 16})"
             )
+        side, convs = res // sd, self.model.texture_convs
+        for _ in range(convs):
+            if side < 3:
+                need = 3
+                for _ in range(convs - 1):
+                    need = 2 * need + 1
+                raise ValueError(
+                    f"model.texture_convs={convs} needs a structure code of at least {need} px, but data.resolution={res} "
+                    f"/ model.structure_downsample={sd} gives {res // sd}; lower model.texture_convs or "
+                    f"model.structure_downsample"
+                )
+            side = (side - 3) // 2 + 1
         co = self.cooccur
         if self.model.cooccur_discriminator is None:
             for key in ("cooccur", "patch_r1"):

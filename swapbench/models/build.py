@@ -46,6 +46,16 @@ def model_settings(recipe: Recipe) -> dict[str, Any]:
         "structure_downsample": m.structure_downsample,
         "texture_dim": m.texture_dim,
         "generator_blocks": m.generator_blocks,
+        "widths": m.widths,
+        "encoder_capacity": m.encoder_capacity,
+        "generator_capacity": m.generator_capacity,
+        "discriminator_capacity": m.discriminator_capacity,
+        "resample": m.resample,
+        "encoder_padding": m.encoder_padding,
+        "texture_convs": m.texture_convs,
+        "generator_noise": m.generator_noise,
+        "rgb_every_scale": m.rgb_every_scale,
+        "mbstd_group": m.discriminator_mbstd,
         "backbone": m.backbone,
         "backbone_weights": m.backbone_weights,
         "w_dim": recipe.stylegan2.w_dim,
@@ -71,7 +81,9 @@ def build_cooccur_discriminator(recipe: Recipe) -> nn.Module | None:
     if name is None:
         return None
     co = recipe.cooccur
-    settings = {"patch_size": co.patch_size, "channels": co.channels, "max_channels": recipe.model.max_channels}
+    settings = {"patch_size": co.patch_size, "channels": co.channels, "max_channels": recipe.model.max_channels,
+                "widths": recipe.model.widths, "resample": recipe.model.resample, "capacity": co.capacity,
+                "cooccur_max_channels": co.max_channels, "head": tuple(co.head)}
     return build_from(DISCRIMINATORS, name, settings)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from swapbench.models.widths import paper_patch_widths
 from swapbench.nn.layers import ConvLayer, EqualLinear, ResBlock, channel_table
 from swapbench.registry import DISCRIMINATORS
 
@@ -32,44 +33,70 @@ def random_crops(images: torch.Tensor, n: int, size_min: float, size_max: float,
     return out.view(b, c, n, out_size, out_size).permute(0, 2, 1, 3, 4)
 
 
-@DISCRIMINATORS.register("cooccur", description="Co-occurrence patch discriminator (crop vs. averaged reference patches).")
+@DISCRIMINATORS.register("cooccur", description="Co-occurrence patch discriminator: patch features, then an MLP on (reference, crop) feature pairs.")
 class CooccurDiscriminator(nn.Module):
-    """A patch encoder (1x1 stem, residual blocks down to 4x4, a 4x4 valid conv to a feature vector)
-    shared by crops and references; the reference features of one texture image are averaged, and an
-    MLP judges each crop feature jointly with that average."""
+    """A patch encoder shared by judged and reference crops (a 3x3 stem, residual blocks halving the
+    side down to 4x4, a residual block doubling the width, an unpadded 3x3 conv to a 2x2 map,
+    flattened to the patch feature), and an MLP that judges each crop's feature concatenated after
+    its reference feature (the authors' ``StyleGAN2PatchDiscriminator``).
 
-    def __init__(self, patch_size: int, channels: int, max_channels: int):
+    ``widths="paper"``: 1024 x ``capacity`` / side channels, capped at ``cooccur_max_channels`` from
+    16 px down (authors: capacity 4, cap 384, so a 1536-value feature); ``"uniform"``:
+    ``channel_table(channels, max_channels)``. ``head`` lists the MLP's hidden widths.
+    """
+
+    def __init__(self, patch_size: int, channels: int = 32, max_channels: int = 512, widths: str = "paper",
+                 capacity: float = 4.0, cooccur_max_channels: int = 384, head: tuple[int, ...] = (2048, 2048, 1024),
+                 resample: str = "fir"):
         super().__init__()
-        ch = channel_table(patch_size, channels, max_channels, min_resolution=4)
-        layers, res = [ConvLayer(3, ch[patch_size], 1)], patch_size
+        if widths == "paper":
+            ch = paper_patch_widths(patch_size, capacity, cooccur_max_channels)
+        else:
+            ch = channel_table(patch_size, channels, max_channels, min_resolution=4)
+        layers, res = [ConvLayer(3, ch[patch_size], 3)], patch_size
         while res > 4:
-            layers.append(ResBlock(ch[res], ch[res // 2]))
+            layers.append(ResBlock(ch[res], ch[res // 2], resample=resample))
             res //= 2
-        feat = ch[4]
-        layers.append(ConvLayer(feat, feat, 4, padding="valid"))
+        top = ch[4]
+        layers.append(ResBlock(top, 2 * top, downsample=False, resample=resample))
+        layers.append(ConvLayer(2 * top, top, 3, padding="valid"))
         self.encoder = nn.Sequential(*layers, nn.Flatten())
-        self.classifier = nn.Sequential(
-            EqualLinear(feat * 2, feat * 2, activate=True),
-            EqualLinear(feat * 2, feat, activate=True),
-            EqualLinear(feat, 1),
-        )
+        self.feature_dim = top * 4
+        mlp, width = [], 2 * self.feature_dim
+        for hidden in head:
+            mlp.append(EqualLinear(width, hidden, activate=True))
+            width = hidden
+        mlp.append(EqualLinear(width, 1))
+        self.classifier = nn.Sequential(*mlp)
 
-    def encode(self, patches: torch.Tensor) -> torch.Tensor:
-        """(B, n, C, p, p) -> (B, n, F)"""
-        b, n = patches.shape[:2]
-        return self.encoder(patches.flatten(0, 1)).view(b, n, -1)
+    def extract_features(self, patches: torch.Tensor, aggregate: bool = False) -> torch.Tensor:
+        """patches (B, T, 3, p, p) -> features (B*T, F); ``aggregate`` replaces each image's T
+        features by their mean (repeated T times)."""
+        b, t = patches.shape[:2]
+        features = self.encoder(patches.flatten(0, 1))
+        if aggregate:
+            features = features.view(b, t, -1).mean(dim=1, keepdim=True).expand(-1, t, -1).reshape(b * t, -1)
+        return features
 
+    def discriminate(self, reference: torch.Tensor, judged: torch.Tensor) -> torch.Tensor:
+        """reference, judged (B*T, F) -> logits (B*T, 1); row i judges crop i against reference i."""
+        return self.classifier(torch.cat([reference, judged], dim=1))
+
+    # -- conveniences over the two methods above (the trainer of this branch uses them) ---------
     def reference_features(self, reference: torch.Tensor) -> torch.Tensor:
-        """(B, n_ref, C, p, p) -> (B, F): the averaged feature of each image's reference patches."""
-        return self.encode(reference).mean(dim=1)
+        """(B, n_ref, C, p, p) -> (B, F): the mean feature of each image's reference patches."""
+        b, n = reference.shape[:2]
+        return self.extract_features(reference).view(b, n, -1).mean(dim=1)
 
     def forward(self, crops: torch.Tensor, reference: torch.Tensor | None = None,
                 reference_features: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, n) for crops (B, n, C, p, p) given references (B, n_ref, C, p, p) or their features."""
+        """Logits (B, n) for crops (B, n, C, p, p), each judged against the mean feature of its
+        image's references (B, n_ref, C, p, p), or against given ``reference_features`` (B, F)."""
         if reference_features is None:
             if reference is None:
                 raise ValueError("CooccurDiscriminator needs reference patches or reference_features")
             reference_features = self.reference_features(reference)
-        f = self.encode(crops)
-        r = reference_features[:, None].expand(-1, f.shape[1], -1)
-        return self.classifier(torch.cat([f, r], dim=-1)).squeeze(-1)
+        b, n = crops.shape[:2]
+        judged = self.extract_features(crops)
+        ref = reference_features[:, None].expand(-1, n, -1).reshape(b * n, -1)
+        return self.discriminate(ref, judged).view(b, n)

@@ -1,33 +1,49 @@
-"""StyleGAN2's residual image discriminator."""
+"""StyleGAN2's residual image discriminator, as the Swapping Autoencoder's authors use it."""
 
 from __future__ import annotations
+
 
 import torch
 from torch import nn
 
-from swapbench.nn.layers import ConvLayer, EqualLinear, MinibatchStdDev, ResBlock, channel_table
+from swapbench.models.widths import paper_discriminator_widths, table_side, uniform_widths
+from swapbench.nn.layers import ConvLayer, EqualLinear, MinibatchStdDev, ResBlock
 from swapbench.registry import DISCRIMINATORS
 
 
-@DISCRIMINATORS.register("stylegan2", description="StyleGAN2 residual discriminator with minibatch stddev.")
+@DISCRIMINATORS.register("stylegan2", description="StyleGAN2 residual discriminator (authors' widths; minibatch stddev optional).")
 class Discriminator(nn.Module):
-    """1x1 stem, residual blocks halving the side down to 4x4, minibatch stddev, a 3x3 conv and two
-    linear layers to one logit per image."""
+    """1x1 stem, residual blocks halving the side down to 4x4 (of the nearest power-of-two size: a
+    768 px input ends at 3x3, as in the authors' code), [minibatch stddev], a 3x3 conv and two
+    linear layers to one logit per image.
 
-    def __init__(self, resolution: int, channels: int, max_channels: int, mbstd_group: int = 4):
+    ``widths="paper"``: StyleGAN2's table with channel multiplier 2 x ``discriminator_capacity`` (128
+    channels at 256 px, 512 from 32 px down); ``"uniform"``: ``channel_table(channels, max_channels)``.
+    ``mbstd_group`` 0 leaves the minibatch-stddev feature out (the authors' choice).
+    """
+
+    def __init__(self, resolution: int, channels: int = 32, max_channels: int = 512, mbstd_group: int = 0,
+                 widths: str = "paper", discriminator_capacity: float = 1.0, resample: str = "fir"):
         super().__init__()
-        ch = channel_table(resolution, channels, max_channels, min_resolution=4)
-        self.stem = ConvLayer(3, ch[resolution], 1)
-        blocks, res = [], resolution
-        while res > 4:
-            blocks.append(ResBlock(ch[res], ch[res // 2]))
-            res //= 2
+        side = table_side(resolution)
+        if widths == "paper":
+            ch = paper_discriminator_widths(resolution, discriminator_capacity)
+        else:
+            ch = uniform_widths(side, channels, max_channels, min_resolution=4)
+        self.stem = ConvLayer(3, ch[side], 1)
+        blocks = []
+        while side > 4:
+            blocks.append(ResBlock(ch[side], ch[side // 2], resample=resample))
+            side //= 2
         self.blocks = nn.Sequential(*blocks)
-        self.mbstd = MinibatchStdDev(mbstd_group)
-        self.final_conv = ConvLayer(ch[4] + 1, ch[4], 3)
-        self.head = nn.Sequential(nn.Flatten(), EqualLinear(ch[4] * 16, ch[4], activate=True), EqualLinear(ch[4], 1))
+        self.mbstd = MinibatchStdDev(mbstd_group) if mbstd_group else None
+        self.final_conv = ConvLayer(ch[4] + (1 if mbstd_group else 0), ch[4], 3)
+        final_side = 4 * resolution // table_side(resolution)
+        self.head = nn.Sequential(nn.Flatten(), EqualLinear(ch[4] * final_side ** 2, ch[4], activate=True),
+                                  EqualLinear(ch[4], 1))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(image))
-        x = self.final_conv(self.mbstd(x))
-        return self.head(x).squeeze(1)
+        if self.mbstd is not None:
+            x = self.mbstd(x)
+        return self.head(self.final_conv(x)).squeeze(1)

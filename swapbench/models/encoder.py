@@ -1,54 +1,71 @@
-"""The Swapping Autoencoder's encoder: one image in, a spatial structure code and a texture vector out."""
+"""The Swapping Autoencoder's encoder: one image in, a spatial structure code and a texture vector
+out, both L2-normalised (Park et al. 2020, Fig. 18; the authors' ``StyleGAN2ResnetEncoder``)."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
 
-from swapbench.nn.layers import ConvLayer, EqualLinear, ResBlock, channel_table
+from swapbench.models.widths import paper_encoder_widths, uniform_widths
+from swapbench.nn.layers import ConvLayer, EqualLinear, ResBlock
 from swapbench.registry import ENCODERS
 
+ENCODER_BLUR = (1, 2, 1)  # the authors' light anti-aliasing kernel of the encoder trunk
 
-@ENCODERS.register("swap_ae", description="SAE encoder: residual trunk, 1x1 structure head, pooled texture head.")
+
+def normalize_code(code: torch.Tensor) -> torch.Tensor:
+    """Scale each sample's code to unit L2 norm over its channels (per position for a spatial code)."""
+    return code * torch.rsqrt(code.square().sum(dim=1, keepdim=True) + 1e-8)
+
+
+def encoder_widths(resolution: int, steps: int, texture_convs: int, texture_dim: int, widths: str,
+                   channels: int, max_channels: int, encoder_capacity: float) -> list[int]:
+    """Widths of the stem and after each of the ``steps`` trunk and ``texture_convs`` texture halvings."""
+    if widths == "paper":
+        return paper_encoder_widths(steps + texture_convs, encoder_capacity, texture_dim)
+    table = uniform_widths(resolution, channels, max_channels)
+    trunk = [table[resolution >> i] for i in range(steps + 1)]
+    for _ in range(texture_convs):  # the texture branch keeps doubling, capped at the trunk's cap
+        trunk.append(min(trunk[-1] * 2, max(max_channels, trunk[steps])))
+    return trunk
+
+
+@ENCODERS.register("swap_ae", description="SAE encoder: blurred reflection-padded residual trunk, structure and texture branches, unit-norm codes.")
 class SwapEncoder(nn.Module):
-    """Shared residual trunk down to 1/``structure_downsample`` of the image side, then
+    """A 1x1 stem and residual blocks halving the side ``log2(structure_downsample)`` times, then
 
-    - a structure head of two 1x1 convs giving ``structure_channels`` maps at that resolution, and
-    - a texture head of (up to two, as the map size allows) downsampling 3x3 convs with reflection padding, global average
-      pooling and a linear layer giving a ``texture_dim`` vector.
+    - a structure branch of two 1x1 convs giving ``structure_channels`` maps at that resolution, and
+    - a texture branch of ``texture_convs`` unpadded stride-2 3x3 convs, a global mean and a linear
+      layer giving a ``texture_dim`` vector.
 
-    Images are expected in [-1, 1].
+    Both codes are L2-normalised (over channels, per position for the structure code). Images are
+    expected in [-1, 1] and may be any size divisible by ``structure_downsample``.
     """
 
-    def __init__(self, resolution: int, channels: int, max_channels: int, structure_channels: int,
-                 structure_downsample: int, texture_dim: int):
+    def __init__(self, resolution: int, structure_channels: int, structure_downsample: int, texture_dim: int,
+                 widths: str = "paper", channels: int = 32, max_channels: int = 512, encoder_capacity: float = 1.0,
+                 resample: str = "fir", encoder_padding: str = "reflect", texture_convs: int = 2):
         super().__init__()
-        ch = channel_table(resolution, channels, max_channels)
-        code_res = resolution // structure_downsample
-        self.stem = ConvLayer(3, ch[resolution], 1)
-        blocks, res = [], resolution
-        while res > code_res:
-            blocks.append(ResBlock(ch[res], ch[res // 2]))
-            res //= 2
-        self.trunk = nn.Sequential(*blocks)
-        trunk_ch = ch[code_res]
+        steps = structure_downsample.bit_length() - 1
+        ch = encoder_widths(resolution, steps, texture_convs, texture_dim, widths, channels, max_channels,
+                            encoder_capacity)
+        self.stem = ConvLayer(3, ch[0], 1)
+        self.trunk = nn.Sequential(*(
+            ResBlock(ch[i], ch[i + 1], padding=encoder_padding, resample=resample, blur=ENCODER_BLUR)
+            for i in range(steps)
+        ))
         self.structure_head = nn.Sequential(
-            ConvLayer(trunk_ch, trunk_ch, 1),
-            ConvLayer(trunk_ch, structure_channels, 1, activate=False),
+            ConvLayer(ch[steps], ch[steps], 1),
+            ConvLayer(ch[steps], structure_channels, 1, activate=False),
         )
-        texture_layers, tex_ch = [], trunk_ch
-        # each layer pools then convolves; reflection padding needs a map of at least 2x2 after pooling
-        for _ in range(min(2, int(math.log2(code_res)) - 1)):
-            out_ch = min(tex_ch * 2, max(max_channels, trunk_ch))
-            texture_layers.append(ConvLayer(tex_ch, out_ch, 3, downsample=True, padding="reflect"))
-            tex_ch = out_ch
-        self.texture_head = nn.Sequential(*texture_layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.texture_out = EqualLinear(tex_ch, texture_dim)
+        self.texture_head = nn.Sequential(*(
+            ConvLayer(ch[i], ch[i + 1], 3, downsample=True, padding="valid", resample="fir", blur=(1,))
+            for i in range(steps, steps + texture_convs)
+        ))
+        self.texture_out = EqualLinear(ch[-1], texture_dim)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.trunk(self.stem(image))
         structure = self.structure_head(features)
-        texture = self.texture_out(self.texture_head(features))
-        return structure, texture
+        texture = self.texture_out(self.texture_head(features).mean(dim=(2, 3)))
+        return normalize_code(structure), normalize_code(texture)

@@ -1,45 +1,87 @@
-"""The Swapping Autoencoder's generator: the structure code is its spatial input, the texture code
-modulates every convolution."""
+"""The Swapping Autoencoder's generator: the structure code, modulated by the texture code, is its
+spatial input; the texture code modulates every convolution (Park et al. 2020, Fig. 18; the
+authors' ``StyleGAN2ResnetGenerator``)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from swapbench.nn.layers import EqualConv2d, StyledResBlock, ToRGB, channel_table
+from swapbench.models.encoder import normalize_code
+from swapbench.models.widths import paper_generator_width, uniform_widths
+from swapbench.nn.layers import EqualLinear, StyledResBlock, ToRGB, upsample2x
 from swapbench.registry import GENERATORS
 
 
-@GENERATORS.register("swap_ae", description="SAE generator: modulated residual blocks from the structure code up, ToRGB skips.")
-class SwapGenerator(nn.Module):
-    """1x1 conv lifts the structure code to the trunk width; ``generator_blocks`` modulated residual
-    blocks work at the code's resolution; upsampling modulated residual blocks double the side up
-    to the image, each with a ToRGB output summed StyleGAN2-style (skip architecture).
+class InputModulation(nn.Module):
+    """x * scale(texture) + bias(texture), per channel of the structure code (the authors'
+    ``GeneratorModulation``)."""
 
-    Output is an image in roughly [-1, 1] (not clamped, as in StyleGAN2).
+    def __init__(self, texture_dim: int, channels: int):
+        super().__init__()
+        self.scale = EqualLinear(texture_dim, channels)
+        self.bias = EqualLinear(texture_dim, channels)
+
+    def forward(self, x: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
+        return x * self.scale(texture)[:, :, None, None] + self.bias(texture)[:, :, None, None]
+
+
+def generator_widths(resolution: int, upsamplings: int, widths: str, channels: int, max_channels: int,
+                     generator_capacity: float) -> list[int]:
+    """Width at the structure code (index 0) and after each upsampling (index 1 ... upsamplings)."""
+    if widths == "paper":
+        return [paper_generator_width(upsamplings - j, generator_capacity) for j in range(upsamplings + 1)]
+    table = uniform_widths(resolution, channels, max_channels)
+    return [table[resolution >> (upsamplings - j)] for j in range(upsamplings + 1)]
+
+
+@GENERATORS.register("swap_ae", description="SAE generator: texture-modulated structure input, modulated residual blocks, noise, one final ToRGB.")
+class SwapGenerator(nn.Module):
+    """Both codes are L2-normalised again; the texture code scales and shifts the structure code;
+    ``generator_blocks`` modulated residual blocks at the code's resolution widen it gradually; one
+    upsampling modulated residual block per halving of the encoder brings it to the image size; a
+    final modulated 1x1 ToRGB gives the image (roughly in [-1, 1], not clamped).
+
+    ``rgb_every_scale`` adds a ToRGB after every block, summed StyleGAN2-style (the CPU variant).
     """
 
-    def __init__(self, resolution: int, channels: int, max_channels: int, structure_channels: int,
-                 structure_downsample: int, texture_dim: int, generator_blocks: int = 2):
+    def __init__(self, resolution: int, structure_channels: int, structure_downsample: int, texture_dim: int,
+                 generator_blocks: int = 2, widths: str = "paper", channels: int = 32, max_channels: int = 512,
+                 generator_capacity: float = 1.0, resample: str = "fir", generator_noise: bool = True,
+                 rgb_every_scale: bool = False):
         super().__init__()
-        ch = channel_table(resolution, channels, max_channels)
-        res = resolution // structure_downsample
-        self.stem = EqualConv2d(structure_channels, ch[res], 1)
-        self.blocks = nn.ModuleList(StyledResBlock(ch[res], ch[res], texture_dim) for _ in range(generator_blocks))
-        self.to_rgb_first = ToRGB(ch[res], texture_dim)
+        upsamplings = structure_downsample.bit_length() - 1
+        ch = generator_widths(resolution, upsamplings, widths, channels, max_channels, generator_capacity)
+        block = dict(noise=generator_noise, demodulation="weight", resample=resample, fixed_eval_noise=True)
+        self.input_modulation = InputModulation(texture_dim, structure_channels)
+        self.blocks = nn.ModuleList()
+        width = structure_channels
+        for i in range(generator_blocks):  # widen gradually to the code-resolution width
+            out = max(structure_channels, round((i + 1) / generator_blocks * ch[0]))
+            self.blocks.append(StyledResBlock(width, out, texture_dim, **block))
+            width = out
         self.up_blocks = nn.ModuleList()
-        self.to_rgbs = nn.ModuleList()
-        while res < resolution:
-            self.up_blocks.append(StyledResBlock(ch[res], ch[res * 2], texture_dim, upsample=True))
-            self.to_rgbs.append(ToRGB(ch[res * 2], texture_dim))
-            res *= 2
+        for j in range(upsamplings):
+            self.up_blocks.append(StyledResBlock(width, ch[j + 1], texture_dim, upsample=True, **block))
+            width = ch[j + 1]
+        self.rgb_every_scale = rgb_every_scale
+        self.to_rgb = ToRGB(width, texture_dim)
+        if rgb_every_scale:
+            self.to_rgbs = nn.ModuleList(ToRGB(b.conv2.conv.weight.shape[0], texture_dim)
+                                         for b in [*self.blocks, *self.up_blocks][:-1])
 
     def forward(self, structure: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
-        x = self.stem(structure)
-        for block in self.blocks:
+        structure, texture = normalize_code(structure), normalize_code(texture)
+        x = self.input_modulation(structure, texture)
+        if not self.rgb_every_scale:
+            for block in [*self.blocks, *self.up_blocks]:
+                x = block(x, texture)
+            return self.to_rgb(x, texture)
+        blocks = [*self.blocks, *self.up_blocks]
+        rgb = None
+        for block, to_rgb in zip(blocks, [*self.to_rgbs, self.to_rgb]):
             x = block(x, texture)
-        rgb = self.to_rgb_first(x, texture)
-        for block, to_rgb in zip(self.up_blocks, self.to_rgbs):
-            x = block(x, texture)
-            rgb = to_rgb(x, texture, skip=rgb)
+            if rgb is not None and rgb.shape[-1] != x.shape[-1]:
+                rgb = upsample2x(rgb)
+            rgb = to_rgb(x, texture) if rgb is None else to_rgb(x, texture) + rgb
         return rgb
