@@ -16,7 +16,7 @@ from swapbench import distributed
 from swapbench.data import build_dataset, test_images
 from swapbench.data.pairs import draw_pairs, pairs_record
 from swapbench.evaluate import EvalContext, applicable, evaluate, metric_names
-from swapbench.models.build import load_model
+from swapbench.models.build import load_model, recipe_of_checkpoint
 from swapbench.progress import TrainingProgress
 from swapbench.recipe import Recipe
 from swapbench.runtime import git_commit, resolve_device
@@ -130,7 +130,7 @@ def resume_run(run_id: str, checkpoint: str | Path | None = None, *, evaluate_af
 
     meta = load_checkpoint(checkpoint)[1] if checkpoint is not None else None
     # a checkpoint names the recipe, and so the tracking store the run was logged to
-    uri = tracking_uri(Recipe.model_validate(meta["recipe"])) if meta else None
+    uri = tracking_uri(recipe_of_checkpoint(meta, checkpoint)) if meta else None
     run = get_run(run_id, uri)
     status = run.info.status
     if status == "FINISHED":
@@ -153,7 +153,7 @@ def resume_run(run_id: str, checkpoint: str | Path | None = None, *, evaluate_af
     if started_with is not None and meta.get("recipe_hash") != started_with:
         raise UserError(f"checkpoint {checkpoint} holds another recipe than run {run_id} was started with "
                         f"(hash {meta.get('recipe_hash')} vs {started_with}); it cannot continue that run")
-    recipe = Recipe.model_validate(meta["recipe"])
+    recipe = recipe_of_checkpoint(meta, checkpoint)
     procs, device = distributed.start(resolve_device(recipe.device))
     train_set, test_set = build_dataset(recipe, "train"), build_dataset(recipe, "test")
     trainer = build_trainer(recipe, device=device, train_set=train_set, test_set=test_set,

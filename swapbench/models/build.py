@@ -87,6 +87,29 @@ def build_cooccur_discriminator(recipe: Recipe) -> nn.Module | None:
     return build_from(DISCRIMINATORS, name, settings)
 
 
+# Settings that issue 13 added to model.*: a stored recipe without them was written before the networks
+# became the authors' architecture. Families whose networks did not change read such a recipe with the
+# values that rebuild their old networks; a Swapping Autoencoder checkpoint of that time is refused.
+PARITY_MARKER = "widths"
+PRE_PARITY_VALUES = {"widths": "uniform", "resample": "average", "discriminator_mbstd": 4}
+
+
+def recipe_of_checkpoint(meta: Mapping[str, Any], path) -> Recipe:
+    """The recipe stored in a checkpoint's metadata, refusing Swapping Autoencoder checkpoints whose
+    networks predate the paper-parity architecture (they cannot be loaded into today's networks)."""
+    stored = dict(meta["recipe"])
+    model = dict(stored.get("model", {}))
+    if PARITY_MARKER not in model:
+        if model.get("family", "swap_ae") == "swap_ae":
+            raise UserError(
+                f"checkpoint {path} predates swapbench's paper-parity networks (the encoder, generator and "
+                f"discriminators changed to the authors' architecture) and cannot be loaded into them; retrain "
+                f"its recipe with this version, or use a swapbench release from before that change to score it"
+            )
+        stored["model"] = {**model, **PRE_PARITY_VALUES}
+    return Recipe.model_validate(stored)
+
+
 def load_model(path, prefer_ema: bool = True, map_location: str = "cpu") -> tuple[nn.Module, Recipe, dict[str, Any]]:
     """(scored network in eval mode, its recipe, checkpoint metadata) from a swapbench checkpoint of
     any model family: the autoencoder of a swap_ae run, the generator of a stylegan2 run, ...
@@ -96,7 +119,7 @@ def load_model(path, prefer_ema: bool = True, map_location: str = "cpu") -> tupl
     from swapbench.registry import TRAINERS
 
     state, meta = load_checkpoint(path, map_location=map_location)
-    recipe = Recipe.model_validate(meta["recipe"])
+    recipe = recipe_of_checkpoint(meta, path)
     trainer = TRAINERS.get(recipe.model.family)
     model = trainer.build_model(recipe)
     key = "ema" if prefer_ema and "ema" in state else trainer.scored
