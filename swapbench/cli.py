@@ -437,6 +437,46 @@ def recipes_options() -> None:
     out.print(table)
 
 
+@app.command("model")
+def model_info(
+    recipe: Annotated[str, typer.Argument(help="Recipe file or name.")],
+    set_: SetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Per network of a swap_ae recipe: parameters, forward GFLOP per image, and the code shapes."""
+    from swapbench.model_report import network_report
+    from swapbench.recipe import load_recipe
+
+    report = network_report(load_recipe(recipe, set_ or []))
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"{report['recipe']} at {report['resolution']} px")
+    for col in ("network", "parameters", "GFLOP / image (forward)"):
+        table.add_column(col, justify="left" if col == "network" else "right")
+    for name, row in report["networks"].items():
+        table.add_row(name.replace("_", " "), f"{row['params']:,}", f"{row['gflop']:.3f}")
+    out.print(table)
+    out.print(f"structure code {report['structure_code']}, texture code {report['texture_code']}")
+
+
+@app.command("import-official")
+def import_official_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="The authors' checkpoint (their latest_checkpoint.pth).")],
+    recipe: Annotated[str, typer.Option(help="The launcher recipe it was trained with: church_256, ffhq_512, ...")],
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write the swapbench checkpoint (.safetensors).")],
+    set_: SetOption = None,
+) -> None:
+    """Convert a checkpoint of the authors' code (keys E.*, G.*, D.*, Dpatch.*) into a swapbench checkpoint
+    that evaluate, edit, project and figure swaps accept."""
+    from swapbench.official import import_official
+    from swapbench.recipe import load_recipe
+
+    r = load_recipe(recipe, set_ or [])
+    path = import_official(checkpoint, r, recipe, out_file)
+    out.print(f"wrote {path} (recipe {r.name}, {r.data.resolution} px) from {checkpoint}")
+
+
 @app.command("registry")
 def registry(kind: Annotated[Optional[str], typer.Argument(help="Only this registry (e.g. encoder).")] = None) -> None:
     """List the registered components (built-in and from plugins) by kind."""

@@ -164,7 +164,7 @@ def convert_state(official: dict[str, Any], networks: dict[str, nn.Module], reci
             raise UserError(f"{source}: {theirs} has shape {list(value.shape)} but the recipe's network needs "
                             f"{list(target.shape)} (swapbench {key}); pick the recipe of the launcher that trained it")
         net, _, name = key.partition(".")
-        converted[net][name] = value.detach().to(target.dtype).reshape(target.shape).clone()
+        converted[net][name] = value.detach().to(dtype=target.dtype).reshape(target.shape)
     return converted
 
 
@@ -173,9 +173,9 @@ def read_official(path: Path) -> dict[str, Any]:
         raise UserError(f"checkpoint {path} does not exist; pass the authors' latest_checkpoint.pth (or NNk_checkpoint.pth)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError ... for bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path} is not a state dict torch.load(weights_only=True) can read ({first})") from None
+    except Exception:  # torch raises UnpicklingError, RuntimeError, EOFError ... for bad files
+        raise UserError(f"{path} is not a state dict that torch.load(weights_only=True) reads: not a torch file, or "
+                        f"one holding Python objects besides tensors; pass the authors' latest_checkpoint.pth") from None
     if not isinstance(state, dict):
         raise UserError(f"{path} holds a {type(state).__name__}, not the state dict of the authors' model")
     return state
@@ -192,11 +192,11 @@ def import_official(checkpoint: str | Path, recipe: Recipe, recipe_ref: str, out
     if out.suffix != ".safetensors":
         raise UserError(f"--out {out} must end in .safetensors (its metadata goes to {out.with_suffix('.json').name})")
     official = read_official(path)
-    networks = {"autoencoder": build_autoencoder(recipe), "discriminator": build_discriminator(recipe),
-                "cooccur": build_cooccur_discriminator(recipe)}
+    with torch.device("meta"):  # only the layout is needed: no weights are drawn
+        networks = {"autoencoder": build_autoencoder(recipe), "discriminator": build_discriminator(recipe),
+                    "cooccur": build_cooccur_discriminator(recipe)}
+    # convert_state returns exactly each network's state-dict keys, at each one's shape
     state: dict[str, Any] = convert_state(official, networks, recipe, source=str(path))
-    for name, net in networks.items():
-        net.load_state_dict(state[name])  # strict: the conversion covered every key
     counter = official.get(COUNTER_KEY)
     d_steps = int(counter.reshape(-1)[0]) if isinstance(counter, torch.Tensor) and counter.numel() else 0
     state.update({"step": 0, "images_seen": 0})

@@ -279,7 +279,7 @@ class Recipe(Section):
                 f"model.structure_downsample={sd} must be a power of two that divides data.resolution={res} "
                 f"and leaves a structure code of at least 2x2 (e.g. {res // 2 if _is_pow2(res) else 16})"
             )
-        side, convs = res // sd, self.model.texture_convs
+        side, convs = res // sd, self.model.texture_convs if self.model.encoder == "swap_ae" else 0
         for _ in range(convs):
             if side < 3:
                 need = 3

@@ -12,12 +12,19 @@ from swapbench.recipe import Recipe, load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 
+CPU_VARIANTS = {"widths": "uniform", "resample": "average", "encoder_padding": "zeros", "texture_convs": 1,
+                "generator_noise": False, "rgb_every_scale": True, "discriminator_mbstd": 4}
+PAPER_ARCHITECTURE = {"widths": "paper", "resample": "fir", "encoder_padding": "reflect", "texture_convs": 2,
+                      "generator_noise": True, "rgb_every_scale": False, "discriminator_mbstd": 0}
+
 TINY = {
     "name": "tiny",
     "data": {"resolution": 16, "test_images": 8},
+    # the CPU variants of the networks, as the CPU recipes choose them (test_models.py also builds
+    # the authors' architecture, the default, at these sizes)
     "model": {"channels": 4, "max_channels": 16, "structure_channels": 2, "structure_downsample": 4,
-              "texture_dim": 8, "generator_blocks": 1},
-    "cooccur": {"patch_size": 8, "n_crops": 2, "n_ref": 2, "channels": 4},
+              "texture_dim": 8, "generator_blocks": 1, **CPU_VARIANTS},
+    "cooccur": {"patch_size": 8, "n_crops": 2, "n_ref": 2, "channels": 4, "head": [16, 8]},
     "loss": {"r1_interval": 2},
     "train": {"images": 8, "batch_size": 4, "log_every": 1, "image_every": 1, "checkpoint_every": 1},
     "eval": {"batch_size": 8, "grid_size": 2},

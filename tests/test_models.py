@@ -4,18 +4,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import PAPER_ARCHITECTURE
+
 from swapbench.models.build import build_autoencoder, build_cooccur_discriminator, build_discriminator
 from swapbench.models.cooccur import random_crops
 from swapbench.nn.layers import ModulatedConv2d, channel_table
 from swapbench.recipe import load_recipe
 
+PAPER = [f"model.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in PAPER_ARCHITECTURE.items()]
 
-@pytest.mark.parametrize("resolution, downsample, structure_channels, texture_dim", [
-    (16, 4, 2, 8), (32, 8, 8, 64), (64, 16, 4, 32), (64, 2, 1, 16), (128, 16, 8, 2048),
+
+@pytest.mark.parametrize("resolution, downsample, structure_channels, texture_dim, architecture", [
+    (16, 4, 2, 8, "cpu"), (32, 8, 8, 64, "cpu"), (64, 16, 4, 32, "cpu"), (64, 2, 1, 16, "cpu"), (128, 16, 8, 2048, "cpu"),
+    (16, 4, 2, 8, "paper"), (32, 8, 8, 64, "paper"),  # the authors' widths (the default) are slow beyond this
 ])
-def test_shapes(tiny_yaml, resolution, downsample, structure_channels, texture_dim):
-    r = load_recipe(tiny_yaml, [f"data.resolution={resolution}", f"model.structure_downsample={downsample}",
-                                f"model.structure_channels={structure_channels}", f"model.texture_dim={texture_dim}"])
+def test_shapes(tiny_yaml, resolution, downsample, structure_channels, texture_dim, architecture):
+    sets = [f"data.resolution={resolution}", f"model.structure_downsample={downsample}",
+            f"model.structure_channels={structure_channels}", f"model.texture_dim={texture_dim}"]
+    if architecture == "paper":
+        sets += PAPER + (["model.texture_convs=1"] if resolution // downsample < 7 else [])
+    r = load_recipe(tiny_yaml, sets)
     torch.manual_seed(0)
     ae, D, Dc = build_autoencoder(r), build_discriminator(r), build_cooccur_discriminator(r)
     x = torch.randn(4, 3, resolution, resolution)
