@@ -102,3 +102,74 @@ def test_timm_encoder_through_the_registry(tiny_yaml):
                                                   "data.resolution=128"]))
     with pytest.raises(UserError, match="timm has no model 'resnet_nope'"):
         build_autoencoder(load_recipe(tiny_yaml, ["model.encoder=timm", "model.backbone=resnet_nope"]))
+
+
+# -- the authors' architecture, swapbench's default components (issue 13) -------------------------
+
+def _paper(tiny_yaml, *sets):
+    return load_recipe(tiny_yaml, [*PAPER, "data.resolution=32", "model.structure_downsample=4",
+                                   "model.texture_dim=16", *sets])
+
+
+def test_codes_are_l2_normalised_in_the_encoder_and_again_in_the_generator(tiny_yaml):
+    torch.manual_seed(0)
+    ae = build_autoencoder(_paper(tiny_yaml)).eval()
+    with torch.no_grad():
+        s, t = ae.encode(torch.randn(3, 3, 32, 32))
+        assert torch.allclose(t.norm(dim=1), torch.ones(3), atol=1e-5)
+        assert torch.allclose(s.norm(dim=1), torch.ones(3, 8, 8), atol=1e-5)  # per position
+        # the generator normalises again: scaled codes give the same image
+        assert torch.allclose(ae.decode(s * 3.0, t * 0.1), ae.decode(s, t), atol=1e-5)
+
+
+def test_generator_texture_modulates_the_structure_input_and_noise_is_on(tiny_yaml):
+    from swapbench.nn.layers import StyledConv
+
+    torch.manual_seed(0)
+    ae = build_autoencoder(_paper(tiny_yaml))
+    g = ae.generator
+    seen = {}
+    g.input_modulation.register_forward_hook(lambda m, args, out: seen.update(texture=args[1], out=out))
+    s, t = torch.randn(2, 2, 8, 8), torch.randn(2, 16)
+    g(s, t)
+    assert torch.allclose(seen["texture"], t / t.norm(dim=1, keepdim=True), atol=1e-6)
+    convs = [m for m in g.modules() if isinstance(m, StyledConv)]
+    assert convs and all(c.noise_strength is not None for c in convs)
+    assert not hasattr(g, "to_rgbs")  # one final ToRGB
+    # training mode draws fresh noise: a non-zero strength makes two calls differ; eval mode is fixed
+    for c in convs:
+        torch.nn.init.constant_(c.noise_strength, 0.5)
+    assert not torch.allclose(g(s, t), g(s, t))
+    g.eval()
+    with torch.no_grad():
+        assert torch.equal(g(s, t), g(s, t))
+
+
+def test_default_resampling_is_the_fir_blur_and_the_discriminator_has_no_mbstd(tiny_yaml):
+    from swapbench.nn.layers import Blur
+
+    r = _paper(tiny_yaml)
+    ae, D = build_autoencoder(r), build_discriminator(r)
+    encoder_blurs = [m for m in ae.encoder.modules() if isinstance(m, Blur)]
+    assert encoder_blurs and all(tuple(b.kernel.shape) == (3, 3) for b in encoder_blurs)  # [1, 2, 1]
+    assert any(b.padding == "reflect" for b in encoder_blurs)
+    assert all(tuple(b.kernel.shape) == (4, 4) for b in D.modules() if isinstance(b, Blur))
+    assert D.mbstd is None and D.final_conv.conv.weight.shape[1] == D.final_conv.conv.weight.shape[0]
+    assert torch.allclose(Blur((1, 3, 3, 1), (1, 1))(torch.ones(1, 2, 6, 6))[..., 1:-1, 1:-1], torch.ones(1, 2, 3, 3))
+
+
+def test_patch_discriminator_contract(tiny_yaml):
+    r = _paper(tiny_yaml, "cooccur.patch_size=8", "cooccur.head=[32,16]")
+    torch.manual_seed(0)
+    Dc = build_cooccur_discriminator(r)
+    patches = torch.randn(2, 3, 3, 8, 8)
+    f = Dc.extract_features(patches)
+    assert f.shape == (6, 4 * 384) == (6, Dc.feature_dim)  # authors: capacity 4, cap 384 -> 1536-d features
+    agg = Dc.extract_features(patches, aggregate=True)
+    assert torch.allclose(agg[:3], f[:3].mean(0, keepdim=True).expand(3, -1), atol=1e-5)
+    logits = Dc.discriminate(agg, f)
+    assert logits.shape == (6, 1)
+    # row i judges crop i against reference i; the reference comes first in the pair
+    swapped = Dc.discriminate(f, agg)
+    assert not torch.allclose(logits, swapped)
+    assert torch.allclose(Dc(patches, reference=patches), logits.view(2, 3), atol=1e-5)

@@ -83,8 +83,9 @@ def _random_official(launcher: str, seed: int) -> dict[str, torch.Tensor]:
     return state
 
 
-@pytest.mark.parametrize("launcher", ["church_256", "ffhq_512"])
-def test_import_official_round_trip(tmp_path, launcher):
+@pytest.mark.parametrize("launcher, forward", [("church_256", True), ("ffhq_512", False)])
+def test_import_official_round_trip(tmp_path, launcher, forward):
+    """ffhq_512's encoder and generator are church_256's (only D differs), so only church runs them."""
     official = _random_official(launcher, seed=0)
     src = tmp_path / "latest_checkpoint.pth"
     torch.save(official, src)
@@ -102,6 +103,8 @@ def test_import_official_round_trip(tmp_path, launcher):
                  "generator.blocks.0.conv1.noise_strength", "generator.to_rgb.bias"):
         theirs = official[official_key(f"autoencoder.{name}", recipe)]
         assert torch.equal(params[name].detach(), theirs.reshape(params[name].shape))
+    if not forward:
+        return
     # deterministic outputs that do not depend on the batch (eval mode uses fixed noise maps); 112 px is
     # the smallest input whose 7x7 structure code the texture branch's two unpadded convs accept
     x = torch.rand(2, 3, 112, 112, generator=torch.Generator().manual_seed(1)) * 2 - 1
@@ -157,3 +160,23 @@ def test_import_official_refuses_through_the_cli(tmp_path):
                      cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
     assert "torch.load(weights_only=True)" in result.stderr
+
+
+def test_checkpoints_from_before_the_parity_networks_are_refused(tmp_path, tiny):
+    from swapbench.checkpoint import save_checkpoint
+    from swapbench.models.build import load_model, recipe_of_checkpoint
+
+    old = tiny.to_dict()
+    for key in ("widths", "resample", "encoder_padding", "texture_convs", "generator_noise", "rgb_every_scale",
+                "discriminator_mbstd", "encoder_capacity", "generator_capacity", "discriminator_capacity"):
+        old["model"].pop(key)
+    path = save_checkpoint(tmp_path / "old.safetensors", {"autoencoder": {"x": torch.zeros(1)}}, {"recipe": old})
+    with pytest.raises(UserError, match="predates swapbench's paper-parity networks.*retrain"):
+        load_model(path)
+    result = run_cli("evaluate", str(path), cwd=tmp_path)
+    assert result.returncode == 2 and "predates" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    # a StyleGAN2 baseline checkpoint of that time keeps its (unchanged) networks
+    old["model"].update(family="stylegan2", generator="stylegan2", cooccur_discriminator=None)
+    old["loss"].update(cooccur=0, patch_r1=0)
+    recipe = recipe_of_checkpoint({"recipe": old}, path)
+    assert (recipe.model.widths, recipe.model.resample, recipe.model.discriminator_mbstd) == ("uniform", "average", 4)
