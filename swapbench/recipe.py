@@ -27,7 +27,10 @@ class Section(BaseModel):
 
 class DataConfig(Section):
     dataset: str = Field("photos", description="Registered dataset name.")
-    resolution: int = Field(64, ge=16, le=2048, description="Image side in pixels (a power of two).")
+    resolution: int = Field(
+        256, ge=16, le=2048, description="Image side in pixels: a power of two, or for swap_ae any multiple of "
+        "model.structure_downsample (the authors' FFHQ 1024 model trains on 768 px crops)."
+    )
     test_images: int = Field(64, ge=2, description="Fixed test-split images scored by the evaluator.")
     scale: tuple[float, float] = Field(
         (0.2, 0.6), description="Random crop side as a fraction of the source photo's shorter side."
@@ -120,7 +123,7 @@ class ModelConfig(Section):
 
 
 class CooccurConfig(Section):
-    patch_size: int = Field(32, ge=4, description="Side the random crops are resized to (a power of two).")
+    patch_size: int = Field(128, ge=4, description="Side the random crops are resized to (a power of two).")
     crop_min: float = Field(0.125, gt=0, le=1, description="Smallest crop side as a fraction of the image side.")
     crop_max: float = Field(0.25, gt=0, le=1, description="Largest crop side as a fraction of the image side.")
     n_crops: int = Field(8, ge=1, description="Crops judged per swapped image.")
