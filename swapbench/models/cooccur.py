@@ -10,28 +10,6 @@ from swapbench.nn.layers import ConvLayer, EqualLinear, ResBlock, channel_table
 from swapbench.registry import DISCRIMINATORS
 
 
-def random_crops(images: torch.Tensor, n: int, size_min: float, size_max: float, out_size: int) -> torch.Tensor:
-    """``n`` random square crops per image, each of side U(size_min, size_max) x image side, resized
-    (bilinear) to ``out_size``. Returns (B, n, C, out_size, out_size); differentiable w.r.t. images.
-
-    All crops of an image are sampled in one ``grid_sample`` call on a (n * out_size) x out_size grid,
-    so the image itself is never copied. Randomness comes from torch's global generator.
-    """
-    b, c = images.shape[:2]
-    dev, dt = images.device, images.dtype
-    side = torch.empty(b, n, device=dev, dtype=dt).uniform_(size_min, size_max)  # fraction of the side
-    # crop centres in normalised [-1, 1] coordinates, keeping the crop inside the image
-    cx = (torch.rand(b, n, device=dev, dtype=dt) * 2 - 1) * (1 - side)
-    cy = (torch.rand(b, n, device=dev, dtype=dt) * 2 - 1) * (1 - side)
-    lin = (torch.arange(out_size, device=dev, dtype=dt) + 0.5) / out_size * 2 - 1  # pixel centres
-    gx = cx[..., None, None] + side[..., None, None] * lin.view(1, 1, 1, -1)  # (b, n, 1, p)
-    gy = cy[..., None, None] + side[..., None, None] * lin.view(1, 1, -1, 1)  # (b, n, p, 1)
-    grid = torch.stack(torch.broadcast_tensors(gx, gy), dim=-1)  # (b, n, p, p, 2)
-    grid = grid.reshape(b, n * out_size, out_size, 2)
-    out = torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return out.view(b, c, n, out_size, out_size).permute(0, 2, 1, 3, 4)
-
-
 @DISCRIMINATORS.register("cooccur", description="Co-occurrence patch discriminator (crop vs. averaged reference patches).")
 class CooccurDiscriminator(nn.Module):
     """A patch encoder (1x1 stem, residual blocks down to 4x4, a 4x4 valid conv to a feature vector)
@@ -58,6 +36,19 @@ class CooccurDiscriminator(nn.Module):
         """(B, n, C, p, p) -> (B, n, F)"""
         b, n = patches.shape[:2]
         return self.encoder(patches.flatten(0, 1)).view(b, n, -1)
+
+    # -- the interface the trainer uses (features of crops, then a judgement against references) --
+    def extract_features(self, patches: torch.Tensor, aggregate: bool = False) -> torch.Tensor:
+        """(B, T, C, p, p) -> (B*T, F); with ``aggregate`` each image's T features become their mean."""
+        b, t = patches.shape[:2]
+        features = self.encoder(patches.flatten(0, 1))
+        if aggregate:
+            features = features.view(b, t, -1).mean(dim=1, keepdim=True).expand(-1, t, -1).reshape(b * t, -1)
+        return features
+
+    def discriminate(self, reference: torch.Tensor, judged: torch.Tensor) -> torch.Tensor:
+        """Logits (B*T, 1): row i judges crop feature ``judged[i]`` against ``reference[i]``."""
+        return self.classifier(torch.cat([judged, reference], dim=-1))
 
     def reference_features(self, reference: torch.Tensor) -> torch.Tensor:
         """(B, n_ref, C, p, p) -> (B, F): the averaged feature of each image's reference patches."""
