@@ -471,17 +471,15 @@ class SwapAutoencoderTrainer(Trainer):
         co = self.recipe.cooccur
         return random_crops(images, n, co.crop_min, co.crop_max, co.patch_size, generator=self.crop_rng)
 
-    def _reference_features(self, texture_src: torch.Tensor, crops: torch.Tensor | None = None) -> torch.Tensor:
-        """Features (B * n_crops, F) of reference crops of the texture sources, one row per judged crop:
+    def _reference_features(self, crops: torch.Tensor) -> torch.Tensor:
+        """Features (B * n_crops, F) of reference crops (B, n_ref, C, p, p), one row per judged crop:
         their mean per image (loss.cooccur_reference 'mean') or crop i for judged crop i ('per_crop')."""
-        co = self.recipe.cooccur
+        n_crops = self.recipe.cooccur.n_crops
+        b, n_ref = crops.shape[:2]
         aggregate = self.recipe.loss.cooccur_reference == "mean"
-        if crops is None:
-            crops = self._crops(texture_src, co.n_ref)
         feats = self.cooccur.extract_features(crops, aggregate=aggregate)
-        if aggregate and co.n_ref != co.n_crops:  # the mean repeated n_ref times: repeat it n_crops times instead
-            b = texture_src.shape[0]
-            feats = feats.view(b, co.n_ref, -1)[:, :1].expand(-1, co.n_crops, -1).reshape(b * co.n_crops, -1)
+        if aggregate and n_ref != n_crops:  # the mean repeated n_ref times: repeat it n_crops times instead
+            feats = feats.view(b, n_ref, -1)[:, :1].expand(-1, n_crops, -1).reshape(b * n_crops, -1)
         return feats
 
     def _patch_logits(self, reference: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -548,7 +546,7 @@ class SwapAutoencoderTrainer(Trainer):
                 out["d_swap"] = self.gan.d_fake(D(swap))
                 d_loss = d_loss + L.d_swap * out["d_swap"]
             if self.use_cooccur:
-                ref = self._reference_features(texture_src)
+                ref = self._reference_features(self._crops(texture_src, self.recipe.cooccur.n_ref))
                 real_logits = self._patch_logits(ref, texture_src)
                 fake_logits = self._patch_logits(ref, swap)
                 out["d_cooccur"] = self.gan.d_real(real_logits) + self.gan.d_fake(fake_logits)
@@ -587,7 +585,7 @@ class SwapAutoencoderTrainer(Trainer):
                 g_loss = g_loss + L.g_swap * out["g_swap"]
             if self.use_cooccur:
                 with torch.no_grad():
-                    ref = self._reference_features(x.roll(1, dims=0))
+                    ref = self._reference_features(self._crops(x.roll(1, dims=0), self.recipe.cooccur.n_ref))
                 out["g_cooccur"] = self.gan.g(self._patch_logits(ref, swap))
                 g_loss = g_loss + L.cooccur * out["g_cooccur"]
         if g_loss.requires_grad:  # false only when every generator term has weight 0
@@ -611,7 +609,7 @@ class SwapAutoencoderTrainer(Trainer):
         if self.cooccur is not None and L.patch_r1 > 0:
             judged = self._crops(texture_src, co.n_crops).detach().requires_grad_(True)
             reference = self._crops(texture_src, co.n_ref).detach().requires_grad_(True)
-            logits = self.cooccur.discriminate(self._reference_features(texture_src, reference),
+            logits = self.cooccur.discriminate(self._reference_features(reference),
                                                self.cooccur.extract_features(judged))
             out["patch_r1"] = self.r1(logits, [judged, reference])
             loss = loss + L.patch_r1 / 4 * out["patch_r1"]
