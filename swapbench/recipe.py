@@ -172,7 +172,9 @@ class InversionConfig(Section):
     initial_noise: float = Field(0.05, ge=0, description="Latent noise at step 0, as a multiple of w's std.")
     noise_ramp: float = Field(0.75, gt=0, le=1, description="Fraction of steps after which the latent noise is 0.")
     noise_reg: float = Field(1e5, ge=0, description="Weight of the noise-map autocorrelation penalty.")
-    wplus_mse: float = Field(1.0, ge=0, description="sg2_wplus: MSE weight added to LPIPS (Image2StyleGAN).")
+    wplus_mse: float = Field(1.0, ge=0, description="sg2_wplus, sg2_wplus_i2s: MSE weight added to LPIPS (Image2StyleGAN).")
+    image2stylegan_lr: float = Field(0.01, gt=0, description="sg2_wplus_i2s: constant Adam learning rate (Image2StyleGAN: 0.01).")
+    image2stylegan_steps: int = Field(5000, ge=1, description="sg2_wplus_i2s: optimisation steps (Image2StyleGAN: 5,000).")
     refine_steps: int = Field(100, ge=1, description="sg2_encoder_opt: W+ optimisation steps after the encoder.")
     crossover: int | None = Field(
         None, ge=1, description="Style-mixing swaps take w layers below this from A, the rest from B; null: half the layers."
