@@ -34,11 +34,12 @@ class DataConfig(Section):
     )
     hflip: bool = Field(True, description="Random horizontal flips of training crops.")
     preprocess: Literal["square", "resize", "resize_and_crop", "scale_width", "scale_width_and_crop",
-                        "scale_shortside", "scale_shortside_and_crop", "crop"] = Field(
+                        "scale_shortside", "scale_shortside_and_crop", "scale_shortside_and_centercrop",
+                        "crop"] = Field(
         "square", description="Training images of datasets 'folder'/'lmdb': 'square' takes a square of data.scale x "
         "the short side (data.crop random or center); the others are the authors' modes: scale (resize: both sides, "
         "scale_width: the width, scale_shortside: the short side) to data.load_size with PIL bicubic, then '_and_crop' "
-        "or 'crop' takes a random data.resolution square (the test split: centred)."
+        "or 'crop' takes a random data.resolution square (the test split: centred), '_and_centercrop' the centred square."
     )
     load_size: int | None = Field(
         None, ge=8, description="Side the authors' preprocess modes scale to before cropping; null: data.resolution."
@@ -226,10 +227,11 @@ class Recipe(Section):
                 f"data.load_size={load} is smaller than data.resolution={res}, so preprocess "
                 f"{self.data.preprocess} cannot crop a {res} px square; raise data.load_size to at least {res}"
             )
-        if self.data.preprocess in ("resize", "scale_width", "scale_shortside") and load != res:
+        if self.data.preprocess in ("resize", "scale_width", "scale_shortside", "scale_shortside_and_centercrop") \
+                and load != res:
             raise ValueError(
-                f"data.preprocess={self.data.preprocess} does not crop, so data.load_size={load} must equal "
-                f"data.resolution={res}; set it to {res} or use {self.data.preprocess}_and_crop"
+                f"data.preprocess={self.data.preprocess} gives images of data.load_size={load} px, so it must equal "
+                f"data.resolution={res}; set it to {res} or use a random crop (scale_shortside_and_crop)"
             )
         if self.optim.betas[0] < 0 or not 0 <= self.optim.betas[1] < 1:
             raise ValueError(f"optim.betas={list(self.optim.betas)} must lie in [0, 1)")

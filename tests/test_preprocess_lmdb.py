@@ -59,6 +59,9 @@ def test_test_split_crops_the_centre_unflipped_and_resize_squashes():
     squashed = preprocess(photo, "resize", 64, 64, train=False, hflip=False, uniforms=[0, 0, 0])
     r = (squashed[0] + 1) * 127.5
     assert r[:, 0].mean() < 4 and r[:, -1].mean() > 251  # the whole width in 64 px
+    centred = preprocess(photo, "scale_shortside_and_centercrop", 64, 64, train=True, hflip=False, uniforms=[0.9, 0.9, 0])
+    r = (centred[0] + 1) * 127.5
+    assert abs(float(r.mean()) - 127.5) < 3  # the centre of the long side whatever the uniforms say
     with pytest.raises(UserError, match="after data.preprocess=scale_shortside, not the 64x64"):
         preprocess(photo, "scale_shortside", 64, 64, train=True, hflip=False, uniforms=[0, 0, 0], name="x")
     with pytest.raises(UserError, match="smaller than the 64 px crop"):
@@ -68,7 +71,7 @@ def test_test_split_crops_the_centre_unflipped_and_resize_squashes():
 def test_recipe_checks_load_size_against_the_mode(tiny_yaml):
     with pytest.raises(UserError, match="data.load_size=8 is smaller than data.resolution=16"):
         load_recipe(tiny_yaml, ["data.preprocess=scale_shortside_and_crop", "data.load_size=8"])
-    with pytest.raises(UserError, match="does not crop, so data.load_size=32 must equal"):
+    with pytest.raises(UserError, match="gives images of data.load_size=32 px, so it must equal"):
         load_recipe(tiny_yaml, ["data.preprocess=resize", "data.load_size=32"])
     with pytest.raises(UserError, match="dataset 'photos' makes its own crops"):
         build_dataset(load_recipe(tiny_yaml, ["data.preprocess=resize_and_crop"]), "train")

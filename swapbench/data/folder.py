@@ -58,6 +58,7 @@ from torch.utils.data import Dataset
 from swapbench.data.photos import crop_resize
 from swapbench.data.preprocess import MODES as PREPROCESS_MODES
 from swapbench.data.preprocess import preprocess as preprocess_image
+from swapbench.data.preprocess import random_crop as preprocess_random_crop
 from swapbench.errors import UserError
 from swapbench.registry import DATASETS
 
@@ -336,7 +337,7 @@ class ImageFolder(Dataset):
 
     @property
     def repeats(self) -> int:
-        random_crop = self.crop == "random" if self.preprocess == "square" else self.preprocess.endswith("crop")
+        random_crop = self.crop == "random" if self.preprocess == "square" else preprocess_random_crop(self.preprocess)
         if self.split == "train" and random_crop or self.hflip:
             return max(1, VIRTUAL_LENGTH // len(self.files))
         return 1

@@ -39,6 +39,7 @@ from swapbench.data.folder import SPLITS, VIRTUAL_LENGTH, split_files, to_rgb_ar
 from swapbench.data.photos import crop_resize
 from swapbench.data.preprocess import MODES
 from swapbench.data.preprocess import preprocess as preprocess_image
+from swapbench.data.preprocess import random_crop as preprocess_random_crop
 from swapbench.errors import UserError
 from swapbench.registry import DATASETS
 
@@ -137,7 +138,7 @@ class LMDBImages(Dataset):
                 "limit": self.limit, "preprocess": self.preprocess, "load_size": self.load_size}
 
     def __len__(self) -> int:
-        random_crop = self.crop == "random" if self.preprocess == "square" else self.preprocess.endswith("crop")
+        random_crop = self.crop == "random" if self.preprocess == "square" else preprocess_random_crop(self.preprocess)
         varies = self.split == "train" and random_crop or self.hflip  # each pass draws new crops/flips
         return len(self.keys) * (max(1, VIRTUAL_LENGTH // len(self.keys)) if varies else 1)
 

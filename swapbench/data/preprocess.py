@@ -9,6 +9,8 @@ A mode names a scaling, a crop, or both, in this order, as the authors' data pip
   crop size tall is kept); ``scale_shortside`` makes its shorter side load_size (both sides rounded).
 - ``crop`` (alone, or ``..._and_crop``): a square of ``data.resolution`` px at a uniformly random
   position of the scaled image; the test split takes the centred square instead.
+  ``..._and_centercrop``: the largest centred square, in both splits (with ``scale_shortside`` this
+  is how StyleGAN2's dataset tool prepares LSUN, which uses a Lanczos filter where this uses bicubic).
 - then a left-right flip with probability 1/2 when ``data.hflip`` (training split only), and the
   mapping of 0..255 to [-1, 1].
 
@@ -27,7 +29,12 @@ from PIL import Image
 from swapbench.errors import UserError
 
 MODES = ("resize", "resize_and_crop", "scale_width", "scale_width_and_crop", "scale_shortside",
-         "scale_shortside_and_crop", "crop")
+         "scale_shortside_and_crop", "scale_shortside_and_centercrop", "crop")
+
+
+def random_crop(mode: str) -> bool:
+    """Whether ``mode`` places its training crop at random."""
+    return mode.endswith("crop") and not mode.endswith("centercrop")
 
 
 def scaled_size(width: int, height: int, mode: str, load_size: int, crop_size: int) -> tuple[int, int]:
@@ -57,7 +64,12 @@ def preprocess(image: np.ndarray, mode: str, load_size: int, crop_size: int, *, 
     pil = Image.fromarray(image)
     if (new_w, new_h) != (w, h):
         pil = pil.resize((new_w, new_h), Image.BICUBIC)
-    if mode.endswith("crop"):
+    if mode.endswith("centercrop"):  # the largest centred square, in training too
+        side = min(new_w, new_h)
+        left, top = (new_w - side) // 2, (new_h - side) // 2
+        pil = pil.crop((left, top, left + side, top + side))
+        new_w = new_h = side
+    if random_crop(mode):
         if new_w < crop_size or new_h < crop_size:
             raise UserError(
                 f"{name} is {new_w}x{new_h} px after data.preprocess={mode} (load_size {load_size}), smaller than the "
