@@ -108,6 +108,9 @@ class LossConfig(Section):
     r1: float = Field(10.0, ge=0, description="R1 penalty weight on the image discriminator.")
     patch_r1: float = Field(1.0, ge=0, description="R1 penalty weight on the co-occurrence discriminator.")
     r1_interval: int = Field(16, ge=1, description="Lazy R1: apply every this many discriminator steps.")
+    recon_images: Literal["all", "first_half"] = Field(
+        "all", description="Images reconstructed for the reconstruction and GAN-on-reconstruction terms: 'all' of "
+        "the batch, or its 'first_half' (the authors' code, to save memory; swaps still use the whole batch).")
     cooccur_reference: Literal["mean", "per_crop"] = Field(
         "mean", description="Reference a judged patch is compared with: 'mean' of the texture image's reference-crop "
         "features (the authors' default, patch_use_aggregation) or 'per_crop' (reference crop i for judged crop i; "
@@ -130,7 +133,7 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(1000, ge=1, description="Steps between checkpoints (one is always written at the end).")
     amp: bool = Field(False, description="bfloat16 autocast on CUDA (opt-in; the authors train in fp32); ignored on the CPU.")
     schedule: Literal["same_batch", "alternate"] = Field(
-        "same_batch", description="'alternate': discriminator and generator steps alternate on different minibatches, "
+        "same_batch", description="Update order of the swap_ae trainer. 'alternate': discriminator and generator steps alternate on different minibatches, "
         "each step counting its batch in train.images (the authors' optimizer); 'same_batch': both update on one batch "
         "per step, reusing one E/G forward pass (cheaper on the CPU).")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; null keeps torch's default.")

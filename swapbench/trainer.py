@@ -487,10 +487,12 @@ class SwapAutoencoderTrainer(Trainer):
         return self.cooccur.discriminate(reference, judged)
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Reconstructions G(E(x)) and swaps G(s(x_i), t(x_{i-1})) (None when nothing uses swaps)."""
+        """Reconstructions G(E(x)) (of the first half of x only with ``loss.recon_images: first_half``)
+        and swaps G(s(x_i), t(x_{i-1})) (None when nothing uses swaps)."""
         ae = self.autoencoder
         structure, texture = ae.encode(x)
-        recon = ae.decode(structure, texture)
+        n = x.shape[0] // 2 if self.recipe.loss.recon_images == "first_half" else x.shape[0]
+        recon = ae.decode(structure[:n], texture[:n])
         swap = ae.decode(structure, texture.roll(1, dims=0)) if self.use_swaps else None
         return recon, swap
 
@@ -566,16 +568,17 @@ class SwapAutoencoderTrainer(Trainer):
         D = self.discriminator
         set_requires_grad(D, False)
         set_requires_grad(self.cooccur, False)
+        target = x[: recon.shape[0]]  # what was reconstructed
         with self._autocast():
             g_loss = x.new_zeros(())
             if L.recon_l1 > 0:
-                out["recon_l1"] = self.l1(recon.float(), x)
+                out["recon_l1"] = self.l1(recon.float(), target)
                 g_loss = g_loss + L.recon_l1 * out["recon_l1"]
             if L.recon_l2 > 0:
-                out["recon_l2"] = self.l2(recon.float(), x)
+                out["recon_l2"] = self.l2(recon.float(), target)
                 g_loss = g_loss + L.recon_l2 * out["recon_l2"]
             if self.lpips is not None:
-                out["recon_lpips"] = self.lpips(recon.float(), x).mean()
+                out["recon_lpips"] = self.lpips(recon.float(), target).mean()
                 g_loss = g_loss + L.recon_lpips * out["recon_lpips"]
             if L.g_recon > 0:
                 out["g_recon"] = self.gan.g(D(recon))

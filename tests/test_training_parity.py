@@ -147,3 +147,15 @@ def test_per_crop_references_need_as_many_references_as_crops(tiny_yaml):
 
     with pytest.raises(UserError, match="cooccur.n_ref=1 must equal cooccur.n_crops=2"):
         load_recipe(tiny_yaml, ["loss.cooccur_reference=per_crop", "cooccur.n_ref=1"])
+
+
+def test_first_half_reconstructions_as_the_authors_save_memory(tiny):
+    r = load_recipe_with(tiny, loss={**tiny.loss.model_dump(), "recon_images": "first_half"})
+    t = Trainer(r)
+    sizes = []
+    decode = t.autoencoder.decode
+    t.autoencoder.decode = lambda s, tex: (sizes.append(s.shape[0]), decode(s, tex))[1]
+    losses = t.train_step(next(iter(t.loader())))
+    b = r.train.batch_size
+    assert sizes == [b // 2, b]  # reconstructions of half the batch, swaps of all of it
+    assert {"recon_l1", "g_recon", "d_recon"} <= set(losses)
