@@ -440,10 +440,14 @@ class SwapAutoencoderTrainer(Trainer):
     # -- state of the schedule and the crop draws ------------------------------------------------
     def _init_schedule(self) -> None:
         # Crops come from the trainer's own generator, seeded by (seed, rank) so processes draw different crops.
-        self.crop_rng = torch.Generator(device=self.device).manual_seed(self.recipe.seed * 7_919 + 104_729 * self.rank + 1)
+        self.crop_rng = torch.Generator(device=self.device).manual_seed(self._crop_seed(0))
         self.d_steps = 0  # discriminator updates so far (lazy R1 runs after every r1_interval-th)
         self.g_steps = 0
         self._latest: dict[str, float] = {}  # alternate schedule: the last value of every term of either side
+
+    def _crop_seed(self, step: int) -> int:
+        """Seed of this process's crop generator when it starts at ``step`` (fresh runs: step 0)."""
+        return self.recipe.seed * 7_919 + 104_729 * self.rank + 15_485_863 * step + 1
 
     def extra_state(self) -> dict[str, Any]:
         return {"schedule": {"d_steps": self.d_steps, "g_steps": self.g_steps,
@@ -457,7 +461,14 @@ class SwapAutoencoderTrainer(Trainer):
             self.d_steps = self.g_steps = int(state["step"])
             return
         self.d_steps, self.g_steps = int(saved["d_steps"]), int(saved["g_steps"])
-        self.crop_rng.set_state(saved["crop_rng"].cpu())
+        if self.rank > 0:  # the checkpoint holds rank 0's draws; another rank continues with its own
+            self.crop_rng.manual_seed(self._crop_seed(int(state["step"])))
+            return
+        try:
+            self.crop_rng.set_state(saved["crop_rng"].cpu())
+        except RuntimeError:  # written on another device type (a CUDA generator's state differs from a CPU one's)
+            log.warning("the checkpoint's crop generator state is from another device type; patch crops are drawn "
+                        "afresh, so the run is not bit-identical to an uninterrupted one")
 
     def next_update(self) -> str:
         """What the next :meth:`train_step` updates: 'both' (same_batch), else 'discriminator' or
