@@ -44,7 +44,9 @@ class DataConfig(Section):
     load_size: int | None = Field(
         None, ge=8, description="Side the authors' preprocess modes scale to before cropping; null: data.resolution."
     )
-    root: str | None = Field(None, description="Image folder for dataset 'folder' (searched recursively).")
+    root: str | None = Field(
+        None, description="Image folder for dataset 'folder' (searched recursively); the LMDB database of dataset 'lmdb'."
+    )
     crop: Literal["random", "center"] = Field(
         "random", description="Training crop of folder images: random (scale jitter) or center; test is always center."
     )
@@ -133,9 +135,9 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(1000, ge=1, description="Steps between checkpoints (one is always written at the end).")
     amp: bool = Field(False, description="bfloat16 autocast on CUDA (opt-in; the authors train in fp32); ignored on the CPU.")
     schedule: Literal["same_batch", "alternate"] = Field(
-        "same_batch", description="Update order of the swap_ae trainer. 'alternate': discriminator and generator steps alternate on different minibatches, "
-        "each step counting its batch in train.images (the authors' optimizer); 'same_batch': both update on one batch "
-        "per step, reusing one E/G forward pass (cheaper on the CPU).")
+        "same_batch", description="Update order of the swap_ae trainer. 'alternate': discriminator and generator "
+        "steps alternate on different minibatches, each step counting its batch in train.images (the authors' "
+        "optimizer); 'same_batch': each batch drives both updates through one E/G forward pass (the CPU recipes).")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; null keeps torch's default.")
 
 

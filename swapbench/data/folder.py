@@ -260,7 +260,8 @@ class ImageFolder(Dataset):
         self.preprocess = preprocess
         self.load_size = load_size or resolution
         if preprocess != "square" and preprocess not in PREPROCESS_MODES:
-            raise UserError(f"data.preprocess '{preprocess}' is unknown; use square or one of {', '.join(PREPROCESS_MODES)}")
+            raise UserError(f"data.preprocess '{preprocess}' is unknown; use square or one of "
+                            f"{', '.join(PREPROCESS_MODES)}")
 
         if manifest is None:
             all_files = find_images(self.root)
@@ -359,12 +360,13 @@ class ImageFolder(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(index)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        file_index = index % len(self.files)
+        photo = self._load(file_index)
         if self.preprocess != "square":
-            file = self.files[index % len(self.files)]
-            return preprocess_image(self._load(index % len(self.files)).permute(1, 2, 0).numpy(), self.preprocess,
-                                    self.load_size, self.resolution, train=self.split == "train", hflip=self.hflip,
-                                    uniforms=torch.rand(3, generator=g).tolist(), name=f"image {self.root / file}")
-        photo = self._load(index % len(self.files))
+            return preprocess_image(photo.permute(1, 2, 0).numpy(), self.preprocess, self.load_size, self.resolution,
+                                    train=self.split == "train", hflip=self.hflip,
+                                    uniforms=torch.rand(3, generator=g).tolist(),
+                                    name=f"image {self.root / self.files[file_index]}")
         h, w = photo.shape[1:]
         short = min(h, w)
         u = torch.rand(4, generator=g).tolist()
