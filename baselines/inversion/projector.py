@@ -182,8 +182,8 @@ class ProjectWPlus(LatentOptimiser):
     space = "wplus"
 
 
-@INVERSIONS.register("sg2_wplus_i2s", description="Image2StyleGAN's own W+ settings: Adam lr 0.01 constant, 5,000 steps, "
-                     "no latent noise, noise maps fixed, LPIPS + MSE.")
+@INVERSIONS.register("sg2_wplus_i2s", description="Image2StyleGAN's own W+ settings: Adam lr 0.01 constant, "
+                     "5,000 steps, no latent noise, noise maps fixed, LPIPS + MSE.")
 class ProjectWPlusImage2StyleGAN(ProjectWPlus):
     """W+ optimisation as Abdal et al. (Image2StyleGAN, ICCV 2019, Sec. 4) set it: Adam (lr
     ``inversion.image2stylegan_lr`` = 0.01, betas ``inversion.betas`` = (0.9, 0.999)) at a constant

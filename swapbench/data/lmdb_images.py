@@ -69,7 +69,8 @@ def environment(path: Path) -> lmdb.Environment:
     return _ENVIRONMENTS[key]
 
 
-@DATASETS.register("lmdb", description="An LMDB database of encoded images (LSUN's layout), split by key; see data.root.")
+@DATASETS.register("lmdb", description="An LMDB database of encoded images (LSUN's layout), split by key; "
+                   "see data.root.")
 class LMDBImages(Dataset):
     """Images of an LMDB database, split by key into train and test (details in the module docstring)."""
 
@@ -84,7 +85,8 @@ class LMDBImages(Dataset):
         if split not in SPLITS:
             raise UserError(f"dataset 'lmdb' has no split '{split}'; use one of {', '.join(SPLITS)}")
         if root is None:
-            raise UserError("dataset 'lmdb' needs data.root: set it to the LMDB database folder (the one holding data.mdb)")
+            raise UserError("dataset 'lmdb' needs data.root: set it to the LMDB database folder (the one holding "
+                            "data.mdb)")
         if manifest is not None:
             raise UserError("data.manifest is a file list of dataset 'folder'; an LMDB split is fixed by its keys, "
                             "remove data.manifest")
@@ -127,7 +129,8 @@ class LMDBImages(Dataset):
         with environment(self.root).begin(write=False) as txn:
             value = txn.get(key)
         if value is None:
-            raise UserError(f"entry {key!r} vanished from LMDB database {self.root} during the run; restore the database")
+            raise UserError(f"entry {key!r} vanished from LMDB database {self.root} during the run; restore the "
+                            f"database")
         return value
 
     def manifest(self) -> dict[str, Any]:
@@ -164,8 +167,9 @@ class LMDBImages(Dataset):
         image, key = self._image(index % len(self.keys))
         u = torch.rand(4, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + index)).tolist()
         if self.preprocess != "square":
-            return preprocess_image(image, self.preprocess, self.load_size, self.resolution, train=self.split == "train",
-                                    hflip=self.hflip, uniforms=u[:3], name=f"entry {key!r} of {self.root}")
+            return preprocess_image(image, self.preprocess, self.load_size, self.resolution,
+                                    train=self.split == "train", hflip=self.hflip, uniforms=u[:3],
+                                    name=f"entry {key!r} of {self.root}")
         photo = torch.from_numpy(image).permute(2, 0, 1)
         h, w = photo.shape[1:]
         short = min(h, w)
