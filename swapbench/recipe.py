@@ -36,7 +36,20 @@ class DataConfig(Section):
         (0.2, 0.6), description="Random crop side as a fraction of the source photo's shorter side."
     )
     hflip: bool = Field(True, description="Random horizontal flips of training crops.")
-    root: str | None = Field(None, description="Image folder for dataset 'folder' (searched recursively).")
+    preprocess: Literal["square", "resize", "resize_and_crop", "scale_width", "scale_width_and_crop",
+                        "scale_shortside", "scale_shortside_and_crop", "scale_shortside_and_centercrop",
+                        "crop"] = Field(
+        "square", description="Training images of datasets 'folder'/'lmdb': 'square' takes a square of data.scale x "
+        "the short side (data.crop random or center); the others are the authors' modes: scale (resize: both sides, "
+        "scale_width: the width, scale_shortside: the short side) to data.load_size with PIL bicubic, then '_and_crop' "
+        "or 'crop' takes a random data.resolution square (the test split: centred), '_and_centercrop' the centred square."
+    )
+    load_size: int | None = Field(
+        None, ge=8, description="Side the authors' preprocess modes scale to before cropping; null: data.resolution."
+    )
+    root: str | None = Field(
+        None, description="Image folder for dataset 'folder' (searched recursively); the LMDB database of dataset 'lmdb'."
+    )
     crop: Literal["random", "center"] = Field(
         "random", description="Training crop of folder images: random (scale jitter) or center; test is always center."
     )
@@ -160,6 +173,13 @@ class LossConfig(Section):
     r1: float = Field(10.0, ge=0, description="R1 penalty weight on the image discriminator.")
     patch_r1: float = Field(1.0, ge=0, description="R1 penalty weight on the co-occurrence discriminator.")
     r1_interval: int = Field(16, ge=1, description="Lazy R1: apply every this many discriminator steps.")
+    recon_images: Literal["all", "first_half"] = Field(
+        "all", description="Images reconstructed for the reconstruction and GAN-on-reconstruction terms: 'all' of "
+        "the batch, or its 'first_half' (the authors' code, to save memory; swaps still use the whole batch).")
+    cooccur_reference: Literal["mean", "per_crop"] = Field(
+        "mean", description="Reference a judged patch is compared with: 'mean' of the texture image's reference-crop "
+        "features (the authors' default, patch_use_aggregation) or 'per_crop' (reference crop i for judged crop i; "
+        "their church and bedroom launchers; needs cooccur.n_ref = cooccur.n_crops).")
 
 
 class OptimConfig(Section):
@@ -176,7 +196,11 @@ class TrainConfig(Section):
     log_every: int = Field(10, ge=1, description="Steps between logged training metrics.")
     image_every: int = Field(500, ge=1, description="Steps between swap grids logged to MLflow.")
     checkpoint_every: int = Field(1000, ge=1, description="Steps between checkpoints (one is always written at the end).")
-    amp: bool = Field(True, description="bfloat16 autocast on CUDA; ignored on the CPU.")
+    amp: bool = Field(False, description="bfloat16 autocast on CUDA (opt-in; the authors train in fp32); ignored on the CPU.")
+    schedule: Literal["same_batch", "alternate"] = Field(
+        "same_batch", description="Update order of the swap_ae trainer. 'alternate': discriminator and generator "
+        "steps alternate on different minibatches, each step counting its batch in train.images (the authors' "
+        "optimizer); 'same_batch': each batch drives both updates through one E/G forward pass (the CPU recipes).")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; null keeps torch's default.")
 
 
@@ -217,7 +241,9 @@ class InversionConfig(Section):
     initial_noise: float = Field(0.05, ge=0, description="Latent noise at step 0, as a multiple of w's std.")
     noise_ramp: float = Field(0.75, gt=0, le=1, description="Fraction of steps after which the latent noise is 0.")
     noise_reg: float = Field(1e5, ge=0, description="Weight of the noise-map autocorrelation penalty.")
-    wplus_mse: float = Field(1.0, ge=0, description="sg2_wplus: MSE weight added to LPIPS (Image2StyleGAN).")
+    wplus_mse: float = Field(1.0, ge=0, description="sg2_wplus, sg2_wplus_i2s: MSE weight added to LPIPS (Image2StyleGAN).")
+    image2stylegan_lr: float = Field(0.01, gt=0, description="sg2_wplus_i2s: constant Adam learning rate (Image2StyleGAN: 0.01).")
+    image2stylegan_steps: int = Field(5000, ge=1, description="sg2_wplus_i2s: optimisation steps (Image2StyleGAN: 5,000).")
     refine_steps: int = Field(100, ge=1, description="sg2_encoder_opt: W+ optimisation steps after the encoder.")
     crossover: int | None = Field(
         None, ge=1, description="Style-mixing swaps take w layers below this from A, the rest from B; null: half the layers."
@@ -263,6 +289,18 @@ class Recipe(Section):
         lo, hi = self.data.scale
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"data.scale={list(self.data.scale)} must satisfy 0 < min <= max <= 1")
+        load = self.data.load_size or res
+        if self.data.preprocess in ("resize_and_crop", "scale_shortside_and_crop") and load < res:
+            raise ValueError(
+                f"data.load_size={load} is smaller than data.resolution={res}, so preprocess "
+                f"{self.data.preprocess} cannot crop a {res} px square; raise data.load_size to at least {res}"
+            )
+        if self.data.preprocess in ("resize", "scale_width", "scale_shortside", "scale_shortside_and_centercrop") \
+                and load != res:
+            raise ValueError(
+                f"data.preprocess={self.data.preprocess} gives images of data.load_size={load} px, so it must equal "
+                f"data.resolution={res}; set it to {res} or use a random crop (scale_shortside_and_crop)"
+            )
         if self.optim.betas[0] < 0 or not 0 <= self.optim.betas[1] < 1:
             raise ValueError(f"optim.betas={list(self.optim.betas)} must lie in [0, 1)")
         if self.model.family == "swap_ae":  # the Swapping Autoencoder's own settings
@@ -295,6 +333,11 @@ class Recipe(Section):
                 )
             side = (side - 3) // 2 + 1
         co = self.cooccur
+        if self.loss.cooccur_reference == "per_crop" and co.n_ref != co.n_crops:
+            raise ValueError(
+                f"loss.cooccur_reference=per_crop pairs reference crop i with judged crop i, so cooccur.n_ref="
+                f"{co.n_ref} must equal cooccur.n_crops={co.n_crops}"
+            )
         if self.model.cooccur_discriminator is None:
             for key in ("cooccur", "patch_r1"):
                 if getattr(self.loss, key) > 0:

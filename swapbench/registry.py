@@ -155,7 +155,8 @@ def load_plugins(force: bool = False) -> list[str]:
         return loaded
 
 
-DATASETS = Registry("dataset", ("swapbench.data.photos", "swapbench.data.synthetic", "swapbench.data.folder"))
+DATASETS = Registry("dataset", ("swapbench.data.photos", "swapbench.data.synthetic", "swapbench.data.folder",
+                               "swapbench.data.lmdb_images"))
 ENCODERS = Registry("encoder", ("swapbench.models.encoder", "swapbench.models.timm_encoder"))
 GENERATORS = Registry("generator", ("swapbench.models.generator",))
 DISCRIMINATORS = Registry(

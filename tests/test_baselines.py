@@ -11,7 +11,7 @@ import yaml
 from conftest import TINY, run_cli
 
 from baselines.inversion.encoder import SG2EncoderRefined
-from baselines.inversion.projector import ProjectW, ProjectWPlus, projector_schedule
+from baselines.inversion.projector import ProjectW, ProjectWPlus, ProjectWPlusImage2StyleGAN, projector_schedule
 from baselines.stylegan2.generator import StyleGAN2Generator, style_mix
 from swapbench.errors import UserError
 from swapbench.recipe import InversionConfig, recipe_from_dict
@@ -87,7 +87,7 @@ def test_projector_schedule_matches_stylegan2_ada(t, lr, noise):
     assert got_noise == pytest.approx(noise, abs=1e-12)
 
 
-@pytest.mark.parametrize("method_cls", [ProjectW, ProjectWPlus])
+@pytest.mark.parametrize("method_cls", [ProjectW, ProjectWPlus, ProjectWPlusImage2StyleGAN])
 def test_optimisers_lower_lpips_from_their_start(method_cls):
     G = tiny_generator(resolution=32)
     torch.manual_seed(1)
@@ -238,3 +238,20 @@ def test_stylegan2_resume_is_exact_and_checkpoint_loads_the_generator(tmp_path):
     assert isinstance(G, StyleGAN2Generator) and loaded == recipe and meta["weights"] == "ema"
     with pytest.raises(UserError, match="cannot reconstruct or swap"):
         load_autoencoder(path)
+
+
+def test_image2stylegan_variant_uses_its_own_settings_and_keeps_the_noise_maps():
+    G = tiny_generator(resolution=32)
+    method = ProjectWPlusImage2StyleGAN(G, FAST, "cpu")
+    assert method.steps == 5000 and method.settings.lr == 0.01 and method.settings.betas == (0.9, 0.999)
+    assert method.settings.initial_noise == 0 and method.settings.noise_reg == 0
+    # constant learning rate through the whole run, no latent noise
+    s = method.settings
+    for t in (0.0, 0.5, 0.99):
+        assert projector_schedule(t, s.lr, s.lr_rampup, s.lr_rampdown, s.initial_noise, s.noise_ramp) == (0.01, 0.0)
+    assert ProjectWPlusImage2StyleGAN(G, InversionConfig(w_avg_samples=256, steps=7), "cpu").steps == 7  # --steps wins
+    torch.manual_seed(0)
+    targets = G.sample(2, seed=3)
+    noises = [torch.randn(2, 1, side, side) for side in G.noise_sides]
+    latent, kept, _, _ = method.optimise(targets, 3, init_noise=noises)
+    assert all(torch.equal(a, b) for a, b in zip(kept, noises))  # noise maps are not optimised

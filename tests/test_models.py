@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from conftest import PAPER_ARCHITECTURE
 
 from swapbench.models.build import build_autoencoder, build_cooccur_discriminator, build_discriminator
-from swapbench.models.cooccur import random_crops
+from swapbench.models.patches import random_crops
 from swapbench.nn.layers import ModulatedConv2d, channel_table
 from swapbench.recipe import load_recipe
 
@@ -74,18 +74,6 @@ def test_modulated_conv_equals_grouped_conv_with_demodulated_weights():
     w = w * torch.rsqrt(w.square().sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
     ref = F.conv2d(x.reshape(1, 15, 8, 8), w.reshape(21, 5, 3, 3), padding=1, groups=3).reshape(3, 7, 8, 8)
     assert torch.allclose(conv(x, style), ref, atol=1e-5)
-
-
-def test_random_crops_sample_the_image():
-    # an image whose pixel value encodes its x coordinate: a crop's values must lie inside the image's
-    x = torch.linspace(-1, 1, 64).view(1, 1, 1, 64).expand(2, 3, 64, 64).contiguous()
-    torch.manual_seed(0)
-    crops = random_crops(x, 16, 0.25, 0.25, 16)  # 16 px crops resized to 16 px: a plain copy
-    assert crops.shape == (2, 16, 3, 16, 16)
-    span = crops[..., 0, :].amax(-1) - crops[..., 0, :].amin(-1)  # width of each crop in value space
-    assert torch.allclose(span, torch.full_like(span, 15 * 2 / 63), atol=1e-4)
-    grads = torch.autograd.grad(random_crops(x.requires_grad_(), 2, 0.1, 0.2, 8).sum(), x)[0]
-    assert grads.abs().sum() > 0  # differentiable w.r.t. the image
 
 
 def test_timm_encoder_through_the_registry(tiny_yaml):

@@ -1,5 +1,6 @@
-"""Optimisation-based StyleGAN2 inversion: ``sg2_w`` (StyleGAN2-ADA's projector) and ``sg2_wplus``
-(Image2StyleGAN: the same optimiser over one w per layer, LPIPS plus MSE).
+"""Optimisation-based StyleGAN2 inversion: ``sg2_w`` (StyleGAN2-ADA's projector), ``sg2_wplus``
+(the same optimiser and schedule over one w per layer, LPIPS plus MSE, as Image2StyleGAN's loss) and
+``sg2_wplus_i2s`` (W+ with Image2StyleGAN's own settings: lr 0.01 constant, 5,000 steps, no noise).
 
 Projection of a target image x, following StyleGAN2-ADA's ``projector.py``:
 - start at the mean w of ``inversion.w_avg_samples`` mapped z; w_std = sqrt(mean ||w - w_avg||^2);
@@ -70,6 +71,8 @@ class LatentOptimiser:
 
     needs = "stylegan2"
     space = "w"
+    optimise_noise = True  # the noise maps are optimised (with their regulariser) beside the latent
+    curve_steps = CURVE_STEPS
 
     def __init__(self, generator, settings, device: torch.device | str = "cpu", steps: int | None = None):
         self.device = torch.device(device)
@@ -113,8 +116,9 @@ class LatentOptimiser:
         if init_noise is None:
             g = torch.Generator(device="cpu").manual_seed(0)
             init_noise = [torch.randn(n, 1, side, side, generator=g) for side in self.G.noise_sides]
-        noises = [v.to(self.device).expand(n, -1, -1, -1).clone().requires_grad_(True) for v in init_noise]
-        opt = torch.optim.Adam([latent, *noises], lr=s.lr, betas=s.betas)
+        noises = [v.to(self.device).expand(n, -1, -1, -1).clone().requires_grad_(self.optimise_noise)
+                  for v in init_noise]
+        opt = torch.optim.Adam([latent, *noises] if self.optimise_noise else [latent], lr=s.lr, betas=s.betas)
         curve = {}
         for step in range(steps):
             synchronize(self.device)
@@ -128,13 +132,13 @@ class LatentOptimiser:
             loss = lpips_to_target(self._for_lpips(synth)).sum()
             if self.mse_weight > 0:
                 loss = loss + self.mse_weight * (synth - x).square().flatten(1).mean(1).sum()
-            if s.noise_reg > 0:
+            if s.noise_reg > 0 and self.optimise_noise:
                 loss = loss + s.noise_reg * noise_regularisation(noises)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             with torch.no_grad():
-                for v in noises:
+                for v in noises if self.optimise_noise else ():
                     v -= v.mean(dim=(1, 2, 3), keepdim=True)
                     v *= v.square().mean(dim=(1, 2, 3), keepdim=True).rsqrt()
             synchronize(self.device)
@@ -154,7 +158,8 @@ class LatentOptimiser:
         return float(target(self._for_lpips(synth)).mean())
 
     def invert(self, images: torch.Tensor, steps: int | None = None) -> Inversion:
-        latent, noises, seconds, curve = self.optimise(images, self.steps if steps is None else steps)
+        latent, noises, seconds, curve = self.optimise(images, self.steps if steps is None else steps,
+                                                       record=self.curve_steps)
         with torch.no_grad():
             recon = self.G.synthesis(self._ws(latent), noise=noises).float().cpu()
         return Inversion((latent, noises), recon, seconds, curve)
@@ -175,3 +180,25 @@ class ProjectW(LatentOptimiser):
 @INVERSIONS.register("sg2_wplus", description="Image2StyleGAN-style optimisation in W+ (one w per layer), LPIPS + MSE.")
 class ProjectWPlus(LatentOptimiser):
     space = "wplus"
+
+
+@INVERSIONS.register("sg2_wplus_i2s", description="Image2StyleGAN's own W+ settings: Adam lr 0.01 constant, "
+                     "5,000 steps, no latent noise, noise maps fixed, LPIPS + MSE.")
+class ProjectWPlusImage2StyleGAN(ProjectWPlus):
+    """W+ optimisation as Abdal et al. (Image2StyleGAN, ICCV 2019, Sec. 4) set it: Adam (lr
+    ``inversion.image2stylegan_lr`` = 0.01, betas ``inversion.betas`` = (0.9, 0.999)) at a constant
+    learning rate for ``inversion.image2stylegan_steps`` = 5,000 steps, starting from the mean w, over
+    the latent only: no noise added to it and the noise maps kept as drawn. Loss: LPIPS-VGG plus
+    ``inversion.wplus_mse`` x MSE (their perceptual term is a VGG-16 feature distance; LPIPS-VGG, the
+    other methods' loss, stands in for it). ``--steps`` of ``swapbench project`` still overrides the
+    step count."""
+
+    optimise_noise = False
+    curve_steps = (*CURVE_STEPS, 3000, 5000)
+
+    def __init__(self, generator, settings, device: torch.device | str = "cpu", steps: int | None = None):
+        if steps is None and "steps" not in settings.model_fields_set:
+            steps = settings.image2stylegan_steps
+        own = settings.model_copy(update={"lr": settings.image2stylegan_lr, "lr_rampup": 0.0, "lr_rampdown": 0.0,
+                                          "initial_noise": 0.0, "noise_reg": 0.0})
+        super().__init__(generator, own, device, steps)

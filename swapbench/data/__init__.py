@@ -2,9 +2,10 @@
 
 A registered dataset is a callable (usually a class) that accepts any of the keyword settings
 :func:`build_dataset` passes (``split``, ``resolution``, ``test_images``, ``scale``, ``hflip``,
-``seed``, ``root``, ``crop``, ``limit``, ``test_fraction``, ``manifest``, ``skip_corrupt``; it names
-the ones it uses) and returns a ``torch.utils.data.Dataset`` whose items are float images
-(3, resolution, resolution) in [-1, 1]. It may also define:
+``seed``, ``root``, ``crop``, ``limit``, ``test_fraction``, ``manifest``, ``skip_corrupt``,
+``preprocess``, ``load_size``; it names the ones it uses; only a dataset that takes ``preprocess``
+may be used with a ``data.preprocess`` other than ``square``) and returns a
+``torch.utils.data.Dataset`` whose items are float images (3, resolution, resolution) in [-1, 1]. It may also define:
 
 - ``__getitems__(indices)``: a batched fetch, which the DataLoader then uses;
 - ``manifest() -> dict``: a JSON record of exactly which files/factors make up the split, written
@@ -16,11 +17,13 @@ constructor, so they stop a run before training starts.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from swapbench.errors import UserError
 from swapbench.recipe import Recipe
 
 
@@ -42,7 +45,13 @@ def build_dataset(recipe: Recipe, split: str) -> Dataset:
         "test_fraction": d.test_fraction,
         "manifest": d.manifest,
         "skip_corrupt": d.skip_corrupt,
+        "preprocess": d.preprocess,
+        "load_size": d.load_size,
     }
+    accepts = inspect.signature(DATASETS.get(d.dataset)).parameters
+    if d.preprocess != "square" and "preprocess" not in accepts:
+        raise UserError(f"dataset '{d.dataset}' makes its own crops and has no data.preprocess modes; use dataset "
+                        f"folder or lmdb for data.preprocess={d.preprocess}, or set data.preprocess=square")
     return build_from(DATASETS, d.dataset, settings)
 
 

@@ -27,6 +27,10 @@ Conversions, applied to every image before cropping:
 - CMYK (and any other mode PIL can convert): PIL's conversion to RGB.
 - Small images: a crop smaller than ``resolution`` is upscaled; a shorter side under 8 px is "too small".
 
+Preprocessing: ``data.preprocess`` other than ``square`` applies the authors' modes
+(swapbench.data.preprocess: scale to ``data.load_size``, random crop of ``data.resolution``, flip;
+the test split crops the centre, unflipped). With ``square`` (the default):
+
 Crops: the training split takes, with ``crop: random``, a square of side U(scale) x the shorter side
 at a random place, flipped left-right with probability 1/2 when ``hflip``, drawn from a generator
 seeded by (seed, index) so item i is the same tensor on any machine, in any worker; with
@@ -52,6 +56,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from swapbench.data.photos import crop_resize
+from swapbench.data.preprocess import MODES as PREPROCESS_MODES
+from swapbench.data.preprocess import preprocess as preprocess_image
+from swapbench.data.preprocess import random_crop as preprocess_random_crop
 from swapbench.errors import UserError
 from swapbench.registry import DATASETS
 
@@ -231,7 +238,7 @@ class ImageFolder(Dataset):
                  crop: str = "random", limit: int | None = None, test_fraction: float = 0.1,
                  manifest: str | os.PathLike | None = None, skip_corrupt: bool = False,
                  scale: tuple[float, float] = (0.2, 0.6), hflip: bool = True, seed: int = 0,
-                 test_images: int = 64):
+                 test_images: int = 64, preprocess: str = "square", load_size: int | None = None):
         if split not in SPLITS:
             raise UserError(f"dataset 'folder' has no split '{split}'; use one of {', '.join(SPLITS)}")
         if crop not in ("random", "center"):
@@ -250,6 +257,11 @@ class ImageFolder(Dataset):
         self.hflip = bool(hflip) and split == "train"
         self.seed = seed
         self.skip_corrupt = skip_corrupt
+        self.preprocess = preprocess
+        self.load_size = load_size or resolution
+        if preprocess != "square" and preprocess not in PREPROCESS_MODES:
+            raise UserError(f"data.preprocess '{preprocess}' is unknown; use square or one of "
+                            f"{', '.join(PREPROCESS_MODES)}")
 
         if manifest is None:
             all_files = find_images(self.root)
@@ -326,7 +338,8 @@ class ImageFolder(Dataset):
 
     @property
     def repeats(self) -> int:
-        if self.crop == "random" or self.hflip:
+        random_crop = self.crop == "random" if self.preprocess == "square" else preprocess_random_crop(self.preprocess)
+        if self.split == "train" and random_crop or self.hflip:
             return max(1, VIRTUAL_LENGTH // len(self.files))
         return 1
 
@@ -346,10 +359,16 @@ class ImageFolder(Dataset):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(index)
-        photo = self._load(index % len(self.files))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        file_index = index % len(self.files)
+        photo = self._load(file_index)
+        if self.preprocess != "square":
+            return preprocess_image(photo.permute(1, 2, 0).numpy(), self.preprocess, self.load_size, self.resolution,
+                                    train=self.split == "train", hflip=self.hflip,
+                                    uniforms=torch.rand(3, generator=g).tolist(),
+                                    name=f"image {self.root / self.files[file_index]}")
         h, w = photo.shape[1:]
         short = min(h, w)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
         u = torch.rand(4, generator=g).tolist()
         if self.crop == "random":
             lo, hi = self.scale

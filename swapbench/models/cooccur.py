@@ -11,28 +11,6 @@ from swapbench.nn.layers import ConvLayer, EqualLinear, ResBlock, channel_table
 from swapbench.registry import DISCRIMINATORS
 
 
-def random_crops(images: torch.Tensor, n: int, size_min: float, size_max: float, out_size: int) -> torch.Tensor:
-    """``n`` random square crops per image, each of side U(size_min, size_max) x image side, resized
-    (bilinear) to ``out_size``. Returns (B, n, C, out_size, out_size); differentiable w.r.t. images.
-
-    All crops of an image are sampled in one ``grid_sample`` call on a (n * out_size) x out_size grid,
-    so the image itself is never copied. Randomness comes from torch's global generator.
-    """
-    b, c = images.shape[:2]
-    dev, dt = images.device, images.dtype
-    side = torch.empty(b, n, device=dev, dtype=dt).uniform_(size_min, size_max)  # fraction of the side
-    # crop centres in normalised [-1, 1] coordinates, keeping the crop inside the image
-    cx = (torch.rand(b, n, device=dev, dtype=dt) * 2 - 1) * (1 - side)
-    cy = (torch.rand(b, n, device=dev, dtype=dt) * 2 - 1) * (1 - side)
-    lin = (torch.arange(out_size, device=dev, dtype=dt) + 0.5) / out_size * 2 - 1  # pixel centres
-    gx = cx[..., None, None] + side[..., None, None] * lin.view(1, 1, 1, -1)  # (b, n, 1, p)
-    gy = cy[..., None, None] + side[..., None, None] * lin.view(1, 1, -1, 1)  # (b, n, p, 1)
-    grid = torch.stack(torch.broadcast_tensors(gx, gy), dim=-1)  # (b, n, p, p, 2)
-    grid = grid.reshape(b, n * out_size, out_size, 2)
-    out = torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return out.view(b, c, n, out_size, out_size).permute(0, 2, 1, 3, 4)
-
-
 @DISCRIMINATORS.register("cooccur", description="Co-occurrence patch discriminator: patch features, then an MLP on (reference, crop) feature pairs.")
 class CooccurDiscriminator(nn.Module):
     """A patch encoder shared by judged and reference crops (a 3x3 stem, residual blocks halving the
