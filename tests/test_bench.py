@@ -117,3 +117,16 @@ def test_bench_user_errors_exit_2_before_measuring(tmp_path: Path):
     done = run_cli("bench", "--quick", "--recipe", "no_such_recipe", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.startswith("error:") and "no_such_recipe" in done.stderr
     assert not (tmp_path / "mlflow.db").exists()  # nothing measured or logged
+
+
+@pytest.mark.slow
+def test_scaling_rows_time_one_and_two_torchrun_processes(tiny_yaml: Path):
+    from swapbench.bench.training import SCALING_COLUMNS, scaling_rows
+    from swapbench.recipe import BenchConfig
+
+    rows = scaling_rows(BenchConfig(scaling_recipe=str(tiny_yaml), train_steps=2), threads=2)
+    assert [r["processes"] for r in rows] == [1, 2]
+    for row in rows:
+        assert list(row) == list(SCALING_COLUMNS) and row["note"] == "", row
+        assert row["images_per_second"] > 0 and row["steps_timed"] == 2
+    assert rows[0]["vs_one_process"] == 1 and rows[1]["threads_per_process"] == 1

@@ -54,7 +54,7 @@ def data_rows(settings: BenchConfig, train_rows: list[dict[str, Any]], recipes: 
     """One row per registered dataset and benchmarked recipe (that recipe's side, batch and workers)."""
     from swapbench.registry import DATASETS
 
-    rates = {r["recipe"]: r.get("images_per_second") for r in train_rows}
+    rates = {r["recipe"]: r.get("images_per_second") for r in train_rows if r["device"] == "cpu"}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, recipe in recipes.items():

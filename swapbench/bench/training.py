@@ -7,7 +7,9 @@ The timed window starts with a lazy-R1 step (the trainer's step counter is moved
 ``R1 step + (interval - 1) x mean plain step`` (the exact wall time of the interval when the window
 covered it), and images/s = batch x interval / that. The window's state (networks, optimisers, EMA,
 RNG) is copied before it and restored after it, and the same steps on the same batches run again
-under the FLOP counter: the count is of exactly the timed work.
+under the FLOP counter: the count is of exactly the timed work. A family with a second lazy
+regulariser on another interval (StyleGAN2's path length) is averaged exactly only by a window that
+covers the whole R1 interval.
 """
 
 from __future__ import annotations
