@@ -2,8 +2,8 @@
 measured in the same process at the same thread count.
 
 Sections (``--only`` picks some): ``peaks`` (the machine's FLOP/s limits, always measured), ``train``
-(:mod:`.training`), ``data`` (:mod:`.loading`), ``score`` (:mod:`.scoring`), ``embed``
-(:mod:`.embedding`) and ``scaling`` (torchrun rows and the CUDA row). The table is printed, written as
+(:mod:`.training`, with the CUDA row), ``data`` (:mod:`.loading`), ``score`` (:mod:`.scoring`),
+``embed`` (:mod:`.embedding`) and ``scaling`` (torchrun rows, :mod:`.training`). The table is printed, written as
 JSON (:data:`SCHEMA`) and logged to the MLflow experiment ``bench`` (params: the header and the
 settings; metrics: ``<section>.<row>.<column>``; artifacts: ``bench.json`` and ``bench.md``).
 """
