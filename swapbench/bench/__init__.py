@@ -111,7 +111,7 @@ def run_bench(only: Sequence[str], settings: BenchConfig, *, quick: bool = False
     for name, measure in sections.items():
         if name != "peaks" and name not in only:
             continue
-        log(f"{name}: {TITLES[name].split(':')[1].strip()}")
+        log(f"measuring {name} ...")
         start = time.perf_counter()
         rows, note = measure(report, **context)
         report.sections[name], report.seconds[name] = rows, time.perf_counter() - start
