@@ -53,13 +53,15 @@ def uses_r1(trainer) -> bool:
 
 
 def time_steps(trainer, settings: BenchConfig, device: torch.device, *, count: bool = True,
-               fixed_steps: int | None = None, memory_baseline: int | None = None) -> dict[str, Any]:
+               memory_baseline: int | None = None) -> dict[str, Any]:
     """Warm up, then time a window of steps that starts with a lazy-R1 step; optionally count the FLOPs
-    of exactly those steps. ``fixed_steps`` ignores the time budget (processes under torchrun must
-    all take the same steps)."""
+    of exactly those steps. Under torchrun every process stops at the same step (when any has used
+    up the time budget)."""
+    from swapbench.distributed import any_process
+
     recipe = trainer.recipe
     interval = recipe.loss.r1_interval if uses_r1(trainer) else 1
-    window = fixed_steps or settings.train_steps or max(interval, 2)
+    window = settings.train_steps or max(interval, 2)
     batches_iter = iter(trainer.loader())
     batches = [next(batches_iter) for _ in range(settings.warmup_steps + window)]
     for net in trainer.networks().values():
@@ -78,7 +80,7 @@ def time_steps(trainer, settings: BenchConfig, device: torch.device, *, count: b
             trainer.train_step(batch)
             synchronize(device)
             times.append(time.perf_counter() - start)
-            if fixed_steps is None and len(times) >= 2 and sum(times) > settings.train_seconds:
+            if any_process(len(times) >= 2 and sum(times) > settings.train_seconds, device):
                 break
     timed = batches[settings.warmup_steps : settings.warmup_steps + len(times)]
     flops = None
@@ -152,14 +154,13 @@ def cuda_row(settings: BenchConfig, threads: int) -> dict[str, Any]:
     return train_row(settings.cuda_recipe, settings, torch.device("cuda"), threads)
 
 
-def scaling_rows(settings: BenchConfig, threads: int, steps: int | None = None) -> list[dict[str, Any]]:
+def scaling_rows(settings: BenchConfig, threads: int) -> list[dict[str, Any]]:
     """Training images/s of ``scaling_recipe`` in 1, 2, ... processes under torchrun (gloo on the CPU),
     the same cores shared out: each process gets threads // processes threads."""
     rows = []
     for n in settings.scaling_processes:
         per_process = max(1, threads // n)
-        job = {"recipe": settings.scaling_recipe, "threads": per_process, "settings": settings.model_dump(),
-               "steps": steps}
+        job = {"recipe": settings.scaling_recipe, "threads": per_process, "settings": settings.model_dump()}
         with tempfile.TemporaryDirectory() as tmp:
             job["out"] = str(Path(tmp) / "row.json")
             command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
@@ -174,7 +175,9 @@ def scaling_rows(settings: BenchConfig, threads: int, steps: int | None = None) 
             measured = json.loads(Path(job["out"]).read_text())
         rows.append({"recipe": settings.scaling_recipe, "processes": n, "threads_per_process": per_process,
                      "batch": measured["batch"], "steps_timed": measured["steps_timed"],
-                     "images_per_second": measured["images_per_second"], "vs_one_process": None, "note": ""})
+                     "images_per_second": measured["images_per_second"], "vs_one_process": None,
+                     "note": "" if measured["interval_covered"] or not measured["r1_interval"] else
+                     f"{measured['steps_timed']} of {measured['r1_interval']} steps timed (R1 step + plain steps)"})
     one = next((r["images_per_second"] for r in rows if r["processes"] == 1 and r["images_per_second"]), None)
     for row in rows:
         if one and row["images_per_second"]:

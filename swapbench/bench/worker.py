@@ -1,6 +1,6 @@
 """One process of a torchrun scaling row: ``python -m torch.distributed.run --nproc_per_node N -m
 swapbench.bench.worker JOB_JSON``. Every process trains its share of each batch (gradients averaged
-as in ``swapbench run`` under torchrun) for the same fixed steps; rank 0 writes the timing to
+as in ``swapbench run`` under torchrun) and all stop at the same step; rank 0 writes the timing to
 ``job["out"]``."""
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ def main(job_text: str) -> None:
     try:
         recipe = training_recipe(job["recipe"], settings, device, job["threads"])
         trainer = build_trainer(recipe, device=device, rank=procs.rank, world_size=procs.world_size)
-        interval = recipe.loss.r1_interval
-        steps = job.get("steps") or settings.train_steps or max(interval, 2)
-        measured = time_steps(trainer, settings, device, count=False, fixed_steps=steps)
+        measured = time_steps(trainer, settings, device, count=False)
         if procs.is_main:
             Path(job["out"]).write_text(json.dumps(measured))
     finally:
