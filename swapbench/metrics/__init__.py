@@ -6,9 +6,25 @@ from collections.abc import Callable
 # lower is better for distances and errors, higher for PSNR; a table marks the best value by these
 LOWER_IS_BETTER = frozenset({
     "recon_l1", "recon_lpips_alex", "recon_lpips_vgg", "swap_fid", "swap_kid", "swap_fid_vs_structure",
-    "sifid", "gt_swap_lpips", "sample_fid", "sample_kid", "seconds_per_image",
+    "sifid", "swap_structure_dist", "gt_swap_lpips", "sample_fid", "sample_kid", "seconds_per_image",
 })
-HIGHER_IS_BETTER = frozenset({"recon_psnr", "gt_swap_psnr", "speedup"})
+HIGHER_IS_BETTER = frozenset({"recon_psnr", "gt_swap_psnr", "speedup", "swap_reencode_structure",
+                              "swap_reencode_texture"})
+
+# what a swap score measures: realism alone rewards copying, so a table that shows a realism score
+# also shows a texture-transfer and a structure score (and the controls)
+SWAP_REALISM = ("swap_fid", "swap_kid", "swap_fid_vs_structure")
+TEXTURE_TRANSFER = ("swap_reencode_texture", "sifid")
+STRUCTURE_KEPT = ("swap_reencode_structure", "swap_structure_dist")
+
+
+def with_companions(columns: list[str], available: list[str]) -> list[str]:
+    """``columns`` plus, when one of them is a swap realism score, every available texture-transfer and
+    structure score (in that order after the realism columns)."""
+    if not any(c in SWAP_REALISM for c in columns):
+        return list(columns)
+    extra = [c for c in (*TEXTURE_TRANSFER, *STRUCTURE_KEPT) if c in available and c not in columns]
+    return list(columns) + extra
 
 
 def direction(name: str) -> str | None:
