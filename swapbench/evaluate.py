@@ -26,16 +26,10 @@ import torch
 from torch import nn
 
 from swapbench.errors import UserError
-from swapbench.metrics import applies_to
+from swapbench.metrics import CONTROLS, applies_to
 from swapbench.recipe import Recipe
 from swapbench.registry import METRICS
 
-# what each control outputs for pair (A_i, B_i), in place of the swap G(s(A_i), t(B_i))
-CONTROLS = {
-    "copy_a": "copy the structure image: output A_i (perfect structure, no texture transfer)",
-    "copy_b": "copy the texture image: output B_i (perfect texture, no structure kept)",
-    "recon_a": "reconstruct the structure image: output G(E(A_i)) (the model's own image of A_i, no swap)",
-}
 # cached values that depend on the swap outputs; a control's context computes them afresh
 _SWAP_DEPENDENT = ("swaps", "swap_features", "swap_features_legacy", "swap_codes", "swap_selfsim")
 

@@ -17,6 +17,14 @@ SWAP_REALISM = ("swap_fid", "swap_kid", "swap_fid_vs_structure")
 TEXTURE_TRANSFER = ("swap_reencode_texture", "sifid")
 STRUCTURE_KEPT = ("swap_reencode_structure", "swap_structure_dist")
 
+# what each control outputs for pair (A_i, B_i), in place of the swap G(s(A_i), t(B_i)); every swap
+# score is logged for each as control/<name>/<score>
+CONTROLS = {
+    "copy_a": "copy the structure image: output A_i (perfect structure, no texture transfer)",
+    "copy_b": "copy the texture image: output B_i (perfect texture, no structure kept)",
+    "recon_a": "reconstruct the structure image: output G(E(A_i)) (the model's own image of A_i, no swap)",
+}
+
 
 def with_companions(columns: list[str], available: list[str]) -> list[str]:
     """``columns`` plus, when one of them is a swap realism score, every available texture-transfer and
