@@ -31,7 +31,7 @@ from swapbench.recipe import Recipe
 from swapbench.registry import METRICS
 
 # cached values that depend on the swap outputs; a control's context computes them afresh
-_SWAP_DEPENDENT = ("swaps", "swap_features", "swap_features_legacy", "swap_codes", "swap_selfsim")
+_SWAP_DEPENDENT = ("swaps", "swap_features", "swap_features_legacy", "swap_codes", "swap_selfsim", "swap_grams")
 
 
 @dataclass
@@ -163,6 +163,21 @@ class EvalContext:
         model = self.lpips("vgg")
         return self.batched(lambda x: self_similarity(model, x.clamp(-1, 1)), images)
 
+    def grams(self, images: torch.Tensor) -> torch.Tensor:
+        """Gram matrices of LPIPS-VGG features (see metrics.disentanglement)."""
+        from swapbench.metrics.disentanglement import gram_matrices
+
+        model = self.lpips("vgg")
+        return self.batched(lambda x: gram_matrices(model, x.clamp(-1, 1)), images)
+
+    @cached_property
+    def image_grams(self) -> torch.Tensor:
+        return self.grams(self.images)
+
+    @cached_property
+    def swap_grams(self) -> torch.Tensor:
+        return self.grams(self.swaps)
+
     @cached_property
     def image_selfsim(self) -> torch.Tensor:
         return self.selfsim(self.images)
@@ -240,6 +255,8 @@ class EvalContext:
             known["swap_features_legacy"] = self.real_features_legacy[rows]
         if "image_selfsim" in self.__dict__:
             known["swap_selfsim"] = self.image_selfsim[rows]
+        if "image_grams" in self.__dict__:
+            known["swap_grams"] = self.image_grams[rows]
         if "image_codes" in self.__dict__:
             known["swap_codes"] = (self.image_codes[0][rows], self.image_codes[1][rows])
         return known

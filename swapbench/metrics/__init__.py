@@ -6,7 +6,7 @@ from collections.abc import Callable
 # lower is better for distances and errors, higher for PSNR; a table marks the best value by these
 LOWER_IS_BETTER = frozenset({
     "recon_l1", "recon_lpips_alex", "recon_lpips_vgg", "swap_fid", "swap_kid", "swap_fid_vs_structure",
-    "sifid", "swap_structure_dist", "gt_swap_lpips", "sample_fid", "sample_kid", "seconds_per_image",
+    "sifid", "swap_structure_dist", "swap_texture_dist", "gt_swap_lpips", "sample_fid", "sample_kid", "seconds_per_image",
 })
 HIGHER_IS_BETTER = frozenset({"recon_psnr", "gt_swap_psnr", "speedup", "swap_reencode_structure",
                               "swap_reencode_texture"})
@@ -14,8 +14,8 @@ HIGHER_IS_BETTER = frozenset({"recon_psnr", "gt_swap_psnr", "speedup", "swap_ree
 # what a swap score measures: realism alone rewards copying, so a table that shows a realism score
 # also shows a texture-transfer and a structure score (and the controls)
 SWAP_REALISM = ("swap_fid", "swap_kid", "swap_fid_vs_structure")
-TEXTURE_TRANSFER = ("swap_reencode_texture", "sifid")
-STRUCTURE_KEPT = ("swap_reencode_structure", "swap_structure_dist")
+TEXTURE_TRANSFER = ("swap_texture_dist", "swap_reencode_texture", "sifid")
+STRUCTURE_KEPT = ("swap_structure_dist", "swap_reencode_structure")
 
 # what each control outputs for pair (A_i, B_i), in place of the swap G(s(A_i), t(B_i)); every swap
 # score is logged for each as control/<name>/<score>

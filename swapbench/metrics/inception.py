@@ -48,7 +48,8 @@ def clean_resize(images_uint8: list[np.ndarray] | np.ndarray, mode: str = "clean
     if mode not in RESIZE_MODES:
         raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
     fn = _resizer(mode)
-    out = np.stack([np.asarray(fn(img), dtype=np.float32).reshape(299, 299, 3) for img in images_uint8])
+    writable = (img if img.flags.writeable else img.copy() for img in images_uint8)  # torch warns on read-only arrays
+    out = np.stack([np.asarray(fn(img), dtype=np.float32).reshape(299, 299, 3) for img in writable])
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 

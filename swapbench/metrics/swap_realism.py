@@ -55,15 +55,18 @@ def swap_fid_vs_structure(ctx) -> dict[str, float]:
     return with_interval("swap_fid_vs_structure", frechet_distance(ctx.swap_features_legacy, structure), boot, len(ctx.pairs))
 
 
-@METRICS.register("sifid", description="Mean over pairs of the Frechet distance of Inception conv_4 samples, swap vs its texture source B_i; only from 97 px (more samples than 192 dimensions).")
+@METRICS.register("sifid", description="Mean over pairs of the Frechet distance of Inception conv_4 samples, swap vs its texture source B_i; only where the map has more positions than its 192 dimensions (>= 71 px), else NaN.")
 @needs("swap")
 def sifid(ctx) -> dict[str, float]:
     side = ctx.images.shape[-1]
     samples = conv4_samples(side)
     if samples <= SIFID_DIMENSIONS:
+        if "sifid" not in ctx.notes:
+            log.warning("sifid is not comparable at %d px (%d samples in %d dimensions); logged as NaN",
+                        side, samples, SIFID_DIMENSIONS)
         ctx.notes["sifid"] = (f"not comparable at {side} px: Inception's conv_4 map has {samples} positions per image "
-                              f"in {SIFID_DIMENSIONS} dimensions (singular covariances); SIFID needs >= 97 px")
-        log.warning("sifid: %s; logged as NaN", ctx.notes["sifid"])
+                              f"in {SIFID_DIMENSIONS} dimensions (singular covariances); SIFID needs more samples than "
+                              f"dimensions (images of at least 71 px; prefer >= 128 px)")
         return {"sifid": float("nan"), "sifid_samples": samples}
     swaps = ctx.inception.conv4(ctx.swaps)
     textures = ctx.inception.conv4(ctx.images[ctx.texture_indices])
