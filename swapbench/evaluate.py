@@ -45,6 +45,7 @@ class EvalContext:
     dataset: Any = None  # the test split, for datasets that know more (e.g. synthetic ground truth)
     reference: range = range(0)  # test-split indices held out as the real reference (never a pair source)
     notes: dict[str, str] = field(default_factory=dict)  # score -> why it is missing or not comparable
+    copied_rows: list[int] | None = None  # a copy control: the outputs are these scored images, unchanged
     _lpips: dict[str, torch.nn.Module] = field(default_factory=dict, repr=False)
 
     @property
@@ -122,10 +123,14 @@ class EvalContext:
 
     @cached_property
     def swap_features(self) -> np.ndarray:
+        if self.copied_rows is not None:
+            return self.real_features[self.copied_rows]
         return self.inception.pool(self.swaps)
 
     @cached_property
     def swap_features_legacy(self) -> np.ndarray:
+        if self.copied_rows is not None:
+            return self.real_features_legacy[self.copied_rows]
         return self.inception.pool(self.swaps, "legacy_pytorch")
 
     @cached_property
@@ -176,7 +181,7 @@ class EvalContext:
 
     @cached_property
     def swap_grams(self) -> torch.Tensor:
-        return self.grams(self.swaps)
+        return self.image_grams[self.copied_rows] if self.copied_rows is not None else self.grams(self.swaps)
 
     @cached_property
     def image_selfsim(self) -> torch.Tensor:
@@ -184,7 +189,7 @@ class EvalContext:
 
     @cached_property
     def swap_selfsim(self) -> torch.Tensor:
-        return self.selfsim(self.swaps)
+        return self.image_selfsim[self.copied_rows] if self.copied_rows is not None else self.selfsim(self.swaps)
 
     # -- codes ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -203,6 +208,8 @@ class EvalContext:
 
     @cached_property
     def swap_codes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.copied_rows is not None:
+            return self.image_codes[0][self.copied_rows], self.image_codes[1][self.copied_rows]
         return self.encode(self.swaps)
 
     @cached_property
@@ -226,40 +233,27 @@ class EvalContext:
         return mean_with_interval(name, per_item, self.resamples(len(per_item)))
 
     # -- controls ------------------------------------------------------------------------------
-    def with_outputs(self, outputs: torch.Tensor, **known: Any) -> EvalContext:
+    def with_outputs(self, outputs: torch.Tensor, copied_rows: list[int] | None = None) -> EvalContext:
         """This context with ``outputs`` in place of the swaps (for a control); everything that does not
         depend on the swaps (features of the test and reference images, LPIPS nets, codes) is shared.
-        ``known`` presets values the caller already has (e.g. the features of copied test images)."""
+        With ``copied_rows`` the outputs are those scored images, and their features and codes are
+        taken from the images' own (cached) ones."""
         child = copy.copy(self)
         for key in _SWAP_DEPENDENT:
             child.__dict__.pop(key, None)
-        child.__dict__.update(swaps=outputs, **known)
+        child.__dict__["swaps"] = outputs
+        child.copied_rows = copied_rows
         return child
 
     def control(self, name: str) -> EvalContext:
         a, b = self.structure_indices, self.texture_indices
         if name == "copy_a":
-            return self.with_outputs(self.images[a], **self._known_features(a))
+            return self.with_outputs(self.images[a], copied_rows=a)
         if name == "copy_b":
-            return self.with_outputs(self.images[b], **self._known_features(b))
+            return self.with_outputs(self.images[b], copied_rows=b)
         if name == "recon_a":
             return self.with_outputs(self.reconstructions[a])
         raise ValueError(f"unknown control {name!r}; controls are {', '.join(CONTROLS)}")
-
-    def _known_features(self, rows: list[int]) -> dict[str, Any]:
-        """Features of copied test images, taken from the test images' own (cached) features."""
-        known = {}
-        if "real_features" in self.__dict__:
-            known["swap_features"] = self.real_features[rows]
-        if "real_features_legacy" in self.__dict__:
-            known["swap_features_legacy"] = self.real_features_legacy[rows]
-        if "image_selfsim" in self.__dict__:
-            known["swap_selfsim"] = self.image_selfsim[rows]
-        if "image_grams" in self.__dict__:
-            known["swap_grams"] = self.image_grams[rows]
-        if "image_codes" in self.__dict__:
-            known["swap_codes"] = (self.image_codes[0][rows], self.image_codes[1][rows])
-        return known
 
 
 def held_out_split(recipe: Recipe, test_set=None) -> tuple[Any, range]:
