@@ -20,8 +20,10 @@ from swapbench.errors import UserError
 from swapbench.metrics import CONTROLS, STRUCTURE_KEPT, SWAP_REALISM, TEXTURE_TRANSFER, direction, with_companions
 
 # the settings that must be equal for two rows' scores to be comparable
+# (runs scored before the held-out reference existed have no eval.reference_images: their swap_fid was
+# measured against the swap sources and lands in a table of its own)
 COMPARABLE_ON = ("params.data.dataset", "params.data.resolution", "params.data.test_images",
-                 "params.eval.swap_pairs", "params.score.inception_sha256")
+                 "params.eval.swap_pairs", "params.eval.reference_images", "params.score.inception_sha256")
 FORMATS = ("md", "csv", "html", "json", "latex")
 
 
