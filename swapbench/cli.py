@@ -84,11 +84,18 @@ MULTI_PROCESS_COMMANDS = ("run", "train", "resume")  # the commands that train, 
 
 
 def _scores_table(title: str, scores: dict[str, float]) -> Table:
+    def fmt(v) -> str:
+        return f"{v:.4f}" if isinstance(v, float) and not float(v).is_integer() else f"{v:g}"
+
     table = Table(title=title)
     table.add_column("score")
     table.add_column("value", justify="right")
+    table.add_column("95 % interval", justify="right")
     for k, v in scores.items():
-        table.add_row(k, f"{v:.4f}" if isinstance(v, float) and not float(v).is_integer() else f"{v:g}")
+        if k.endswith(("_ci_low", "_ci_high")):
+            continue
+        low, high = scores.get(f"{k}_ci_low"), scores.get(f"{k}_ci_high")
+        table.add_row(k, fmt(v), f"[{fmt(low)}, {fmt(high)}]" if low is not None and high is not None else "")
     return table
 
 

@@ -1,12 +1,21 @@
 """The evaluator: runs registered metrics on a trained model and returns flat {name: value} scores.
 
 Each metric is one function ``fn(ctx: EvalContext) -> dict[str, float]`` in the ``metric`` registry.
-Expensive shared work (reconstructions, later swaps and features) is computed once, lazily, by the
+Expensive shared work (reconstructions, swaps, features, codes) is computed once, lazily, by the
 context, so adding a metric never adds a second pass over the test set.
+
+The test split is read as two disjoint parts: the first ``data.test_images`` items are the scored
+images (reconstructed, and the structure and texture sources of the swap pairs); the items after
+them, up to ``eval.reference_images``, are the *reference*: real images of the same distribution that
+are never a swap source, against which swap FID/KID are measured.
+
+Every swap score is also computed for three controls on exactly the model's pairs (see
+:data:`CONTROLS`) and logged as ``control/<control>/<score>``.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,20 +26,26 @@ import torch
 from torch import nn
 
 from swapbench.errors import UserError
-from swapbench.metrics import applies_to
+from swapbench.metrics import CONTROLS, applies_to
 from swapbench.recipe import Recipe
 from swapbench.registry import METRICS
+
+# cached values that depend on the swap outputs; a control's context computes them afresh
+_SWAP_DEPENDENT = ("swaps", "swap_features", "swap_features_legacy", "swap_codes", "swap_selfsim", "swap_grams")
 
 
 @dataclass
 class EvalContext:
     model: nn.Module  # an autoencoder (encode/reconstruct/swap) or a generator (sample)
-    images: torch.Tensor  # the test split, (N, 3, H, W) in [-1, 1], on the CPU
+    images: torch.Tensor  # the scored test images, (N, 3, H, W) in [-1, 1], on the CPU
     recipe: Recipe
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     batch_size: int = 16
     pairs: list[tuple[int, int]] = field(default_factory=list)  # (structure A, texture B) test indices
     dataset: Any = None  # the test split, for datasets that know more (e.g. synthetic ground truth)
+    reference: range = range(0)  # test-split indices held out as the real reference (never a pair source)
+    notes: dict[str, str] = field(default_factory=dict)  # score -> why it is missing or not comparable
+    copied_rows: list[int] | None = None  # a copy control: the outputs are these scored images, unchanged
     _lpips: dict[str, torch.nn.Module] = field(default_factory=dict, repr=False)
 
     @property
@@ -59,25 +74,64 @@ class EvalContext:
         return [b for _, b in self.pairs]
 
     @cached_property
+    def swaps(self) -> torch.Tensor:
+        """G(s(A_i), t(B_i)) for every evaluation pair, (len(pairs), 3, H, W) on the CPU."""
+        return self.batched(self.model.swap, self.images[self.structure_indices], self.images[self.texture_indices])
+
+    # -- Inception features ------------------------------------------------------------------
+    @cached_property
     def inception(self):
         from swapbench.metrics.inception import InceptionFeatures
 
         return InceptionFeatures(self.device, batch_size=self.batch_size)
 
-    @cached_property
-    def real_features(self) -> np.ndarray:
-        """Inception pool features of the test images, cached on disk across runs."""
+    def _feature_key(self, part: str, resize: str, n: int, start: int = 0) -> dict[str, Any]:
+        manifest = self.dataset.manifest() if hasattr(self.dataset, "manifest") else None
+        return {"features": "inception_pool", "resize": resize, "extractor": self.inception.sha256,
+                "part": part, "start": start, "n": n, "manifest": manifest,
+                "data": self.recipe.data.model_dump(mode="json", exclude={"num_workers"})}
+
+    def _test_features(self, resize: str) -> np.ndarray:
         from swapbench.metrics.distances import cached_features
 
-        manifest = self.dataset.manifest() if hasattr(self.dataset, "manifest") else None
-        key = {"features": "inception_pool", "extractor": self.inception.sha256, "n": self.n,
-               "data": self.recipe.data.model_dump(mode="json", exclude={"num_workers"}),
-               "manifest": manifest}
-        return cached_features(key, lambda: self.inception.pool(self.images))
+        return cached_features(self._feature_key("sources", resize, self.n),
+                               lambda: self.inception.pool(self.images, resize))
+
+    @cached_property
+    def real_features(self) -> np.ndarray:
+        """Inception pool features of the scored test images (the swap sources), cached on disk."""
+        return self._test_features("clean")
+
+    @cached_property
+    def real_features_legacy(self) -> np.ndarray:
+        """The same through clean-fid's legacy_pytorch resize (pytorch-fid's), cached on disk."""
+        return self._test_features("legacy_pytorch")
+
+    @cached_property
+    def reference_features(self) -> np.ndarray:
+        """Pool features of the held-out reference images (never a swap source), cached on disk."""
+        from swapbench.metrics.distances import cached_features
+
+        ref = self.reference
+
+        def compute() -> np.ndarray:
+            chunks = [self.inception.pool(torch.stack([self.dataset[i] for i in ref[k : k + self.batch_size]]))
+                      for k in range(0, len(ref), self.batch_size)]
+            return np.concatenate(chunks) if chunks else np.zeros((0, 2048))
+
+        return cached_features(self._feature_key("reference", "clean", len(ref), ref.start if ref else 0), compute)
 
     @cached_property
     def swap_features(self) -> np.ndarray:
+        if self.copied_rows is not None:
+            return self.real_features[self.copied_rows]
         return self.inception.pool(self.swaps)
+
+    @cached_property
+    def swap_features_legacy(self) -> np.ndarray:
+        if self.copied_rows is not None:
+            return self.real_features_legacy[self.copied_rows]
+        return self.inception.pool(self.swaps, "legacy_pytorch")
 
     @cached_property
     def samples(self) -> torch.Tensor:
@@ -88,6 +142,7 @@ class EvalContext:
     def sample_features(self) -> np.ndarray:
         return self.inception.pool(self.samples)
 
+    # -- LPIPS and structure ------------------------------------------------------------------
     def lpips(self, net: str) -> torch.nn.Module:
         """The LPIPS network ('alex' or 'vgg') on the evaluation device, built once per context."""
         if net not in self._lpips:
@@ -101,6 +156,62 @@ class EvalContext:
         used = ["inception"] if "inception" in self.__dict__ else []
         return used + [f"lpips_{net}" for net in sorted(self._lpips)]
 
+    def lpips_distance(self, net: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Per-image LPIPS between aligned [-1, 1] batches (inputs clamped), on the CPU."""
+        model = self.lpips(net)
+        return self.batched(lambda x, y: model(x.clamp(-1, 1), y.clamp(-1, 1)).flatten(), a, b)
+
+    def selfsim(self, images: torch.Tensor) -> torch.Tensor:
+        """Self-similarity matrices of LPIPS-VGG relu3_3 features (see metrics.disentanglement)."""
+        from swapbench.metrics.disentanglement import self_similarity
+
+        model = self.lpips("vgg")
+        return self.batched(lambda x: self_similarity(model, x.clamp(-1, 1)), images)
+
+    def grams(self, images: torch.Tensor) -> torch.Tensor:
+        """Gram matrices of LPIPS-VGG features (see metrics.disentanglement)."""
+        from swapbench.metrics.disentanglement import gram_matrices
+
+        model = self.lpips("vgg")
+        return self.batched(lambda x: gram_matrices(model, x.clamp(-1, 1)), images)
+
+    @cached_property
+    def image_grams(self) -> torch.Tensor:
+        return self.grams(self.images)
+
+    @cached_property
+    def swap_grams(self) -> torch.Tensor:
+        return self.image_grams[self.copied_rows] if self.copied_rows is not None else self.grams(self.swaps)
+
+    @cached_property
+    def image_selfsim(self) -> torch.Tensor:
+        return self.selfsim(self.images)
+
+    @cached_property
+    def swap_selfsim(self) -> torch.Tensor:
+        return self.image_selfsim[self.copied_rows] if self.copied_rows is not None else self.selfsim(self.swaps)
+
+    # -- codes ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(structure codes, texture codes) of the model's encoder, flattened per image, on the CPU."""
+        s, t = [], []
+        for i in range(0, images.shape[0], self.batch_size):
+            codes = self.model.encode(images[i : i + self.batch_size].to(self.device))
+            s.append(codes[0].flatten(1).float().cpu())
+            t.append(codes[1].flatten(1).float().cpu())
+        return torch.cat(s), torch.cat(t)
+
+    @cached_property
+    def image_codes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode(self.images)
+
+    @cached_property
+    def swap_codes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.copied_rows is not None:
+            return self.image_codes[0][self.copied_rows], self.image_codes[1][self.copied_rows]
+        return self.encode(self.swaps)
+
     @cached_property
     def gt_swaps(self) -> torch.Tensor | None:
         """render(layout(A_i), style(B_i)) for every pair, when the dataset knows its factors; else None."""
@@ -108,15 +219,86 @@ class EvalContext:
             return None
         return self.dataset.gt_swap(self.structure_indices, self.texture_indices)
 
-    def lpips_distance(self, net: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Per-image LPIPS between aligned [-1, 1] batches (inputs clamped), on the CPU."""
-        model = self.lpips(net)
-        return self.batched(lambda x, y: model(x.clamp(-1, 1), y.clamp(-1, 1)).flatten(), a, b)
+    # -- intervals -----------------------------------------------------------------------------
+    def resamples(self, n: int) -> np.ndarray:
+        """(eval.bootstrap_samples, n) row indices drawn with replacement from eval.bootstrap_seed."""
+        from swapbench.metrics.intervals import bootstrap_indices
 
-    @cached_property
-    def swaps(self) -> torch.Tensor:
-        """G(s(A_i), t(B_i)) for every evaluation pair, (len(pairs), 3, H, W) on the CPU."""
-        return self.batched(self.model.swap, self.images[self.structure_indices], self.images[self.texture_indices])
+        return bootstrap_indices(n, self.recipe.eval.bootstrap_samples, self.recipe.eval.bootstrap_seed)
+
+    def mean_score(self, name: str, per_item: torch.Tensor | np.ndarray) -> dict[str, float]:
+        """{name: mean, name_ci_low/high: bootstrap 95 % interval, name_n} of per-pair or per-image values."""
+        from swapbench.metrics.intervals import mean_with_interval
+
+        return mean_with_interval(name, per_item, self.resamples(len(per_item)))
+
+    # -- controls ------------------------------------------------------------------------------
+    def with_outputs(self, outputs: torch.Tensor, copied_rows: list[int] | None = None) -> EvalContext:
+        """This context with ``outputs`` in place of the swaps (for a control); everything that does not
+        depend on the swaps (features of the test and reference images, LPIPS nets, codes) is shared.
+        With ``copied_rows`` the outputs are those scored images, and their features and codes are
+        taken from the images' own (cached) ones."""
+        child = copy.copy(self)
+        for key in _SWAP_DEPENDENT:
+            child.__dict__.pop(key, None)
+        child.__dict__["swaps"] = outputs
+        child.copied_rows = copied_rows
+        return child
+
+    def control(self, name: str) -> EvalContext:
+        a, b = self.structure_indices, self.texture_indices
+        if name == "copy_a":
+            return self.with_outputs(self.images[a], copied_rows=a)
+        if name == "copy_b":
+            return self.with_outputs(self.images[b], copied_rows=b)
+        if name == "recon_a":
+            return self.with_outputs(self.reconstructions[a])
+        raise ValueError(f"unknown control {name!r}; controls are {', '.join(CONTROLS)}")
+
+
+def held_out_split(recipe: Recipe, test_set=None) -> tuple[Any, range]:
+    """(test split, reference indices): a split long enough to hold the ``data.test_images`` sources
+    followed by up to ``eval.reference_images`` reference items, and the indices of those items.
+
+    Generated test splits (photos, synthetic) are rebuilt longer: their item i depends only on i, so
+    the sources are unchanged. A folder's test split has a fixed list of files; the reference is the
+    files after the sources, as many as there are."""
+    from swapbench.data import build_dataset
+
+    sources, wanted = recipe.data.test_images, recipe.eval.reference_images
+    generated = test_set is None or len(test_set) == sources  # a folder's split has its own length
+    if generated and wanted > 0:
+        longer = recipe.model_copy(update={"data": recipe.data.model_copy(update={"test_images": sources + wanted})})
+        test_set = build_dataset(longer, "test")
+    start = min(sources, len(test_set))
+    return test_set, range(start, min(len(test_set), sources + wanted))
+
+
+def reference_record(recipe: Recipe, reference: range, split_manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """How the reference set was drawn, for pairs.json."""
+    record: dict[str, Any] = {
+        "n": len(reference), "indices": [reference.start, reference.stop] if reference else [],
+        "drawn": ("test-split items data.test_images .. data.test_images + eval.reference_images - 1 (capped by the "
+                  "split), after the scored sources; each item is drawn from the dataset's fixed test seed, so no "
+                  "reference image is a structure or texture source of any pair"),
+        "requested": recipe.eval.reference_images,
+    }
+    files = (split_manifest or {}).get("files")
+    if files and reference:
+        record["files"] = files[reference.start : reference.stop]
+    return record
+
+
+def build_context(model: nn.Module, recipe: Recipe, device: torch.device, test_set=None,
+                  pairs: list[tuple[int, int]] | None = None, images: torch.Tensor | None = None) -> EvalContext:
+    """The evaluation context of ``recipe``: its scored test images, its pairs and its held-out reference."""
+    from swapbench.data import test_images
+    from swapbench.data.pairs import draw_pairs
+
+    test_set, reference = held_out_split(recipe, test_set)
+    images = test_images(recipe, test_set) if images is None else images
+    pairs = draw_pairs(recipe.eval.swap_pairs, images.shape[0], recipe.eval.pairs_seed) if pairs is None else pairs
+    return EvalContext(model, images, recipe, device, recipe.eval.batch_size, pairs, test_set, reference)
 
 
 def metric_names(requested: Sequence[str] | str) -> list[str]:
@@ -140,13 +322,24 @@ def applicable(names: Sequence[str], model: nn.Module, requested: Sequence[str] 
     return list(names)
 
 
+def controls_for(model: nn.Module) -> list[str]:
+    return [c for c in CONTROLS if c != "recon_a" or hasattr(model, "reconstruct")]
+
+
 def evaluate(ctx: EvalContext, metrics: Sequence[str] | str = "all") -> dict[str, float]:
+    """Every applicable metric on the model, then every swap metric on each control (same pairs)."""
     scores: dict[str, float] = {}
     was_training = ctx.model.training
     ctx.model.eval()
     try:
-        for name in applicable(metric_names(metrics), ctx.model, metrics):
+        names = applicable(metric_names(metrics), ctx.model, metrics)
+        for name in names:
             scores.update(METRICS.get(name)(ctx))
+        swap_metrics = [n for n in names if "swap" in getattr(METRICS.get(n), "model_needs", ())]
+        for control in controls_for(ctx.model) if swap_metrics else []:
+            child = ctx.control(control)
+            for name in swap_metrics:
+                scores.update({f"control/{control}/{k}": v for k, v in METRICS.get(name)(child).items()})
     finally:
         ctx.model.train(was_training)
     return scores

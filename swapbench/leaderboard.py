@@ -1,7 +1,10 @@
 """Leaderboard tables from what MLflow holds: one row per variant, one column per score.
 
 Rows are FINISHED runs grouped by variant (the ``swapbench.variant`` tag a sweep sets, else the
-recipe name); several seeds of a variant become mean ± std. Runs whose scores are not comparable
+recipe name); several seeds of a variant become mean ± std, with the union of the runs' bootstrap
+intervals, and the number of seeds. Below the models, reference rows give the controls (copy A, copy
+B, reconstruct A) on the same pairs; a swap realism column is shown only beside texture-transfer and
+structure columns. Runs whose scores are not comparable
 (different dataset, resolution, N or score network) are never mixed: they go into separate tables,
 each with a note saying what they share.
 """
@@ -9,24 +12,27 @@ each with a note saying what they share.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from swapbench.errors import UserError
-from swapbench.metrics import direction
+from swapbench.metrics import CONTROLS, STRUCTURE_KEPT, SWAP_REALISM, TEXTURE_TRANSFER, direction, with_companions
 
 # the settings that must be equal for two rows' scores to be comparable
+# (runs scored before the held-out reference existed have no eval.reference_images: their swap_fid was
+# measured against the swap sources and lands in a table of its own)
 COMPARABLE_ON = ("params.data.dataset", "params.data.resolution", "params.data.test_images",
-                 "params.eval.swap_pairs", "params.score.inception_sha256")
+                 "params.eval.swap_pairs", "params.eval.reference_images", "params.score.inception_sha256")
 FORMATS = ("md", "csv", "html", "json", "latex")
 
 
 @dataclass
 class Table:
     note: str  # what every row of this table shares
-    frame: pd.DataFrame  # numeric: variant, runs, seeds, <metric>, <metric>_std, <metric>_n, run_ids, commits
+    frame: pd.DataFrame  # numeric: variant, runs, seeds, control, <metric>, <metric>_std/_ci_low/_ci_high/_n, run_ids, commits
     metrics: list[str]
+    notes: list[str] = field(default_factory=list)  # columns left out and why
 
 
 def load_runs(experiment: str | None = None, sweep: str | None = None, uri: str | None = None) -> pd.DataFrame:
@@ -58,19 +64,35 @@ def load_runs(experiment: str | None = None, sweep: str | None = None, uri: str 
     return df
 
 
-def score_columns(df: pd.DataFrame, metrics: list[str] | None = None) -> list[str]:
+def score_columns(df: pd.DataFrame, metrics: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """(columns to show, notes). A swap realism column comes with the texture-transfer and structure
+    columns and the controls; where the runs lack those (scored before they existed), the realism
+    column is left out with a note, because realism alone rewards copying."""
     available = [c[len("metrics."):] for c in df.columns if c.startswith("metrics.")]
     if metrics:
         missing = [m for m in metrics if m not in available]
         if missing:
             raise UserError(f"no run logged {', '.join(missing)}; logged scores: "
                             f"{', '.join(sorted(m for m in available if direction(m)))}")
-        return list(metrics)
-    return sorted(m for m in available if direction(m))
+        columns = list(metrics)
+    else:
+        columns = sorted(m for m in available if direction(m))
+    columns = with_companions(columns, [m for m in available if df[f"metrics.{m}"].notna().any()])
+    notes = []
+    realism = [c for c in columns if c in SWAP_REALISM]
+    if realism:
+        has_texture = any(c in columns for c in TEXTURE_TRANSFER)
+        has_structure = any(c in columns for c in STRUCTURE_KEPT)
+        has_controls = all(f"control/{c}/{m}" in available for c in CONTROLS for m in realism if c != "recon_a")
+        if not (has_texture and has_structure and has_controls):
+            columns = [c for c in columns if c not in SWAP_REALISM]
+            notes.append(f"{', '.join(realism)} not shown: these runs lack a texture-transfer score, a structure score "
+                         f"or the copy controls, and realism alone rewards copying; rescore them with `swapbench evaluate`")
+    return columns, notes
 
 
 def build_tables(df: pd.DataFrame, metrics: list[str] | None = None) -> list[Table]:
-    metrics = score_columns(df, metrics)
+    metrics, notes = score_columns(df, metrics)
     df = df.copy()
     variant = df.get("tags.swapbench.variant")
     recipe = df.get("tags.swapbench.recipe", pd.Series("?", index=df.index))
@@ -83,55 +105,106 @@ def build_tables(df: pd.DataFrame, metrics: list[str] | None = None) -> list[Tab
     for key, part in groups:
         key = key if isinstance(key, tuple) else (key,)
         note = ", ".join(f"{k.removeprefix('params.')}={str(v)[:12]}" for k, v in zip(keys, key))
-        tables.append(Table(note, _aggregate(part, metrics), metrics))
+        frame = pd.concat([_aggregate(part, metrics), _control_rows(part, metrics)], ignore_index=True)
+        tables.append(Table(note, frame, metrics, notes))
     return tables
 
 
+def _summary(runs: pd.DataFrame, column: str) -> dict[str, float]:
+    """Mean over runs, std over runs, and the union of the runs' bootstrap intervals."""
+    def values(c: str) -> pd.Series:
+        return runs[c].dropna() if c in runs else pd.Series(dtype=float)
+
+    v, lo, hi = values(column), values(f"{column}_ci_low"), values(f"{column}_ci_high")
+    return {"mean": v.mean() if len(v) else float("nan"),
+            "std": v.std(ddof=1) if len(v) > 1 else float("nan"),
+            "lo": lo.min() if len(lo) == len(v) and len(v) else float("nan"),
+            "hi": hi.max() if len(hi) == len(v) and len(v) else float("nan")}
+
+
+def _row(name: str, runs: pd.DataFrame, metrics: list[str], prefix: str = "") -> dict:
+    seeds = runs["params.seed"].dropna().nunique() if "params.seed" in runs else len(runs)
+    row = {"variant": name, "runs": len(runs), "seeds": int(seeds), "control": bool(prefix)}
+    for m in metrics:
+        summary = _summary(runs, f"metrics.{prefix}{m}")
+        row[m], row[f"{m}_std"], row[f"{m}_ci_low"], row[f"{m}_ci_high"] = (
+            summary["mean"], summary["std"], summary["lo"], summary["hi"])
+        n_col = f"metrics.{m}_n"
+        row[f"{m}_n"] = int(runs[n_col].dropna().iloc[0]) if n_col in runs and runs[n_col].notna().any() else None
+    row["run_ids"] = " ".join(runs["run_id"])
+    commits = runs.get("tags.swapbench.git_commit", pd.Series(dtype=str)).dropna()
+    row["commits"] = " ".join(sorted({c[:12] for c in commits}))
+    return row
+
+
 def _aggregate(part: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    return pd.DataFrame([_row(variant, runs, metrics) for variant, runs in part.groupby("variant", sort=True)])
+
+
+def _control_rows(part: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """One reference row per control, over every run of the table (copy controls depend only on the data
+    and pairs, except their re-encoding scores, which use each run's encoder; recon_a is each run's own
+    reconstruction): never ranked."""
     rows = []
-    for variant, runs in part.groupby("variant", sort=True):
-        row = {"variant": variant, "runs": len(runs)}
-        for m in metrics:
-            values = runs[f"metrics.{m}"].dropna()
-            row[m] = values.mean() if len(values) else float("nan")
-            row[f"{m}_std"] = values.std(ddof=1) if len(values) > 1 else float("nan")
-            n_col = f"metrics.{m}_n"
-            row[f"{m}_n"] = int(runs[n_col].dropna().iloc[0]) if n_col in runs and runs[n_col].notna().any() else None
-        row["run_ids"] = " ".join(runs["run_id"])
-        commits = runs.get("tags.swapbench.git_commit", pd.Series(dtype=str)).dropna()
-        row["commits"] = " ".join(sorted({c[:12] for c in commits}))
-        rows.append(row)
+    for control in CONTROLS:
+        if any(f"metrics.control/{control}/{m}" in part for m in metrics):
+            rows.append(_row(f"control: {control}", part, metrics, prefix=f"control/{control}/"))
     return pd.DataFrame(rows)
 
 
 def best_rows(table: Table) -> dict[str, int]:
-    """Index of the best row per metric, by the metric's direction."""
+    """Index of the best model row per metric, by the metric's direction, only where its interval does
+    not overlap any other model row's interval (control rows are never ranked; no interval, no mark)."""
     best = {}
+    models = table.frame[~table.frame["control"].astype(bool)]
     for m in table.metrics:
-        col = table.frame[m]
-        if col.notna().any():
-            best[m] = int(col.idxmin() if direction(m) == "down" else col.idxmax())
+        col = models[m].dropna()
+        if col.empty:
+            continue
+        i = int(col.idxmin() if direction(m) == "down" else col.idxmax())
+        lo, hi = models.loc[i, f"{m}_ci_low"], models.loc[i, f"{m}_ci_high"]
+        others = models.drop(index=i)
+        others = others[others[m].notna()]
+        if pd.isna(lo) or pd.isna(hi) or others[[f"{m}_ci_low", f"{m}_ci_high"]].isna().any().any():
+            continue
+        if ((others[f"{m}_ci_low"] > hi) | (others[f"{m}_ci_high"] < lo)).all():
+            best[m] = i
     return best
+
+
+def _cell(row: pd.Series, m: str) -> str:
+    if pd.isna(row[m]):
+        return "-"
+    text = f"{row[m]:.4g}"
+    if pd.notna(row[f"{m}_ci_low"]):
+        text += f" [{row[f'{m}_ci_low']:.3g}, {row[f'{m}_ci_high']:.3g}]"
+    if pd.notna(row[f"{m}_std"]):
+        text += f" ± {row[f'{m}_std']:.2g}"
+    return text
 
 
 def _display(table: Table, bold: tuple[str, str]) -> pd.DataFrame:
     best = best_rows(table)
-    out = pd.DataFrame({"variant": table.frame["variant"], "runs": table.frame["runs"]})
+    out = pd.DataFrame({"variant": table.frame["variant"], "seeds": table.frame["seeds"]})
     for m in table.metrics:
         arrow = "↓" if direction(m) == "down" else "↑" if direction(m) == "up" else ""
         n = table.frame[f"{m}_n"].dropna()
         header = f"{m} {arrow}" + (f" (N={int(n.iloc[0])})" if len(n) else "")
         cells = []
         for i, row in table.frame.iterrows():
-            if pd.isna(row[m]):
-                cells.append("-")
-                continue
-            text = f"{row[m]:.4g}" + (f" ± {row[f'{m}_std']:.2g}" if pd.notna(row[f"{m}_std"]) else "")
+            text = _cell(row, m)
             cells.append(f"{bold[0]}{text}{bold[1]}" if best.get(m) == i else text)
         out[header] = cells
-    out["run ids"] = table.frame["run_ids"]
+    out["run ids"] = [("(reference row)" if c else r) for c, r in zip(table.frame["control"], table.frame["run_ids"])]
     out["commit"] = table.frame["commits"]
     return out
+
+
+LEGEND = ("Each model row: mean over its runs (seeds column) with the union of the runs' bootstrap 95 % "
+          "intervals in brackets and ± the std over seeds; bold marks the best only where its interval "
+          "overlaps no other model row's. Rows 'control: ...' are references on the same pairs, never "
+          "ranked: copy_a outputs the structure image A, copy_b the texture image B, recon_a the model's "
+          "reconstruction of A.")
 
 
 def render(tables: list[Table], fmt: str = "md") -> str:
@@ -139,8 +212,8 @@ def render(tables: list[Table], fmt: str = "md") -> str:
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt} is not one of {', '.join(FORMATS)}")
     if fmt == "json":
-        return json.dumps([{"note": t.note, "best": best_rows(t), "rows": json.loads(t.frame.to_json(orient="records"))}
-                           for t in tables], indent=1)
+        return json.dumps([{"note": t.note, "omitted": t.notes, "best": best_rows(t),
+                            "rows": json.loads(t.frame.to_json(orient="records"))} for t in tables], indent=1)
     if fmt == "csv":
         frames = [t.frame.assign(comparable_on=t.note) for t in tables]
         return pd.concat(frames, ignore_index=True).to_csv(index=False)
@@ -154,6 +227,8 @@ def render(tables: list[Table], fmt: str = "md") -> str:
             parts.append(f"% runs with {t.note}\n" + _display(t, ("\\textbf{", "}")).to_latex(index=False, escape=False))
     if len(tables) > 1:
         parts.insert(0, f"{len(tables)} tables: these runs differ in settings that make their scores incomparable.")
+    comment = "% " if fmt == "latex" else ""
+    parts += [comment + LEGEND] + [comment + note for note in (tables[0].notes if tables else [])]
     return "\n\n".join(parts) + "\n"
 
 

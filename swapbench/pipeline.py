@@ -13,9 +13,9 @@ import torch
 from torch.utils.data import Dataset
 
 from swapbench import distributed
-from swapbench.data import build_dataset, test_images
-from swapbench.data.pairs import draw_pairs, pairs_record
-from swapbench.evaluate import EvalContext, applicable, evaluate, metric_names
+from swapbench.data import build_dataset
+from swapbench.data.pairs import pairs_record
+from swapbench.evaluate import EvalContext, applicable, build_context, evaluate, metric_names, reference_record
 from swapbench.models.build import load_model, recipe_of_checkpoint
 from swapbench.progress import TrainingProgress
 from swapbench.recipe import Recipe
@@ -38,18 +38,18 @@ def score_model(model: torch.nn.Module, recipe: Recipe, device: torch.device,
     requested = recipe.eval.metrics if metrics is None else metrics
     metric_names(requested)  # unknown names fail before any work
     start = time.perf_counter()
-    test_set = build_dataset(recipe, "test") if test_set is None else test_set
-    images = test_images(recipe, test_set)
-    pairs = draw_pairs(recipe.eval.swap_pairs, images.shape[0], recipe.eval.pairs_seed)
-    ctx = EvalContext(model.to(device), images, recipe, device, recipe.eval.batch_size, pairs, test_set)
+    ctx = build_context(model.to(device), recipe, device, test_set)
     scores = evaluate(ctx, requested)
     scores["eval/seconds"] = time.perf_counter() - start
     if tracker is not None:
-        tracker.log_metrics(scores)
+        tracker.log_metrics({k: v for k, v in scores.items() if v == v})  # NaN: not comparable, see the tags
         tracker.log_params(score_network_params(ctx))
-        tracker.set_tags({"swapbench.score_git_commit": git_commit()})  # may differ from the training commit
-        manifest = test_set.manifest() if hasattr(test_set, "manifest") else None
-        tracker.log_text(json.dumps(pairs_record(pairs, recipe.eval.pairs_seed, manifest), indent=1), "pairs.json")
+        tracker.set_tags({"swapbench.score_git_commit": git_commit(),  # may differ from the training commit
+                          **{f"swapbench.score_note.{k}": v for k, v in ctx.notes.items()}})
+        manifest = ctx.dataset.manifest() if hasattr(ctx.dataset, "manifest") else None
+        record = pairs_record(ctx.pairs, recipe.eval.pairs_seed, manifest,
+                              reference=reference_record(recipe, ctx.reference, manifest))
+        tracker.log_text(json.dumps(record, indent=1), "pairs.json")
     return scores
 
 

@@ -27,9 +27,11 @@ import torch
 from swapbench.errors import UserError
 from swapbench.recipe import InversionConfig, Recipe
 
-# scores of reconstructions and swaps in the table (those that apply to the data)
-SCORES = ("recon_lpips_vgg", "recon_lpips_alex", "recon_psnr", "swap_fid", "swap_kid", "sifid",
-          "gt_swap_lpips", "gt_swap_psnr")
+# scores of reconstructions and swaps in the table (those that apply to the data); swap realism always
+# comes with texture-transfer and structure scores, and the controls are rows of the same table
+SCORES = ("recon_lpips_vgg", "recon_lpips_alex", "recon_psnr", "swap_fid", "swap_kid", "swap_fid_vs_structure",
+          "swap_texture_dist", "sifid", "swap_structure_dist", "gt_swap_lpips", "gt_swap_psnr")
+SWAP_SCORES = tuple(s for s in SCORES if not s.startswith("recon_"))
 RUN_FLAGS = {"swap_ae": "--sae-run", "stylegan2": "--sg2-run", "sg2_encoder": "--encoder-run"}
 EXPERIMENT = "projection"
 
@@ -51,8 +53,26 @@ class MethodResult:
         return {"method": self.name, "steps": self.steps if self.steps is not None else "1 pass",
                 "seconds_per_image": float(q50), "seconds_iqr": float(q75 - q25),
                 "gflop_per_image": self.flops / 1e9 if self.flops is not None else None,
-                **{k: self.scores[k] for k in SCORES if k in self.scores},
+                **score_cells(self.scores),
                 "sae_speedup": float(q50 / sae_median) if sae_median else None}
+
+    def control_rows(self, copies: bool) -> list[dict[str, Any]]:
+        """Reference rows: recon_a of this method and, with ``copies``, copy_a and copy_b (the same for
+        every method: same images, same pairs)."""
+        controls = (["copy_a", "copy_b"] if copies else []) + ["recon_a"]
+        rows = []
+        for c in controls:
+            prefix = f"control/{c}/"
+            scores = {k[len(prefix):]: v for k, v in self.scores.items() if k.startswith(prefix)}
+            if scores:
+                label = f"control: {c}" + (f" ({self.name})" if c == "recon_a" else "")
+                rows.append({"method": label, "steps": "-", **score_cells(scores)})
+        return rows
+
+
+def score_cells(scores: dict[str, float]) -> dict[str, float]:
+    """The table's scores with their intervals (<score>_ci_low, <score>_ci_high)."""
+    return {k: scores[k] for s in SCORES for k in (s, f"{s}_ci_low", f"{s}_ci_high") if k in scores}
 
 
 def load_method(name: str, runs: dict[str, str | None], settings: InversionConfig,
@@ -147,14 +167,13 @@ def invert_all(method: Any, name: str, images: torch.Tensor, progress=None) -> M
 
 def score_method(result: MethodResult, method: Any, images: torch.Tensor, recipe: Recipe,
                  pairs: list[tuple[int, int]], device: torch.device, test_set) -> dict[str, float]:
-    from swapbench.evaluate import EvalContext, evaluate
+    from swapbench.evaluate import build_context, evaluate
     from swapbench.inversion import InvertedImages
     from swapbench.registry import METRICS
 
     model = InvertedImages(method, images, result.latents, result.reconstructions)
-    ctx = EvalContext(model, images, recipe, device, recipe.eval.batch_size, pairs, test_set)
-    names = [m for m in SCORES if m in METRICS]
-    return {k: v for k, v in evaluate(ctx, names).items() if k in SCORES or k.endswith("_n")}
+    ctx = build_context(model, recipe, device, test_set, pairs, images)
+    return evaluate(ctx, [m for m in SCORES if m in METRICS])
 
 
 def curve_figure(results: list[MethodResult]):
@@ -190,6 +209,7 @@ def run_projection(methods: list[str], n: int, runs: dict[str, str | None], step
 
     from swapbench.data import build_dataset, test_images
     from swapbench.data.pairs import draw_pairs, pairs_record
+    from swapbench.evaluate import held_out_split, reference_record
     from swapbench.runtime import resolve_device
     from swapbench.tracking import open_tool_run
     from swapbench.visualize import labelled_columns
@@ -205,6 +225,7 @@ def run_projection(methods: list[str], n: int, runs: dict[str, str | None], step
     if n > available:
         raise UserError(f"--n {n} is more than the {available} images of the test split; use at most {available}")
     recipe = recipe.with_test_images(n)
+    test_set, reference = held_out_split(recipe)  # the n scored images, then the held-out reference
     images = test_images(recipe, test_set)
     pairs = draw_pairs(n, n, recipe.eval.pairs_seed)
 
@@ -219,7 +240,8 @@ def run_projection(methods: list[str], n: int, runs: dict[str, str | None], step
             results.append(result)
     sae = next((r for r in results if r.name == "sae"), None)
     sae_median = float(np.median(sae.seconds)) if sae else None
-    table = pd.DataFrame([r.row(sae_median) for r in results])
+    table = pd.DataFrame([r.row(sae_median) for r in results]
+                         + [row for i, r in enumerate(results) for row in r.control_rows(copies=i == 0)])
 
     markdown = render_table(table, n, settings, str(dev))
     tags = {"swapbench.tool": "project", "swapbench.methods": ",".join(methods), "swapbench.dataset": recipe.data.dataset}
@@ -230,8 +252,8 @@ def run_projection(methods: list[str], n: int, runs: dict[str, str | None], step
                             "data.resolution": recipe.data.resolution,
                             **{f"run.{m}": ref for m, (_, _, ref) in loaded.items()}})
         for r, row in zip(results, table.to_dict("records")):
-            tracker.log_metrics({f"{r.name}.{k}": v for k, v in row.items()
-                                 if isinstance(v, (int, float)) and v is not None and k != "steps"})
+            tracker.log_metrics({f"{r.name}.{k}": v for k, v in {**row, **r.scores}.items()
+                                 if isinstance(v, (int, float)) and v == v and k != "steps"})
             for k, values in r.curve.items():
                 tracker.log_metrics({f"{r.name}.curve_lpips": float(np.mean(values))}, step=k)
         with tempfile.TemporaryDirectory() as tmp:
@@ -243,7 +265,9 @@ def run_projection(methods: list[str], n: int, runs: dict[str, str | None], step
                                                          for r in results if r.curve}, indent=1))
             for path in tmp.iterdir():
                 tracker.log_artifact(path)
-        tracker.log_text(json.dumps(pairs_record(pairs, recipe.eval.pairs_seed), indent=1), "pairs.json")
+        manifest = test_set.manifest() if hasattr(test_set, "manifest") else None
+        record = pairs_record(pairs, recipe.eval.pairs_seed, reference=reference_record(recipe, reference, manifest))
+        tracker.log_text(json.dumps(record, indent=1), "pairs.json")
         side = images.shape[-1]  # tiles scaled by a whole factor, so no pixel is dropped or doubled unevenly
         strip = labelled_columns([images[:8], *[r.reconstructions[:8] for r in results]],
                                  ["target", *[r.name for r in results]], cell=side * max(1, 128 // side))
@@ -254,14 +278,33 @@ def run_projection(methods: list[str], n: int, runs: dict[str, str | None], step
 
 def render_table(table: pd.DataFrame, n: int, settings: InversionConfig, device: str) -> str:
     shown = table.copy()
-    shown["seconds_per_image"] = [f"{m:.4g} (IQR {q:.2g})" for m, q in zip(table["seconds_per_image"], table["seconds_iqr"])]
+    timed = shown["seconds_per_image"].notna()
+    shown["seconds_per_image"] = [f"{m:.4g} (IQR {q:.2g})" if t else "-"
+                                  for m, q, t in zip(table["seconds_per_image"], table["seconds_iqr"], timed)]
     shown = shown.drop(columns=["seconds_iqr"])
     shown["gflop_per_image"] = [("-" if pd.isna(v) else f"{v:,.0f}" if v >= 100 else f"{v:.3g}")
                                 for v in table["gflop_per_image"]]
     if "sae_speedup" in shown:
-        shown["sae_speedup"] = [f"{v:,.0f}x" if v and v >= 10 else (f"{v:.2g}x" if v else "-") for v in table["sae_speedup"]]
+        shown["sae_speedup"] = [f"{v:,.0f}x" if pd.notna(v) and v >= 10 else (f"{v:.2g}x" if pd.notna(v) and v else "-")
+                                for v in table["sae_speedup"]]
+    for s in SCORES:
+        if s in shown:
+            shown[s] = [_with_interval(row, s) for _, row in table.iterrows()]
+            shown = shown.drop(columns=[c for c in (f"{s}_ci_low", f"{s}_ci_high") if c in shown])
     shown = shown.rename(columns={"seconds_per_image": "s/image (median)", "gflop_per_image": "GFLOP/image",
                                   "sae_speedup": "sae is faster by"})
     note = (f"N = {n} test images, batch size 1, device {device}, {torch.get_num_threads()} threads; "
-            f"optimisers ran {settings.steps} steps (sg2_encoder_opt: {settings.refine_steps}).")
+            f"optimisers ran {settings.steps} steps (sg2_encoder_opt: {settings.refine_steps}). Scores: value "
+            f"[bootstrap 95 % interval]. Rows 'control: ...' score, on the same pairs, copying the structure "
+            f"image A (copy_a), copying the texture image B (copy_b) and a method's reconstruction of A "
+            f"(recon_a): a swap beats copying only where it transfers texture (swap_texture_dist, sifid) "
+            f"better than copy_a while keeping structure (swap_structure_dist) better than copy_b.")
     return note + "\n\n" + shown.to_markdown(index=False, floatfmt=".4g") + "\n"
+
+
+def _with_interval(row: pd.Series, score: str) -> str:
+    value = row.get(score)
+    if value is None or pd.isna(value):
+        return "-"
+    lo, hi = row.get(f"{score}_ci_low"), row.get(f"{score}_ci_high")
+    return f"{value:.4g}" + (f" [{lo:.3g}, {hi:.3g}]" if lo is not None and pd.notna(lo) else "")

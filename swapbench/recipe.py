@@ -211,6 +211,15 @@ class EvalConfig(Section):
     grid_size: int = Field(4, ge=2, description="Structure and texture images per side of the swap grid.")
     swap_pairs: int = Field(64, ge=1, description="Test (structure, texture) pairs, A != B, that swap scores use.")
     pairs_seed: int = Field(0, description="Seed of the test pairs; fixed so every method swaps the same pairs.")
+    reference_images: int = Field(
+        1000, ge=0, description="Real images held out as the swap FID/KID reference: the test-split items after the "
+        "data.test_images sources (never a swap source), at most this many, as many as the split has."
+    )
+    bootstrap_samples: int = Field(
+        1000, ge=0, description="Bootstrap resamples of the 95 % interval logged beside every score (over pairs; over "
+        "images for reconstruction); 0 logs no intervals."
+    )
+    bootstrap_seed: int = Field(0, description="Seed of the bootstrap resamples; fixed so intervals are reproducible.")
 
 
 class StyleGAN2Config(Section):

@@ -165,7 +165,7 @@ DISCRIMINATORS = Registry(
 LOSSES = Registry("loss", ("swapbench.losses",))
 METRICS = Registry(
     "metric", ("swapbench.metrics.reconstruction", "swapbench.metrics.swap_realism", "swapbench.metrics.ground_truth",
-               "swapbench.metrics.sample_realism")
+               "swapbench.metrics.sample_realism", "swapbench.metrics.disentanglement")
 )
 OPTIMIZERS = Registry("optimizer", ("swapbench.optim",))
 TRAINERS = Registry("trainer", ("swapbench.trainer",))

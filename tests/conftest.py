@@ -27,7 +27,7 @@ TINY = {
     "cooccur": {"patch_size": 8, "n_crops": 2, "n_ref": 2, "channels": 4, "head": [16, 8]},
     "loss": {"r1_interval": 2},
     "train": {"images": 8, "batch_size": 4, "log_every": 1, "image_every": 1, "checkpoint_every": 1},
-    "eval": {"batch_size": 8, "grid_size": 2},
+    "eval": {"batch_size": 8, "grid_size": 2, "swap_pairs": 16, "reference_images": 16, "bootstrap_samples": 100},
     "device": "cpu",
 }
 

@@ -29,6 +29,17 @@ def test_run_writes_an_mlflow_run_the_client_reads_back(tmp_path, tiny_yaml):
     assert run.info.status == "FINISHED"
     m = run.data.metrics
     assert m["recon_l1_n"] == 8 and m["recon_psnr_n"] == 8 and 0 < m["recon_psnr"] < 60
+    # swap scores against the held-out reference, the authors' protocol, disentanglement, intervals, controls
+    swap = ["swap_fid", "swap_kid", "swap_fid_vs_structure", "swap_texture_dist", "swap_structure_dist",
+            "swap_reencode_texture", "swap_reencode_structure"]
+    assert m["swap_fid_real_n"] == 16 and m["swap_fid_n"] == 16
+    for score in ["recon_psnr", "recon_lpips_vgg", *swap]:
+        for name in (score, *(f"control/{c}/{score}" for c in ("copy_a", "copy_b", "recon_a"))):
+            if name.startswith("control/") and score.startswith("recon_"):
+                continue
+            assert m[f"{name}_ci_low"] <= m[name] <= m[f"{name}_ci_high"] or score in ("swap_kid",), name
+    assert m["control/copy_a/swap_fid_vs_structure"] == pytest.approx(0, abs=1e-6)  # the authors' score rewards copying
+    assert "sifid" not in m and "16 px" in run.data.tags["swapbench.score_note.sifid"]
     assert m["train/images_seen"] == 8 and m["train/steps"] == 2
     history = client.get_metric_history(run.info.run_id, "train/recon_l1")
     assert [h.step for h in history] == [1, 2]
@@ -39,7 +50,13 @@ def test_run_writes_an_mlflow_run_the_client_reads_back(tmp_path, tiny_yaml):
     assert {"recipe.yaml", "swap_grid.png", "swap_grids", "checkpoint", "pairs.json", "data_manifest.json"} <= artifacts
     pairs = json.load(open(mlflow.artifacts.download_artifacts(
         run_id=run.info.run_id, artifact_path="pairs.json", dst_path=str(tmp_path / "dl"))))
-    assert len(pairs["pairs"]) == 64 and all(a != b for a, b in pairs["pairs"]) and pairs["dataset"] == "photos"
+    assert len(pairs["pairs"]) == 16 and all(a != b for a, b in pairs["pairs"]) and pairs["dataset"] == "photos"
+    assert pairs["reference"]["n"] == 16 and pairs["reference"]["indices"] == [8, 24]
+    board = run_cli("leaderboard", "--experiment", "tiny", cwd=tmp_path)
+    assert board.returncode == 0, board.stderr
+    for text in ("swap_fid ↓", "swap_texture_dist ↓", "swap_structure_dist ↓", "control: copy_a", "control: copy_b",
+                 "control: recon_a", "seeds"):
+        assert text in board.stdout, text
     logged = yaml.safe_load(open(mlflow.artifacts.download_artifacts(
         run_id=run.info.run_id, artifact_path="recipe.yaml", dst_path=str(tmp_path / "dl"))))
     assert logged["model"]["texture_dim"] == 8 and logged["loss"]["r1"] == 10.0  # resolved, defaults included

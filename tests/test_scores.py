@@ -60,7 +60,7 @@ def test_fid_equals_clean_fid_compute_fid(folders):
 def test_kid_equals_clean_fid_kernel_distance_on_the_same_features(folders):
     from cleanfid import fid as cfid
 
-    from swapbench.metrics.distances import kernel_distance
+    from swapbench.metrics.distances import kernel_distance, kid_subset_values
     from swapbench.metrics.inception import InceptionFeatures
     from swapbench.metrics.standalone import read_folder
 
@@ -69,13 +69,12 @@ def test_kid_equals_clean_fid_kernel_distance_on_the_same_features(folders):
     fa, fb = net.pool_uint8(list(read_folder(a).values())), net.pool_uint8(list(read_folder(b).values()))
     np.random.seed(0)
     theirs = cfid.kernel_distance(fa, fb, num_subsets=100)
-    mean, std = kernel_distance(fa, fb, num_subsets=100, seed=0)
-    assert mean == pytest.approx(theirs, rel=1e-9)
-    assert std is None  # 12 <= 1000: every subset is the whole set, a spread would mean nothing
+    assert kernel_distance(fa, fb, num_subsets=100, seed=0) == pytest.approx(theirs, rel=1e-9)
+    assert np.std(kid_subset_values(fa, fb, num_subsets=100, seed=0)) < 1e-12  # 12 <= 1000: whole sets
     np.random.seed(0)
     theirs = cfid.kernel_distance(fa, fb, num_subsets=100, max_subset_size=6)
-    mean, std = kernel_distance(fa, fb, num_subsets=100, max_subset_size=6, seed=0)
-    assert mean == pytest.approx(theirs, rel=1e-9) and std > 1e-6
+    values = kid_subset_values(fa, fb, num_subsets=100, max_subset_size=6, seed=0)
+    assert np.mean(values) == pytest.approx(theirs, rel=1e-9) and np.std(values) > 1e-6
 
 
 def test_fid_of_a_folder_with_itself_is_zero_and_grows_with_noise(tmp_path, nets):
@@ -182,20 +181,24 @@ def test_sifid_is_not_invented_for_images_too_small_for_conv4(nets, caplog):
 
     from swapbench.metrics.swap_realism import sifid
 
-    ctx = SimpleNamespace(images=torch.zeros(4, 3, 16, 16))
-    assert sifid(ctx) == {"sifid_samples": 0}
-    assert "SIFID is not defined at 16 px" in caplog.text
+    for side in (16, 32, 64, 70):
+        ctx = SimpleNamespace(images=torch.zeros(4, 3, side, side), notes={})
+        scores = sifid(ctx)
+        assert np.isnan(scores["sifid"]) and scores["sifid_samples"] == conv4_samples(side)
+        assert f"not comparable at {side} px" in ctx.notes["sifid"]
+    assert "sifid is not comparable at 16 px" in caplog.text
+    assert conv4_samples(70) <= 192 < conv4_samples(71)  # from 71 px on more samples than dimensions
 
 
-def test_low_rank_frechet_equals_clean_fid_where_sqrtm_is_well_posed_and_survives_where_not():
+def test_frechet_is_exact_where_sqrtm_is_well_posed_and_survives_where_not():
     from cleanfid.fid import frechet_distance as cleanfid_frechet
 
-    from swapbench.metrics.distances import frechet_distance, frechet_distance_low_rank
+    from swapbench.metrics.distances import frechet_distance
 
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((40, 8)), rng.standard_normal((30, 8)) * 1.5 + 0.3  # n > d: well posed
     reference = cleanfid_frechet(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
-    assert frechet_distance_low_rank(a, b) == pytest.approx(reference, rel=1e-6)
+    assert frechet_distance(a, b) == pytest.approx(reference, rel=1e-6)
     # 16 samples in 192 dimensions (SIFID of a 32 px image): a finite, non-negative number, 0 for itself
     a, b = rng.standard_normal((16, 192)), rng.standard_normal((16, 192)) + 0.5
-    assert frechet_distance(a, b) > 0 and abs(frechet_distance(a, a)) < 1e-3
+    assert frechet_distance(a, b) > 0 and abs(frechet_distance(a, a)) < 1e-9

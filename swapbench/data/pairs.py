@@ -22,9 +22,13 @@ def draw_pairs(n: int, split_size: int, seed: int = 0) -> list[tuple[int, int]]:
     return list(zip(a.tolist(), b.tolist()))
 
 
-def pairs_record(pairs: list[tuple[int, int]], seed: int, split_manifest: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A JSON record of the pairs; with the split's manifest, file names are recorded beside indices."""
+def pairs_record(pairs: list[tuple[int, int]], seed: int, split_manifest: dict[str, Any] | None = None,
+                 reference: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A JSON record of the pairs; with the split's manifest, file names are recorded beside indices;
+    ``reference`` records the held-out real images that swap FID/KID compare against."""
     record: dict[str, Any] = {"seed": seed, "split": "test", "pairs": [list(p) for p in pairs]}
+    if reference is not None:
+        record["reference"] = reference
     if split_manifest is not None:
         record["dataset"] = split_manifest.get("dataset")
         files = split_manifest.get("files")

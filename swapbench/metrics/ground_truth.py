@@ -14,7 +14,7 @@ def gt_swap_lpips(ctx) -> dict[str, float]:
     gt = ctx.gt_swaps
     if gt is None:
         return {}
-    return {"gt_swap_lpips": ctx.lpips_distance("vgg", ctx.swaps, gt).mean().item(), "gt_swap_lpips_n": len(ctx.pairs)}
+    return ctx.mean_score("gt_swap_lpips", ctx.lpips_distance("vgg", ctx.swaps, gt))
 
 
 @METRICS.register("gt_swap_psnr", description="Synthetic data only: mean PSNR (dB) of each swap vs render(layout(A_i), style(B_i)).")
@@ -23,4 +23,4 @@ def gt_swap_psnr(ctx) -> dict[str, float]:
     gt = ctx.gt_swaps
     if gt is None:
         return {}
-    return {"gt_swap_psnr": psnr(ctx.swaps, gt).mean().item(), "gt_swap_psnr_n": len(ctx.pairs)}
+    return ctx.mean_score("gt_swap_psnr", psnr(ctx.swaps, gt))

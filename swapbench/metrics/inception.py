@@ -6,7 +6,8 @@ mixed ... mixed_10, pool2 (2048-d). Input convention (as clean-fid's ``Inception
 in [0, 255], normalised as (x - 128) / 128 by the caller.
 
 - :meth:`InceptionFeatures.pool`: 2048-d pool features after clean-fid's "clean" resize (PIL bicubic
-  to 299x299 on float data), for FID and KID.
+  to 299x299 on float data), for FID and KID; with ``resize="legacy_pytorch"`` after clean-fid's
+  legacy_pytorch resize (torch bilinear, as pytorch-fid), for the authors' protocol score.
 - :meth:`InceptionFeatures.conv4`: the 192-channel ``conv_4`` map at the image's own resolution
   (no resize), for SIFID.
 """
@@ -31,17 +32,24 @@ def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-@functools.lru_cache(maxsize=1)
-def _clean_resizer():
+RESIZE_MODES = ("clean", "legacy_pytorch")
+
+
+@functools.lru_cache(maxsize=None)
+def _resizer(mode: str):
     from cleanfid.resize import build_resizer
 
-    return build_resizer("clean")
+    with warnings.catch_warnings():  # its torch resizer would otherwise silence every warning of the process
+        return build_resizer(mode)
 
 
-def clean_resize(images_uint8: list[np.ndarray] | np.ndarray) -> torch.Tensor:
-    """clean-fid's "clean" resize of uint8 HWC images: float (N, 3, 299, 299) in [0, 255]."""
-    fn = _clean_resizer()
-    out = np.stack([fn(img) for img in images_uint8]).astype(np.float32)
+def clean_resize(images_uint8: list[np.ndarray] | np.ndarray, mode: str = "clean") -> torch.Tensor:
+    """clean-fid's resize ("clean" or "legacy_pytorch") of uint8 HWC images: float (N, 3, 299, 299) in [0, 255]."""
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
+    fn = _resizer(mode)
+    writable = (img if img.flags.writeable else img.copy() for img in images_uint8)  # torch warns on read-only arrays
+    out = np.stack([np.asarray(fn(img), dtype=np.float32).reshape(299, 299, 3) for img in writable])
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
@@ -77,16 +85,16 @@ class InceptionFeatures:
         self.layers = _load(str(self.device))
         self.extractor = PoolFeatureExtractor(self.layers)
 
-    def pool(self, images: torch.Tensor) -> np.ndarray:
-        """(N, 2048) float64 pool features of [-1, 1] images, through the clean resize."""
-        return self.pool_uint8(list(to_uint8_hwc(images)))
+    def pool(self, images: torch.Tensor, resize: str = "clean") -> np.ndarray:
+        """(N, 2048) float64 pool features of [-1, 1] images, through the clean (or legacy_pytorch) resize."""
+        return self.pool_uint8(list(to_uint8_hwc(images)), resize)
 
     @torch.no_grad()
-    def pool_uint8(self, images: list[np.ndarray]) -> np.ndarray:
+    def pool_uint8(self, images: list[np.ndarray], resize: str = "clean") -> np.ndarray:
         """(N, 2048) float64 pool features of uint8 HWC images of any sizes (as read from files)."""
         out = []
         for i in range(0, len(images), self.batch_size):
-            x = clean_resize(images[i : i + self.batch_size]).to(self.device)
+            x = clean_resize(images[i : i + self.batch_size], resize).to(self.device)
             out.append(self.extractor(x).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 2048))
 

@@ -1,4 +1,4 @@
-"""Reconstruction scores: x vs G(E(x)) over the test split."""
+"""Reconstruction scores: x vs G(E(x)) over the test split, each with its bootstrap interval over images."""
 
 from __future__ import annotations
 
@@ -23,14 +23,13 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 @METRICS.register("recon_l1", description="Mean absolute error of G(E(x)) vs x on [-1, 1], test split.")
 @needs("reconstruct")
 def recon_l1(ctx) -> dict[str, float]:
-    err = (ctx.reconstructions.clamp(-1, 1) - ctx.images).abs().mean()
-    return {"recon_l1": err.item(), "recon_l1_n": ctx.n}
+    return ctx.mean_score("recon_l1", (ctx.reconstructions.clamp(-1, 1) - ctx.images).abs().flatten(1).mean(1))
 
 
 @METRICS.register("recon_psnr", description="Mean per-image PSNR (dB, peak 1 on [0, 1]) of G(E(x)) vs x, test split.")
 @needs("reconstruct")
 def recon_psnr(ctx) -> dict[str, float]:
-    return {"recon_psnr": psnr(ctx.reconstructions, ctx.images).mean().item(), "recon_psnr_n": ctx.n}
+    return ctx.mean_score("recon_psnr", psnr(ctx.reconstructions, ctx.images))
 
 
 def _recon_lpips(ctx, net: str) -> dict[str, float]:
@@ -41,8 +40,7 @@ def _recon_lpips(ctx, net: str) -> dict[str, float]:
         log.warning("recon_lpips_%s is not defined at %d px (the %s backbone needs at least %d px); not logged",
                     net, side, net, MIN_SIDE[net])
         return {}
-    value = ctx.lpips_distance(net, ctx.reconstructions, ctx.images).mean().item()
-    return {f"recon_lpips_{net}": value, f"recon_lpips_{net}_n": ctx.n}
+    return ctx.mean_score(f"recon_lpips_{net}", ctx.lpips_distance(net, ctx.reconstructions, ctx.images))
 
 
 @METRICS.register("recon_lpips_alex", description="Mean LPIPS (AlexNet) of G(E(x)) vs x, test split (>= 31 px).")

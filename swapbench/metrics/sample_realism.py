@@ -4,21 +4,20 @@
 from __future__ import annotations
 
 from swapbench.metrics import needs
-from swapbench.metrics.distances import frechet_distance, kernel_distance
+from swapbench.metrics.distances import frechet_bootstrap, frechet_distance, kernel_distance, kid_bootstrap
+from swapbench.metrics.intervals import with_interval
 from swapbench.registry import METRICS
 
 
 @METRICS.register("sample_fid", description="FID of N generated samples (fixed seeds) vs the N real test images (clean-fid, Inception pool).")
 @needs("sample")
 def sample_fid(ctx) -> dict[str, float]:
-    return {"sample_fid": frechet_distance(ctx.sample_features, ctx.real_features), "sample_fid_n": ctx.n}
+    boot = frechet_bootstrap(ctx.sample_features, ctx.real_features, ctx.resamples(ctx.n))
+    return with_interval("sample_fid", frechet_distance(ctx.sample_features, ctx.real_features), boot, ctx.n)
 
 
 @METRICS.register("sample_kid", description="KID (unbiased) of N generated samples vs the N real test images.")
 @needs("sample")
 def sample_kid(ctx) -> dict[str, float]:
-    mean, std = kernel_distance(ctx.sample_features, ctx.real_features)
-    scores = {"sample_kid": mean, "sample_kid_n": ctx.n}
-    if std is not None:
-        scores["sample_kid_std"] = std
-    return scores
+    boot = kid_bootstrap(ctx.sample_features, ctx.real_features, ctx.resamples(ctx.n))
+    return with_interval("sample_kid", kernel_distance(ctx.sample_features, ctx.real_features), boot, ctx.n)

@@ -13,7 +13,7 @@ import torch
 
 from swapbench.data.folder import EXTENSIONS, find_images, load_rgb
 from swapbench.errors import UserError
-from swapbench.metrics.distances import frechet_distance, kernel_distance, sifid_pair
+from swapbench.metrics.distances import frechet_distance, kid_subset_values, sifid_pair
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -59,10 +59,10 @@ def fid_folders(a: Path, b: Path, device: str = "cpu") -> dict:
 
 def kid_folders(a: Path, b: Path, device: str = "cpu") -> dict:
     fa, fb = pool_features(a, b, device)
-    mean, std = kernel_distance(fa, fb)
-    result = {"metric": "kid", "value": mean, "n": len(fa), "n_b": len(fb)}
-    if std is not None:
-        result["std"] = std
+    values = kid_subset_values(fa, fb)
+    result = {"metric": "kid", "value": float(np.mean(values)), "n": len(fa), "n_b": len(fb)}
+    if max(len(fa), len(fb)) > 1000:  # otherwise every subset is a whole set and the spread is zero
+        result["std"] = float(np.std(values))
     return result
 
 

@@ -1,55 +1,73 @@
-"""Realism of swaps: FID and KID against real test images, SIFID against each texture source."""
+"""Realism of swaps: FID and KID against held-out real images (never a swap source), the authors'
+protocol (FID against the swaps' own structure images, pytorch-fid's resize), and SIFID against each
+texture source. Realism alone rewards copying (a copied image is real): read these next to texture
+transfer, structure preservation and the controls."""
 
 from __future__ import annotations
 
 import logging
 
-from swapbench.metrics.distances import frechet_distance, kernel_distance, sifid_pair
-from swapbench.metrics.inception import conv4_samples
 from swapbench.metrics import needs
+from swapbench.metrics.distances import frechet_bootstrap, frechet_distance, kernel_distance, kid_bootstrap, sifid_pair
+from swapbench.metrics.inception import conv4_samples
+from swapbench.metrics.intervals import with_interval
 from swapbench.registry import METRICS
 
 log = logging.getLogger(__name__)
+SIFID_DIMENSIONS = 192  # channels of Inception's conv_4
 
 
-@METRICS.register("swap_fid", description="FID of the swaps G(s(A_i), t(B_i)) vs the real test images (clean-fid, Inception pool).")
+def _reference_or_note(ctx, name: str):
+    ref = ctx.reference_features if len(ctx.reference) >= 2 else None
+    if ref is None:
+        ctx.notes[name] = (f"no reference set: the test split has {len(ctx.reference)} image(s) beyond the "
+                           f"{ctx.n} swap sources; raise eval.reference_images or give the test split more images")
+    return ref
+
+
+@METRICS.register("swap_fid", description="FID of the swaps G(s(A_i), t(B_i)) vs held-out real test images that are never a swap source (clean-fid, Inception pool).")
 @needs("swap")
 def swap_fid(ctx) -> dict[str, float]:
-    return {"swap_fid": frechet_distance(ctx.swap_features, ctx.real_features),
-            "swap_fid_n": len(ctx.pairs), "swap_fid_real_n": ctx.n}
+    ref = _reference_or_note(ctx, "swap_fid")
+    if ref is None:
+        return {"swap_fid": float("nan")}
+    boot = frechet_bootstrap(ctx.swap_features, ref, ctx.resamples(len(ctx.pairs)))
+    return {**with_interval("swap_fid", frechet_distance(ctx.swap_features, ref), boot, len(ctx.pairs)),
+            "swap_fid_real_n": len(ref)}
 
 
-@METRICS.register("swap_kid", description="KID (unbiased) of the swaps vs the real test images; std over 100 subsets when N > 1000.")
+@METRICS.register("swap_kid", description="KID (unbiased, clean-fid's subsets) of the swaps vs the held-out real test images.")
 @needs("swap")
 def swap_kid(ctx) -> dict[str, float]:
-    mean, std = kernel_distance(ctx.swap_features, ctx.real_features)
-    scores = {"swap_kid": mean, "swap_kid_n": len(ctx.pairs), "swap_kid_real_n": ctx.n}
-    if std is not None:  # with N <= 1000 every subset is the whole set: no spread to report
-        scores["swap_kid_std"] = std
-    return scores
+    ref = _reference_or_note(ctx, "swap_kid")
+    if ref is None:
+        return {"swap_kid": float("nan")}
+    boot = kid_bootstrap(ctx.swap_features, ref, ctx.resamples(len(ctx.pairs)))
+    return {**with_interval("swap_kid", kernel_distance(ctx.swap_features, ref), boot, len(ctx.pairs)),
+            "swap_kid_real_n": len(ref)}
 
 
-@METRICS.register("swap_fid_vs_structure", description="The official code's variant: FID of the swaps vs their structure sources A_i.")
+@METRICS.register("swap_fid_vs_structure", description="The authors' protocol: FID of the swaps vs their own structure images A_i, pytorch-fid's resize (clean-fid legacy_pytorch).")
 @needs("swap")
 def swap_fid_vs_structure(ctx) -> dict[str, float]:
-    structure_feats = ctx.real_features[ctx.structure_indices]
-    return {"swap_fid_vs_structure": frechet_distance(ctx.swap_features, structure_feats),
-            "swap_fid_vs_structure_n": len(ctx.pairs)}
+    structure = ctx.real_features_legacy[ctx.structure_indices]
+    boot = frechet_bootstrap(ctx.swap_features_legacy, structure, ctx.resamples(len(ctx.pairs)), paired=True)
+    return with_interval("swap_fid_vs_structure", frechet_distance(ctx.swap_features_legacy, structure), boot, len(ctx.pairs))
 
 
-@METRICS.register("sifid", description="Mean over pairs of the Frechet distance of Inception conv_4 samples, swap vs its texture source B_i.")
+@METRICS.register("sifid", description="Mean over pairs of the Frechet distance of Inception conv_4 samples, swap vs its texture source B_i; only where the map has more positions than its 192 dimensions (>= 71 px), else NaN.")
 @needs("swap")
 def sifid(ctx) -> dict[str, float]:
-    samples = conv4_samples(ctx.images.shape[-1])
-    if samples < 2:
-        log.warning("SIFID is not defined at %d px: Inception's conv_4 map has %d positions (a covariance needs "
-                    "at least 2; the map exists from 32 px on); no sifid is logged", ctx.images.shape[-1], samples)
-        return {"sifid_samples": samples}
-    if samples <= 192:
-        log.warning("SIFID at %d px has %d spatial samples per image in 192 dimensions: both covariances are "
-                    "singular and the score is fragile; prefer 128 px or more for SIFID tables",
-                    ctx.images.shape[-1], samples)
+    side = ctx.images.shape[-1]
+    samples = conv4_samples(side)
+    if samples <= SIFID_DIMENSIONS:
+        if "sifid" not in ctx.notes:
+            log.warning("sifid is not comparable at %d px (%d samples in %d dimensions); logged as NaN",
+                        side, samples, SIFID_DIMENSIONS)
+        ctx.notes["sifid"] = (f"not comparable at {side} px: Inception's conv_4 map has {samples} positions per image "
+                              f"in {SIFID_DIMENSIONS} dimensions (singular covariances); SIFID needs more samples than "
+                              f"dimensions (images of at least 71 px; prefer >= 128 px)")
+        return {"sifid": float("nan"), "sifid_samples": samples}
     swaps = ctx.inception.conv4(ctx.swaps)
     textures = ctx.inception.conv4(ctx.images[ctx.texture_indices])
-    values = [sifid_pair(s, t) for s, t in zip(swaps, textures)]
-    return {"sifid": float(sum(values) / len(values)), "sifid_n": len(values), "sifid_samples": samples}
+    return {**ctx.mean_score("sifid", [sifid_pair(s, t) for s, t in zip(swaps, textures)]), "sifid_samples": samples}

@@ -1,0 +1,262 @@
+"""Swap scores that cannot be gamed: the held-out reference set, the controls, the disentanglement
+scores, the intervals and the one exact Frechet computation."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TINY
+from PIL import Image
+from test_weights import cached_or_skip
+from torch import nn
+
+from swapbench.evaluate import build_context, evaluate, reference_record
+from swapbench.recipe import Recipe
+
+CPU = torch.device("cpu")
+
+
+def recipe(dataset: str = "photos", resolution: int = 32, test_images: int = 8, reference: int = 12, **data) -> Recipe:
+    return Recipe.model_validate({
+        **TINY, "data": {"dataset": dataset, "resolution": resolution, "test_images": test_images, **data},
+        "eval": {**TINY["eval"], "swap_pairs": 8, "reference_images": reference, "bootstrap_samples": 200},
+    })
+
+
+def digest(image: torch.Tensor) -> str:
+    return hashlib.sha1(image.contiguous().numpy().tobytes()).hexdigest()
+
+
+class Spy(nn.Module):
+    """A stand-in autoencoder: structure code = 4x4 luminance normalised per image, texture code =
+    channel means and stds;
+    swap = B's colour statistics on A's normalised image. Records what it was asked to swap."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def encode(self, x):
+        lum = F.adaptive_avg_pool2d(x.mean(1, keepdim=True), 4).flatten(1)
+        return (lum - lum.mean(1, keepdim=True)) / (lum.std(1, keepdim=True) + 1e-6), torch.cat([x.mean((2, 3)), x.std((2, 3))], dim=1)
+
+    def reconstruct(self, x):
+        return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)  # a slightly blurred copy
+
+    def swap(self, a, b):
+        self.calls.append((a.clone(), b.clone()))
+        mean_a, std_a = a.mean((2, 3), keepdim=True), a.std((2, 3), keepdim=True) + 1e-6
+        mean_b, std_b = b.mean((2, 3), keepdim=True), b.std((2, 3), keepdim=True)
+        return ((a - mean_a) / std_a * std_b + mean_b).clamp(-1, 1)
+
+
+# -- the reference set --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dataset", ["photos", "synthetic"])
+def test_reference_set_shares_no_image_with_the_sources(dataset):
+    from swapbench.data import build_dataset, test_images
+
+    r = recipe(dataset)
+    ctx = build_context(Spy(), r, CPU)
+    assert ctx.reference == range(8, 20) and ctx.n == 8
+    sources = {a for a, _ in ctx.pairs} | {b for _, b in ctx.pairs}
+    assert sources <= set(range(ctx.n)) and not sources & set(ctx.reference)
+    reference = {digest(ctx.dataset[i]) for i in ctx.reference}
+    assert len(reference) == 12 and not reference & {digest(img) for img in ctx.images}
+    # the scored images are exactly those of the recipe's own (shorter) test split
+    assert torch.equal(ctx.images, test_images(r, build_dataset(r, "test")))
+    if dataset == "synthetic":  # no layout or style of a reference item is one of a source's
+        ref_factors = {f for i in ctx.reference for f in ctx.dataset.factors(i)}
+        assert not ref_factors & {f for i in range(ctx.n) for f in ctx.dataset.factors(i)}
+    record = reference_record(r, ctx.reference)
+    assert record["n"] == 12 and record["indices"] == [8, 20] and "fixed test seed" in record["drawn"]
+
+
+def test_a_folder_reference_is_the_test_files_after_the_sources(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"{i:02d}.png")
+    r = recipe("folder", test_images=4, reference=100, root=str(tmp_path), test_fraction=0.5)
+    ctx = build_context(Spy(), r, CPU)
+    files = ctx.dataset.manifest()["files"]
+    assert len(files) == 10 and ctx.reference == range(4, 10)  # as many as the split allows
+    record = reference_record(r, ctx.reference, ctx.dataset.manifest())
+    assert record["files"] == files[4:] and not set(record["files"]) & set(files[:4])
+
+
+# -- controls ----------------------------------------------------------------------------------
+
+def test_controls_use_exactly_the_models_pairs():
+    model = Spy()
+    ctx = build_context(model, recipe(), CPU)
+    scores = evaluate(ctx, ["swap_reencode_structure", "swap_reencode_texture"])
+    (a_in, b_in), = model.calls  # one batch of 8 pairs
+    a, b = ctx.structure_indices, ctx.texture_indices
+    assert torch.equal(a_in, ctx.images[a]) and torch.equal(b_in, ctx.images[b])
+    assert torch.equal(ctx.control("copy_a").swaps, ctx.images[a])
+    assert torch.equal(ctx.control("copy_b").swaps, ctx.images[b])
+    assert torch.equal(ctx.control("recon_a").swaps, model.reconstruct(ctx.images)[a])
+    for control in ("copy_a", "copy_b", "recon_a"):
+        for score in ("swap_reencode_structure", "swap_reencode_texture"):
+            assert f"control/{control}/{score}" in scores and f"control/{control}/{score}_ci_low" in scores
+    # by construction: copying A gives back A's codes exactly and B's only as far as a random pair
+    assert scores["control/copy_a/swap_reencode_structure"] == 1 and scores["control/copy_a/swap_reencode_texture"] == 0
+    assert scores["control/copy_b/swap_reencode_texture"] == 1 and scores["control/copy_b/swap_reencode_structure"] == 0
+
+
+def test_no_control_wins_every_column():
+    """On synthetic data with the ground-truth swapper: copy_a is worst at texture transfer, copy_b
+    worst at keeping structure; each control loses to the model somewhere."""
+    cached_or_skip("lpips_vgg")
+
+    class Truth(Spy):
+        def __init__(self, dataset, images):
+            super().__init__()
+            self.dataset, self.index = dataset, {digest(img): i for i, img in enumerate(images)}
+
+        def swap(self, a, b):
+            rows = lambda x: [self.index[digest(img)] for img in x]  # noqa: E731
+            return self.dataset.gt_swap(rows(a), rows(b))
+
+    r = recipe("synthetic")
+    ctx = build_context(Spy(), r, CPU)
+    ctx.model = Truth(ctx.dataset, ctx.images)
+    # the encoder-free scores (the re-encoding scores would judge this stand-in's crude encoder)
+    texture, structure = {"swap_texture_dist": "down"}, {"swap_structure_dist": "down"}
+    scores = evaluate(ctx, [*texture, *structure, "swap_reencode_texture"])
+    rows = {"model": "", **{c: f"control/{c}/" for c in ("copy_a", "copy_b", "recon_a")}}
+
+    def ranked(score: str, way: str) -> list[str]:  # best first
+        return sorted(rows, key=lambda k: scores[rows[k] + score] * (1 if way == "down" else -1))
+
+    for score, way in {**texture, "swap_reencode_texture": "up"}.items():
+        assert ranked(score, way)[-1] == "copy_a", (score, scores)
+        assert ranked(score, way).index("model") < ranked(score, way).index("recon_a")
+    for score, way in structure.items():
+        assert ranked(score, way)[-1] == "copy_b", (score, scores)
+        assert ranked(score, way)[0] == "copy_a"  # copying A keeps A's layout exactly: distance 0
+    for control in ("copy_a", "copy_b", "recon_a"):
+        assert any(ranked(s, w).index(control) > ranked(s, w).index("model") for s, w in {**texture, **structure}.items())
+
+
+# -- the exact Frechet distance, KID and intervals --------------------------------------------
+
+@pytest.mark.parametrize("d", [8, 64, 256])
+@pytest.mark.parametrize("factor", [1.1, 2, 5])
+def test_fid_equals_clean_fid_where_it_is_well_posed(d, factor):
+    from cleanfid.fid import frechet_distance as cleanfid_frechet
+
+    from swapbench.metrics.distances import fit_gaussian, frechet_distance
+
+    rng = np.random.default_rng(d)
+    n = int(d * factor) + 2
+    a = rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) * 0.3
+    b = rng.standard_normal((n + 7, d)) * 1.2 + 0.1
+    theirs = cleanfid_frechet(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    assert not fit_gaussian(a).sample_space  # above the dimension: the eigenvalue form
+    assert abs(frechet_distance(a, b) - theirs) < 1e-4
+
+
+@pytest.mark.parametrize("n,m,d", [(5, 9, 16), (20, 30, 64), (60, 300, 128)])
+def test_sample_space_form_below_the_dimension_is_exact(n, m, d):
+    from swapbench.metrics.distances import fit_gaussian, frechet_distance
+
+    rng = np.random.default_rng(n)
+    a, b = rng.standard_normal((n, d)), rng.standard_normal((m, d)) * 0.7 + 0.2
+    assert fit_gaussian(a).sample_space
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    eig = np.linalg.eigvals(sa @ sb)  # independent route: the eigenvalues of the product
+    direct = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * np.sqrt(np.clip(eig.real, 0, None)).sum()
+    # (the eigenvalue route carries noise of ~1e-7 in the sqrt of each of its d - n zero eigenvalues)
+    assert frechet_distance(a, b) == pytest.approx(direct, abs=1e-4)
+    assert abs(frechet_distance(a, a)) < 1e-9
+
+
+@pytest.mark.parametrize("n,d", [(12, 32), (80, 16)])
+def test_bootstrap_resamples_the_features_and_equals_recomputing(n, d):
+    from swapbench.metrics.distances import frechet_bootstrap, frechet_distance, kid_bootstrap
+    from swapbench.metrics.intervals import bootstrap_indices
+
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((n, d)), rng.standard_normal((40, d)) + 0.3
+    idx = bootstrap_indices(n, 5, seed=3)
+    assert np.array_equal(idx, bootstrap_indices(n, 5, seed=3)) and idx.shape == (5, n)
+    fast = frechet_bootstrap(a, b, idx)
+    assert fast == pytest.approx([frechet_distance(a[i], b) for i in idx], abs=1e-8)
+    sources = a * 0.5 + rng.standard_normal((n, d))  # each row paired with its own source row
+    paired = frechet_bootstrap(a, sources, idx, paired=True)
+    assert paired == pytest.approx([frechet_distance(a[i], sources[i]) for i in idx], abs=1e-8)
+    assert np.isfinite(kid_bootstrap(a, b, idx)).all()
+
+
+def test_kid_equals_clean_fid_with_unequal_sets():
+    from cleanfid.fid import kernel_distance as cleanfid_kid
+
+    from swapbench.metrics.distances import kernel_distance
+
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((30, 16)), rng.standard_normal((50, 16)) + 0.2
+    np.random.seed(7)
+    assert kernel_distance(a, b, num_subsets=20, seed=7) == pytest.approx(cleanfid_kid(a, b, num_subsets=20), rel=1e-12)
+
+
+def test_mean_intervals_are_percentiles_of_resampled_means():
+    from swapbench.metrics.intervals import bootstrap_indices, mean_with_interval, ratio_with_interval
+
+    values = np.random.default_rng(0).standard_normal(50) + 3
+    idx = bootstrap_indices(50, 2000, seed=0)
+    out = mean_with_interval("s", values, idx)
+    assert out["s"] == pytest.approx(values.mean()) and out["s_n"] == 50
+    assert out["s_ci_low"] == pytest.approx(np.percentile(values[idx].mean(1), 2.5))
+    assert out["s_ci_low"] < out["s"] < out["s_ci_high"]
+    half = 1.96 * values.std(ddof=1) / np.sqrt(50)  # the normal interval it should approximate
+    assert out["s_ci_high"] - out["s_ci_low"] == pytest.approx(2 * half, rel=0.15)
+    assert set(mean_with_interval("s", values, bootstrap_indices(50, 0, 0))) == {"s", "s_n"}
+    ratio = ratio_with_interval("r", values, values * 2, idx)
+    assert ratio["r"] == pytest.approx(0.5) and ratio["r_ci_low"] == pytest.approx(0.5)
+
+
+def test_rank_agreement_with_the_ground_truth():
+    import pandas as pd
+
+    from swapbench.metrics.agreement import rank_agreement
+
+    runs = pd.DataFrame({"metrics.gt_swap_lpips": [0.1, 0.2, 0.3, 0.4, 0.5],
+                         "metrics.swap_texture_dist": [1.0, 1.5, 1.7, 3.0, 4.0],  # same order, same direction
+                         "metrics.swap_reencode_texture": [0.9, 0.8, 0.5, 0.4, 0.1],  # same order, higher is better
+                         "metrics.swap_fid": [500, 400, 300, 200, 100]})  # the reverse
+    table = rank_agreement(runs, ["swap_texture_dist", "swap_reencode_texture", "swap_fid"]).set_index("score")
+    assert table.loc["swap_texture_dist", "agreement"] == pytest.approx(1)
+    assert table.loc["swap_reencode_texture", "spearman"] == pytest.approx(-1)
+    assert table.loc["swap_reencode_texture", "agreement"] == pytest.approx(1)
+    assert table.loc["swap_fid", "agreement"] == pytest.approx(-1) and (table["runs"] == 5).all()
+
+
+def test_legacy_pytorch_features_give_clean_fids_legacy_pytorch_fid(tmp_path):
+    cached_or_skip("inception")
+    from cleanfid import fid as cfid
+
+    from swapbench.metrics.distances import frechet_distance
+    from swapbench.metrics.inception import InceptionFeatures, to_uint8_hwc
+
+    folders = []
+    for k, split in enumerate(("test", "train")):
+        from swapbench.data.photos import PhotoCrops
+
+        ds = PhotoCrops(split, 40, test_images=6, seed=1)
+        folder = tmp_path / split
+        folder.mkdir()
+        for i, img in enumerate(to_uint8_hwc(torch.stack([ds[i] for i in range(6)]))):
+            Image.fromarray(img).save(folder / f"{i}.png")
+        folders.append(folder)
+    net = InceptionFeatures("cpu")
+    ours = [net.pool_uint8([np.asarray(Image.open(p)) for p in sorted(f.iterdir())], "legacy_pytorch") for f in folders]
+    theirs = cfid.compute_fid(str(folders[0]), str(folders[1]), mode="legacy_pytorch", custom_feat_extractor=net.extractor,
+                              device=CPU, num_workers=0, batch_size=6, verbose=False)
+    assert frechet_distance(*ours) == pytest.approx(theirs, abs=1e-3)
+    clean = frechet_distance(*(net.pool_uint8([np.asarray(Image.open(p)) for p in sorted(f.iterdir())]) for f in folders))
+    assert abs(clean - theirs) > 1e-3  # the two resizes really differ
