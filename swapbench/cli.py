@@ -214,6 +214,20 @@ def sweep(
 
 
 @app.command()
+def sync(
+    run_dir: Annotated[Path, typer.Argument(help="The run's folder, <tracking.checkpoint_dir>/<run id>, with its journal.jsonl.")],
+    uri: Annotated[Optional[str], typer.Option(help="Upload to this tracking URI instead of the one the journal names.")] = None,
+) -> None:
+    """Upload what a run logged while its tracking server was away (it waits in the run's journal)."""
+    from swapbench.journal import sync as upload
+
+    journal, sent = upload(run_dir, uri)
+    ended = any(r["kind"] == "end" for r in journal.records)
+    out.print(f"run {journal.run_id}: uploaded {sent} records; the store has all {len(journal.records) - 1}"
+              + ("" if ended else " (the run has not ended: resume it with `swapbench resume`)"))
+
+
+@app.command()
 def compare(run_a: str, run_b: str) -> None:
     """What differs between two runs' resolved recipes, and their scores side by side."""
     from swapbench.leaderboard import compare_runs

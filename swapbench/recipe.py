@@ -115,6 +115,10 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(1000, ge=1, description="Steps between checkpoints (one is always written at the end).")
     amp: bool = Field(True, description="bfloat16 autocast on CUDA; ignored on the CPU.")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; null keeps torch's default.")
+    on_nonfinite: Literal["stop", "skip_step"] = Field(
+        "stop", description="A non-finite loss or gradient: stop (the run FAILED, its last good checkpoint kept) "
+        "or skip_step (no update from that step; counted as train/skipped_steps)."
+    )
 
 
 class EvalConfig(Section):
@@ -170,6 +174,16 @@ class TrackingConfig(Section):
     run_name: str | None = Field(None, description="MLflow run name; null lets MLflow choose.")
     log_checkpoint: bool = Field(True, description="Log the final checkpoint as a run artifact.")
     checkpoint_dir: str = Field("checkpoints", description="Local folder for checkpoints; each run writes <dir>/<run id>/.")
+    connect_timeout: float = Field(
+        10.0, gt=0, description="Seconds a tracking server may take to answer before a run starts (else a one-line error)."
+    )
+    retry_seconds: float = Field(
+        10.0, gt=0, description="While the tracking server is away, seconds between attempts to upload the journal."
+    )
+    flush_timeout: float = Field(
+        120.0, ge=0, description="Seconds a finished run waits for the server to take its journal; then it finishes "
+        "locally and `swapbench sync` uploads the rest."
+    )
 
 
 def _is_pow2(n: int) -> bool:
