@@ -363,6 +363,8 @@ def find_recipe(ref: str | Path, relative_to: Path | None = None) -> Path:
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise UserError(f"recipe {path} is not a text file (it holds binary data); give a YAML recipe") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
