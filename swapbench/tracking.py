@@ -315,8 +315,9 @@ def _run(uri: str, experiment: str, run_id: str | None, run_name: str | None, ta
         raise
     except BaseException as exc:
         status = "FAILED"
-        reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-        tracker.set_tags({"swapbench.failure": reason[:4000]})
+        if not restore_status:  # a failed re-scoring says nothing about the run
+            reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            tracker.set_tags({"swapbench.failure": reason[:4000]})
         raise
     finally:
         if restore_status and previous is not None and status != "FINISHED":
