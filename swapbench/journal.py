@@ -30,6 +30,7 @@ JOURNAL = "journal.jsonl"
 FLUSHED = "journal.flushed"
 ARTIFACTS = "artifacts"  # files logged as images or text are written here first
 BATCH = 500  # metrics, params and tags sent in one request at most
+COALESCE_SECONDS = 1.0  # after an upload the uploader waits this long, so records go up in batches
 
 
 class Journal:
@@ -171,6 +172,7 @@ class Uploader(threading.Thread):
                     log.warning("MLflow tracking store %s is back after %.0f s; the buffered records are uploaded",
                                 self.journal.uri, time.monotonic() - self.offline_since)
                     self.offline_since = None
+                self.closing.wait(COALESCE_SECONDS)  # over at once when the run ends
             except Exception as exc:  # any failure of the store: keep the records, try again later
                 log.debug("upload failed", exc_info=True)
                 if self.offline_since is None:

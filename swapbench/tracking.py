@@ -50,7 +50,10 @@ class Tracker:
     def end(self, status: str) -> None: ...
 
 
-SECRET_NAME = re.compile(r"(token|passw(or)?d|secret|api_?key|credential|private_?key|(^|[._-])key($|[._-]))", re.I)
+# token, password, secret, credential anywhere in a name; a name (or its last dotted part) that is "key"
+# or a kind of key (api_key, access-key, ...); not e.g. swapbench.sweep_key, which is an id
+SECRET_NAME = re.compile(r"token|passw(or)?d|passphrase|secret|credential|(^|\.)key$|"
+                         r"(api|access|private|signing|encryption|ssh|auth|license|session)[_-]?key", re.I)
 URI_PASSWORD = re.compile(r"(//[^/@:\s]+:)[^/@\s]+@")
 REDACTED = "***"
 

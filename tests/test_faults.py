@@ -245,3 +245,46 @@ def test_two_runs_and_a_parallel_sweep_started_together_on_a_fresh_sqlite_store_
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         tables = [t for (t,) in db.execute("select name from sqlite_master where type = 'table'")]
     assert not [t for t in tables if t.startswith("_alembic_tmp_")]  # the schema migrated once, whole
+
+
+# -- re-scoring and caches --------------------------------------------------------------------
+
+@pytest.mark.parametrize("failure", ["user error", "crash"])
+def test_a_rescoring_that_fails_leaves_the_run_status_as_it_was(tmp_path, in_tmp_store, monkeypatch, failure):
+    import swapbench.pipeline as pipeline
+    from swapbench.errors import UserError
+    from swapbench.recipe import load_recipe
+
+    summary = pipeline.train_and_evaluate(load_recipe(_write_recipe(tmp_path, 2)), evaluate_after=False, progress=False)
+
+    def broken(ctx, metrics):  # the failure comes while the run is open again, during scoring
+        raise UserError("cache damaged") if failure == "user error" else RuntimeError("bug")
+
+    monkeypatch.setattr(pipeline, "evaluate", broken)
+    with pytest.raises((UserError, RuntimeError)):
+        pipeline.evaluate_checkpoint(summary.train.checkpoint, ["recon_psnr"])
+    run = mlflow.MlflowClient(in_tmp_store).get_run(summary.run_id)
+    assert run.info.status == "FINISHED" and "swapbench.failure" not in run.data.tags
+
+
+def test_a_damaged_statistics_cache_file_is_rebuilt_not_used(tmp_path, monkeypatch):
+    import numpy as np
+
+    from swapbench.metrics.distances import cached_features
+
+    monkeypatch.setenv("SWAPBENCH_HOME", str(tmp_path))
+    features = np.arange(24, dtype=np.float32).reshape(4, 6)
+    computed = []
+
+    def compute():
+        computed.append(1)
+        return features
+
+    assert np.array_equal(cached_features({"n": 4}, compute), features)
+    assert np.array_equal(cached_features({"n": 4}, compute), features) and len(computed) == 1  # from the cache
+    (path,) = (tmp_path / "stats").glob("*.safetensors")
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # one flipped bit in the last feature
+    path.write_bytes(bytes(data))
+    assert np.array_equal(cached_features({"n": 4}, compute), features) and len(computed) == 2  # rebuilt
+    assert np.array_equal(cached_features({"n": 4}, compute), features) and len(computed) == 2  # whole again

@@ -112,6 +112,7 @@ def test_secrets_are_redacted_in_params_tags_and_the_journal(tmp_path):
     assert shown["hf_token"] == shown["db.password"] == shown["aws_secret_access_key"] == shown["api_key"] == "***"
     assert shown["tracking.uri"] == "https://alice:***@mlflow.example/"
     assert shown["model.texture_dim"] == "8" and shown["data.root"] == "/data/keys_and_locks"
+    assert redact({"key": "k", "swapbench.sweep_key": "3f2a"}) == {"key": "***", "swapbench.sweep_key": "3f2a"}
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.MlflowClient(store)
