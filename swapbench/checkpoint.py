@@ -103,14 +103,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; pass the .safetensors file a run wrote")
     side = sidecar(path)
-    if side.is_file():
+    if not side.is_file():
+        raise UserError(f"checkpoint {path} has no {side.name} beside it with its sha256, so it cannot be checked; "
+                        f"copy the .json a run wrote with it (or evaluate the run by its MLflow run id)")
+    try:
         expected = json.loads(side.read_text()).get("sha256")
-        actual = sha256_file(path)
-        if expected and expected != actual:
-            raise UserError(
-                f"checkpoint {path} has sha256 {actual} but {side.name} records {expected}; "
-                f"the file is corrupt or was replaced, use another checkpoint"
-            )
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        expected = None
+    if not expected:
+        raise UserError(f"{side} holds no sha256 of {path.name}; it is damaged, copy the .json the run wrote")
+    actual = sha256_file(path)
+    if expected != actual:
+        raise UserError(
+            f"checkpoint {path} has sha256 {actual} but {side.name} records {expected}; "
+            f"the file is corrupt or was replaced, use another checkpoint"
+        )
     try:
         with safe_open(str(path), framework="pt", device=str(map_location)) as f:
             header = f.metadata() or {}

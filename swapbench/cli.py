@@ -176,8 +176,11 @@ def evaluate(
     from swapbench.pipeline import evaluate_checkpoint
     from swapbench.tracking import checkpoint_of
 
-    path = checkpoint_of(target)
     names = _csv(metrics)
+    if metrics is not None and not names:
+        raise UserError(f"--metrics '{metrics}' names no metric; give comma-separated names (`swapbench registry metric`) "
+                        "or leave it out for the recipe's")
+    path = checkpoint_of(target)
     scores, meta = evaluate_checkpoint(path, names, log_to_run=log, n=n)
     if as_json:
         print(json.dumps({"run_id": meta.get("run_id"), "scores": scores}))
@@ -196,7 +199,10 @@ def leaderboard(
 ) -> None:
     """One table per set of comparable runs: a row per variant (mean ± std over seeds), a column per score."""
     from swapbench.leaderboard import build_tables, load_runs, render
+    from swapbench.outputs import writable_file
 
+    if out_file is not None:
+        writable_file(out_file, "--out")
     names = _csv(metrics)
     text = render(build_tables(load_runs(experiment, sweep), names), fmt)
     if out_file is None:
@@ -218,6 +224,20 @@ def sweep(
     parent, children, skipped = run_sweep(file, jobs, echo=out.print)
     out.print(f"sweep parent run {parent}: {len(children)} run now, {len(skipped)} skipped as finished; "
               f"`swapbench leaderboard --sweep {parent}` tabulates it")
+
+
+@app.command()
+def sync(
+    run_dir: Annotated[Path, typer.Argument(help="The run's folder, <tracking.checkpoint_dir>/<run id>, with its journal.jsonl.")],
+    uri: Annotated[Optional[str], typer.Option(help="Upload to this tracking URI instead of the one the journal names.")] = None,
+) -> None:
+    """Upload what a run logged while its tracking server was away (it waits in the run's journal)."""
+    from swapbench.journal import sync as upload
+
+    journal, sent = upload(run_dir, uri)
+    ended = any(r["kind"] == "end" for r in journal.records)
+    out.print(f"run {journal.run_id}: uploaded {sent} records; the store has all {len(journal.records) - 1}"
+              + ("" if ended else " (the run has not ended: resume it with `swapbench resume`)"))
 
 
 @app.command()
@@ -542,11 +562,13 @@ def datasets_preview(
 
     from swapbench.data import build_dataset
 
+    from swapbench.outputs import writable_file
+
+    writable_file(out_path, "--out", (".png", ".jpg", ".jpeg"))
     recipe = _dataset_recipe(name, resolution, n, set_ or [])
     ds = build_dataset(recipe, split)
     count = min(n, len(ds))
     images = torch.stack([ds[i] for i in range(count)])
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     save_image((images + 1) / 2, out_path, nrow=math.ceil(math.sqrt(count)), padding=2, pad_value=1.0)
     out.print(f"wrote {out_path}: {count} {split} images of '{name}' at {resolution} px")
     if hasattr(ds, "gt_swap"):
@@ -566,6 +588,7 @@ def datasets_export(
     n: Annotated[int, typer.Option(min=1, help="Images to write (the split's first n).")] = 16,
     resolution: Annotated[int, typer.Option(min=16, help="Image side in pixels.")] = 64,
     set_: SetOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite PNG files of the same names in --out-dir.")] = False,
 ) -> None:
     """Write a dataset's first images as lossless PNG files (<split>_0000.png, ...): inputs for
     `swapbench edit` and `swapbench score`."""
@@ -574,10 +597,16 @@ def datasets_export(
     from swapbench.data import build_dataset
     from swapbench.visualize import to_uint8
 
+    from swapbench.outputs import writable_folder
+
+    writable_folder(out_dir, "--out-dir", keep=True)
+    taken = sorted(p.name for p in out_dir.glob(f"{split}_[0-9][0-9][0-9][0-9].png"))
+    if taken and not force:
+        raise UserError(f"--out-dir {out_dir} already holds {len(taken)} {split}_NNNN.png files (first {taken[0]}); "
+                        "pass --force to overwrite them, or give an empty folder")
     recipe = _dataset_recipe(name, resolution, n, set_ or [])
     ds = build_dataset(recipe, split)
     count = min(n, len(ds))
-    out_dir.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         Image.fromarray(to_uint8(ds[i]).permute(1, 2, 0).numpy()).save(out_dir / f"{split}_{i:04d}.png")
     out.print(f"wrote {count} {split} images of '{name}' at {resolution} px to {out_dir}/")

@@ -152,11 +152,13 @@ def _number(value) -> float | None:
 
 
 def png_output_path(out: str | Path) -> Path:
+    from swapbench.outputs import writable_file
+
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise UserError(f"figures are written as PNG; give --out a .png path, not '{out}'")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out
+    writable_file(out.with_suffix(".json"), "--out's provenance file")
+    return writable_file(out, "--out")
 
 
 def write_provenance(png: Path, record: dict) -> None:

@@ -39,10 +39,9 @@ def load_runs(experiment: str | None = None, sweep: str | None = None, uri: str 
     """FINISHED runs of an experiment, of a sweep (children of a parent run), or of every experiment."""
     import mlflow
 
-    from swapbench.tracking import quiet_mlflow, tracking_uri
+    from swapbench.tracking import tracking_uri, use_store
 
-    quiet_mlflow()
-    mlflow.set_tracking_uri(uri or tracking_uri())
+    use_store(uri or tracking_uri())  # an unreachable server is a one-line error, not minutes of retries
     kwargs: dict = {"filter_string": "attributes.status = 'FINISHED'"}
     if sweep:
         kwargs.update(search_all_experiments=True,

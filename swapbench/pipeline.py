@@ -4,6 +4,7 @@ API both call these functions."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,10 +18,12 @@ from swapbench.data import build_dataset
 from swapbench.data.pairs import pairs_record
 from swapbench.evaluate import EvalContext, applicable, build_context, evaluate, metric_names, reference_record
 from swapbench.models.build import load_model, recipe_of_checkpoint
+from swapbench.outputs import writable_folder
 from swapbench.progress import TrainingProgress
+from swapbench.errors import UserError
 from swapbench.recipe import Recipe
 from swapbench.runtime import git_commit, resolve_device
-from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, Tracker, open_run
+from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, Tracker, check_reachable, open_run, tracking_uri
 from swapbench.trainer import TrainResult, build_trainer
 
 
@@ -74,6 +77,8 @@ def train_and_evaluate(recipe: Recipe, *, evaluate_after: bool = True, progress:
                        tags: dict[str, str] | None = None) -> RunSummary:
     """Train ``recipe`` in a new MLflow run (with extra ``tags``), then score it with the recipe's metrics."""
     metric_names(recipe.eval.metrics)  # unknown metric names fail before training, not after
+    writable_folder(recipe.tracking.checkpoint_dir, "tracking.checkpoint_dir")  # before any work or run
+    check_reachable(tracking_uri(recipe), recipe.tracking.connect_timeout)  # a dead server: seconds, not minutes
     procs, device = distributed.start(resolve_device(recipe.device))
     # the data is opened (a user's folder checked) and every network built before a run exists:
     # a bad folder or an impossible component stops here, without a failed run in MLflow
@@ -101,6 +106,7 @@ def _train_in_run(trainer, tracker: Tracker, ckpt_dir: Path, test_set: Dataset, 
     final checkpoint, and score it."""
     recipe = trainer.recipe
     trainer.tracker, trainer.checkpoint_dir = tracker, ckpt_dir
+    trainer.logged_through = tracker.last_logged_step()  # after a hard crash: the steps past the checkpoint
     start = trainer.step
     with TrainingProgress(recipe.steps, enabled=progress, description=recipe.name, start=start) as bar:
         result = trainer.fit(on_step=bar.update)
@@ -126,7 +132,7 @@ def resume_run(run_id: str, checkpoint: str | Path | None = None, *, evaluate_af
     run whose process died without ending it: a hard crash, an out-of-memory kill)."""
     from swapbench.checkpoint import load_checkpoint
     from swapbench.errors import UserError
-    from swapbench.tracking import get_run, tracking_uri
+    from swapbench.tracking import get_run
 
     meta = load_checkpoint(checkpoint)[1] if checkpoint is not None else None
     # a checkpoint names the recipe, and so the tracking store the run was logged to
@@ -170,15 +176,37 @@ def resume_run(run_id: str, checkpoint: str | Path | None = None, *, evaluate_af
                              evaluate_after, progress)
 
 
+MAX_TEST_IMAGES = 50_000  # the usual FID sample size; more takes hours on a CPU and gigabytes of memory
+
+
+def check_test_images(n: int, recipe: Recipe) -> int:
+    """``n`` test images and pairs are possible: at most MAX_TEST_IMAGES, and the images, their
+    reconstructions and swaps (float32) within half of this machine's memory."""
+    side = recipe.data.resolution
+    need = 3 * n * 3 * side * side * 4
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = need * 2
+    fits = min(MAX_TEST_IMAGES, memory // 2 // (3 * 3 * side * side * 4))
+    if n > fits:
+        raise UserError(f"--n {n} is too many test images at {side} px (at most {fits} here: {MAX_TEST_IMAGES} at most, "
+                        "and within half the memory); give a smaller --n")
+    return n
+
+
 def evaluate_checkpoint(path: str | Path, metrics: Sequence[str] | str | None = None,
                         device: str = "auto", log_to_run: bool = True, n: int | None = None) -> tuple[dict[str, float], dict]:
     """Score a checkpoint; with ``log_to_run`` the scores go into the MLflow run that wrote it.
     ``n`` rescores with that many test images and swap pairs (each score logs its N)."""
     model, recipe, meta = load_model(path)
     if n is not None:
-        recipe = recipe.with_test_images(n)
+        recipe = recipe.with_test_images(check_test_images(n, recipe))
     dev = resolve_device(device)
+    requested = recipe.eval.metrics if metrics is None else metrics
+    applicable(metric_names(requested), model, requested)  # a metric that cannot apply fails before the run opens
     if log_to_run and meta.get("run_id"):
-        with open_run(recipe, run_id=meta["run_id"]) as tracker:
+        # journaled beside the checkpoint; a failure leaves the run's status as it was
+        with open_run(recipe, run_id=meta["run_id"], folder=Path(path).parent, restore_status=True) as tracker:
             return score_model(model, recipe, dev, metrics, tracker), meta
     return score_model(model, recipe, dev, metrics), meta

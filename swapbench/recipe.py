@@ -202,6 +202,10 @@ class TrainConfig(Section):
         "steps alternate on different minibatches, each step counting its batch in train.images (the authors' "
         "optimizer); 'same_batch': each batch drives both updates through one E/G forward pass (the CPU recipes).")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; null keeps torch's default.")
+    on_nonfinite: Literal["stop", "skip_step"] = Field(
+        "stop", description="A non-finite loss or gradient: stop (the run FAILED, its last good checkpoint kept) "
+        "or skip_step (no update from that step; counted as train/skipped_steps)."
+    )
 
 
 class EvalConfig(Section):
@@ -315,6 +319,16 @@ class TrackingConfig(Section):
     run_name: str | None = Field(None, description="MLflow run name; null lets MLflow choose.")
     log_checkpoint: bool = Field(True, description="Log the final checkpoint as a run artifact.")
     checkpoint_dir: str = Field("checkpoints", description="Local folder for checkpoints; each run writes <dir>/<run id>/.")
+    connect_timeout: float = Field(
+        10.0, gt=0, description="Seconds a tracking server may take to answer before a run starts (else a one-line error)."
+    )
+    retry_seconds: float = Field(
+        10.0, gt=0, description="While the tracking server is away, seconds between attempts to upload the journal."
+    )
+    flush_timeout: float = Field(
+        120.0, ge=0, description="Seconds a finished run waits for the server to take its journal; then it finishes "
+        "locally and `swapbench sync` uploads the rest."
+    )
 
 
 def _is_pow2(n: int) -> bool:
@@ -523,6 +537,8 @@ def find_recipe(ref: str | Path, relative_to: Path | None = None) -> Path:
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise UserError(f"recipe {path} is not a text file (it holds binary data); give a YAML recipe") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -17,9 +17,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 def resolve_device(name: str) -> torch.device:
     """'auto' -> CUDA when present, else CPU; 'cuda' without a GPU is a user error."""
+    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
+        raise UserError(f"device '{name}' is not one swapbench can use; give auto, cpu or cuda")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("device 'cuda' was asked for but torch sees no CUDA GPU; ask for device cpu or auto "
                         "(--set device=cpu for a recipe, --device cpu for a command)")
     return torch.device(name)

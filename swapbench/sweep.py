@@ -76,12 +76,22 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, list[Job], Path]:
     """Parse the sweep file and resolve every job's recipe (all errors surface here)."""
     path = find_sweep(path)
     try:
-        spec = SweepFile.model_validate(yaml.safe_load(path.read_text()) or {})
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise UserError(f"sweep {path.name} must be a YAML mapping (base, set, seeds, grid, variants), "
+                            f"not a {type(data).__name__}")
+        spec = SweepFile.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise UserError(f"sweep {path.name}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        raise UserError(f"sweep {path.name}: {'.'.join(map(str, err['loc']))}: {err['msg']}; "
+                        "fix the sweep file (keys: base, description, experiment, set, seeds, grid, variants)") from None
+    except UnicodeDecodeError:
+        raise UserError(f"sweep {path.name} is not a text file (it holds binary data); give a YAML sweep file") from None
     except yaml.YAMLError as exc:
-        raise UserError(f"sweep {path.name} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"sweep {path.name}{where} is not valid YAML ({getattr(exc, 'problem', None) or 'syntax error'}); "
+                        "fix that line") from None
     variants: dict[str, list[str]] = {}
     if spec.grid:
         keys = list(spec.grid)

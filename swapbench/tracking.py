@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import numpy as np
 
 from swapbench import __version__
 from swapbench.errors import UserError
-from swapbench.recipe import Recipe
+from swapbench.recipe import Recipe, TrackingConfig
 from swapbench.runtime import git_commit
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -41,31 +43,141 @@ class Tracker:
     def log_text(self, text: str, artifact_file: str) -> None: ...
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
 
+    def last_logged_step(self) -> int:
+        """The largest step a metric of this run was logged at (0: none, or not known)."""
+        return 0
+
+    def end(self, status: str) -> None: ...
+
+
+# token, password, secret, credential anywhere in a name; a name (or its last dotted part) that is "key"
+# or a kind of key (api_key, access-key, ...); not e.g. swapbench.sweep_key, which is an id
+SECRET_NAME = re.compile(r"token|passw(or)?d|passphrase|secret|credential|(^|\.)key$|"
+                         r"(api|access|private|signing|encryption|ssh|auth|license|session)[_-]?key", re.I)
+URI_PASSWORD = re.compile(r"(//[^/@:\s]+:)[^/@\s]+@")
+REDACTED = "***"
+
+
+def redact(values: Mapping[str, Any]) -> dict[str, str]:
+    """Params and tags as MLflow stores them, with secrets replaced by ``***``: the value of any
+    name that looks like a secret (token, password, secret, key), and a password inside a URI."""
+    return {k: REDACTED if SECRET_NAME.search(k) else scrub(_param_value(v)) for k, v in values.items()}
+
+
+def scrub(text: str) -> str:
+    """``text`` with the password of any ``scheme://user:password@host`` replaced by ``***``."""
+    return URI_PASSWORD.sub(rf"\1{REDACTED}@", text)
+
 
 class MLflowTracker(Tracker):
-    def __init__(self, run_id: str):
+    """Logs straight to the MLflow run (tool runs such as ``swapbench project``)."""
+
+    def __init__(self, run_id: str, uri: str | None = None):
         import mlflow
 
-        self._mlflow = mlflow
+        self._client = mlflow.MlflowClient(uri)
         self.run_id = run_id
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        self._mlflow.log_params({k: _param_value(v) for k, v in params.items()})
+        from mlflow.entities import Param
+
+        self._client.log_batch(self.run_id, params=[Param(k, v) for k, v in redact(params).items()])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, step or 0) for k, v in metrics.items()])
 
     def log_image(self, image: np.ndarray, artifact_file: str) -> None:
-        self._mlflow.log_image(image, artifact_file=artifact_file)
+        self._client.log_image(self.run_id, image, artifact_file=artifact_file)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
+        self._client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self._mlflow.log_text(text, artifact_file)
+        self._client.log_text(self.run_id, scrub(text), artifact_file)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        self._mlflow.set_tags(dict(tags))
+        from mlflow.entities import RunTag
+
+        self._client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in redact(tags).items()])
+
+    def end(self, status: str) -> None:
+        retry_when_locked(self._client.set_terminated, self.run_id, status)
+
+
+class JournalTracker(Tracker):
+    """Everything goes into the run's local journal first and reaches MLflow from a background
+    thread (see swapbench.journal), so a tracking-server outage of any length never stops training."""
+
+    def __init__(self, folder: str | Path, uri: str, run_id: str, retry_seconds: float, flush_timeout: float):
+        from swapbench.journal import Journal, Uploader
+
+        self.journal = Journal(folder, uri, run_id)
+        self.run_id = run_id
+        self.flush_timeout = flush_timeout
+        self._uploader = Uploader(self.journal, retry_seconds)
+        self._uploader.start()
+        self._uploader.wake.set()  # records a crashed process left behind go up first
+
+    def _add(self, record: dict[str, Any]) -> None:
+        self.journal.append(record)
+        self._uploader.wake.set()
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._add({"kind": "params", "values": redact(params)})
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        from swapbench.journal import journal_metrics
+
+        journal_metrics(self.journal, metrics, step)
+        self._uploader.wake.set()
+
+    def _local_file(self, artifact_file: str) -> Path:
+        from swapbench.journal import ARTIFACTS
+
+        root = (self.journal.folder / ARTIFACTS).resolve()
+        path = (root / artifact_file).resolve()
+        if not path.is_relative_to(root):
+            raise ValueError(f"artifact name {artifact_file!r} leaves the run's folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _add_file(self, path: Path, artifact_file: str) -> None:
+        folder = str(Path(artifact_file).parent)
+        self._add({"kind": "artifact", "path": str(path), "artifact_path": None if folder == "." else folder})
+
+    def log_image(self, image: np.ndarray, artifact_file: str) -> None:
+        from PIL import Image
+
+        path = self._local_file(artifact_file)
+        Image.fromarray(np.asarray(image)).save(path)
+        self._add_file(path, artifact_file)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self._add({"kind": "artifact", "path": str(Path(path).resolve()), "artifact_path": artifact_path})
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        path = self._local_file(artifact_file)
+        path.write_text(scrub(text))
+        self._add_file(path, artifact_file)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self._add({"kind": "tags", "values": redact(tags)})
+
+    def last_logged_step(self) -> int:
+        return self.journal.last_step()
+
+    def end(self, status: str) -> None:
+        import logging
+
+        self._add({"kind": "end", "status": status, "ts": int(time.time() * 1000)})
+        if not self._uploader.close(self.flush_timeout):
+            logging.getLogger("swapbench").warning(
+                "the MLflow tracking store %s did not take the run's last %d records within tracking.flush_timeout="
+                "%g s: the run ended %s locally; upload them later with `swapbench sync %s`",
+                self.journal.uri, self.journal.pending(), self.flush_timeout, status, self.journal.folder)
 
 
 def _param_value(v: Any) -> str:
@@ -83,34 +195,85 @@ def quiet_mlflow() -> None:
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def connect(uri: str, experiment: str) -> None:
-    """Point MLflow at ``uri`` and select (or create) ``experiment``; a dead store is a user error."""
+def check_reachable(uri: str, timeout: float | None = None) -> None:
+    """A tracking server that does not answer is a one-line error within ``timeout`` seconds
+    (MLflow's own client would retry for minutes first). Other stores are checked by using them."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    timeout = TrackingConfig().connect_timeout if timeout is None else timeout
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+    except requests.RequestException as exc:
+        reason = type(exc).__name__ if not isinstance(exc, requests.ConnectionError) else "connection refused or no route"
+        raise UserError(f"the MLflow tracking server {scrub(uri)} does not answer ({reason}, waited at most {timeout:g} s); "
+                        "start it (`mlflow server --host 127.0.0.1 --port PORT`) or unset MLFLOW_TRACKING_URI / "
+                        "tracking.uri to use the local sqlite store") from None
+
+
+def use_store(uri: str) -> str:
+    """Point MLflow at ``uri`` after checking it answers (and, for sqlite, that its schema is whole)."""
     import mlflow
 
+    from swapbench.store import prepare_sqlite
+
     quiet_mlflow()
+    check_reachable(uri)
+    prepare_sqlite(uri)
     mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def connect(uri: str, experiment: str) -> str:
+    """Point MLflow at ``uri`` and select (or create) ``experiment``; returns its id. A dead store is
+    a user error."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    use_store(uri)
+    client = mlflow.MlflowClient(uri)
     try:
-        mlflow.set_experiment(experiment)
+        found = retry_when_locked(client.get_experiment_by_name, experiment)
+        if found is None:
+            try:
+                return retry_when_locked(client.create_experiment, experiment)
+            except MlflowException:  # another process created it just now
+                found = retry_when_locked(client.get_experiment_by_name, experiment)
+                if found is None:
+                    raise
+        if found.lifecycle_stage == "deleted":
+            raise UserError(f"MLflow experiment '{experiment}' in {scrub(uri)} is deleted; restore it "
+                            f"(`mlflow experiments restore`) or set tracking.experiment to another name")
+        return found.experiment_id
+    except UserError:
+        raise
     except Exception as exc:
         raise UserError(
-            f"cannot use the MLflow tracking store {uri} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            f"cannot use the MLflow tracking store {scrub(uri)} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
             f"start the server or unset MLFLOW_TRACKING_URI to use the local sqlite store"
         ) from None
 
 
 @contextlib.contextmanager
-def open_run(recipe: Recipe, run_id: str | None = None,
-             tags: dict[str, str] | None = None) -> Iterator[MLflowTracker]:
+def open_run(recipe: Recipe, run_id: str | None = None, tags: dict[str, str] | None = None,
+             folder: str | Path | None = None, restore_status: bool = False) -> Iterator[Tracker]:
     """Start (or, with ``run_id``, reopen) the MLflow run of ``recipe``.
 
     A new run gets the flattened recipe as params, the resolved recipe as ``recipe.yaml``, and tags
-    with the git commit, the swapbench version and the recipe hash. The run ends FINISHED, FAILED on
-    an exception, or KILLED on Ctrl-C.
+    with the git commit, the swapbench version and the recipe hash. Everything is journaled in
+    ``folder`` (default ``<tracking.checkpoint_dir>/<run id>``, next to the checkpoint) and uploaded
+    from there. The run ends FINISHED, FAILED on an exception (its reason in the tag
+    ``swapbench.failure``), or KILLED on Ctrl-C; with ``restore_status`` a failure leaves the run's
+    status as it was (a re-scoring that fails does not make a finished run FAILED).
     """
+    t = recipe.tracking
     recipe_tags = {"swapbench.recipe": recipe.name, "swapbench.recipe_hash": recipe.hash(),
                    "swapbench.variant": recipe.name}  # a sweep names its variants through ``tags``
-    with _run(tracking_uri(recipe), recipe.tracking.experiment or recipe.name, run_id,
-              None if run_id else recipe.tracking.run_name, {**recipe_tags, **(tags or {})}) as tracker:
+    where = (lambda rid: Path(folder)) if folder is not None else (lambda rid: Path(t.checkpoint_dir) / rid)
+    journal = lambda rid: JournalTracker(where(rid), tracking_uri(recipe), rid, t.retry_seconds, t.flush_timeout)  # noqa: E731
+    with _run(tracking_uri(recipe), t.experiment or recipe.name, run_id, None if run_id else t.run_name,
+              {**recipe_tags, **(tags or {})}, journal, restore_status) as tracker:
         if run_id is None:
             tracker.log_params(recipe.flat())
             tracker.log_text(recipe.to_yaml(), RECIPE_ARTIFACT)
@@ -119,34 +282,62 @@ def open_run(recipe: Recipe, run_id: str | None = None,
 
 @contextlib.contextmanager
 def open_tool_run(experiment: str, tags: dict[str, str] | None = None,
-                  uri: str | None = None) -> Iterator[MLflowTracker]:
+                  uri: str | None = None) -> Iterator[Tracker]:
     """A new run for a command that is not a recipe (e.g. ``swapbench project``), tagged like one."""
-    with _run(uri or tracking_uri(), experiment, None, None, tags or {}) as tracker:
+    uri = uri or tracking_uri()
+    with _run(uri, experiment, None, None, tags or {}, lambda rid: MLflowTracker(rid, uri)) as tracker:
         yield tracker
 
 
 @contextlib.contextmanager
-def _run(uri: str, experiment: str, run_id: str | None, run_name: str | None,
-         tags: dict[str, str]) -> Iterator[MLflowTracker]:
+def _run(uri: str, experiment: str, run_id: str | None, run_name: str | None, tags: dict[str, str],
+         make_tracker, restore_status: bool = False) -> Iterator[Tracker]:
     """Open a run; it ends FINISHED, FAILED on an exception, or KILLED on Ctrl-C."""
     import mlflow
+    from mlflow.tracking.context.registry import resolve_tags
 
-    connect(uri, experiment)
-    run = mlflow.start_run(run_id=run_id, run_name=run_name)
-    tracker = MLflowTracker(run.info.run_id)
+    experiment_id = connect(uri, experiment)
+    client = mlflow.MlflowClient(uri)
+    if run_id is None:
+        all_tags = resolve_tags({"swapbench.git_commit": git_commit(), "swapbench.version": __version__, **tags})
+        run = retry_when_locked(client.create_run, experiment_id, run_name=run_name, tags=redact(all_tags))
+        run_id, previous = run.info.run_id, None
+    else:
+        previous = retry_when_locked(client.get_run, run_id).info.status
+        retry_when_locked(client.update_run, run_id, "RUNNING")
+    try:
+        tracker = make_tracker(run_id)
+    except BaseException:
+        retry_when_locked(client.update_run, run_id, previous or "FAILED")
+        raise
     status = "FINISHED"
     try:
-        if run_id is None:
-            tracker.set_tags({"swapbench.git_commit": git_commit(), "swapbench.version": __version__, **tags})
         yield tracker
     except KeyboardInterrupt:
         status = "KILLED"
         raise
-    except BaseException:
+    except BaseException as exc:
         status = "FAILED"
+        if not restore_status:  # a failed re-scoring says nothing about the run
+            reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            tracker.set_tags({"swapbench.failure": reason[:4000]})
         raise
     finally:
-        mlflow.end_run(status=status)
+        if restore_status and previous is not None and status != "FINISHED":
+            status = previous
+        tracker.end(status)
+
+
+def retry_when_locked(fn, *args, attempts: int = 8, **kwargs):
+    """``fn(*args, **kwargs)``, tried again with growing pauses (0.1 s to 12.8 s) while a sqlite
+    store answers "database is locked" (another process is writing to it)."""
+    for attempt in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if "database is locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * 2**attempt)
 
 
 def get_run(run_id: str, uri: str | None = None):
@@ -154,9 +345,7 @@ def get_run(run_id: str, uri: str | None = None):
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    uri = uri or tracking_uri()
-    quiet_mlflow()
-    mlflow.set_tracking_uri(uri)
+    uri = use_store(uri or tracking_uri())
     try:
         return mlflow.get_run(run_id)
     except MlflowException:

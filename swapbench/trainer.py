@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import threading
 import time
@@ -105,6 +106,11 @@ def ignore_interrupts_in_worker(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class TrainingDiverged(UserError):
+    """A non-finite loss or gradient with ``train.on_nonfinite: stop``: the run ends FAILED with this
+    message (the term and the step) as its ``swapbench.failure`` tag; the last good checkpoint is kept."""
+
+
 def set_requires_grad(module: nn.Module | None, flag: bool) -> None:
     if module is not None:
         for p in module.parameters():
@@ -150,6 +156,9 @@ class Trainer:
         if world_size > 1:
             self._join_processes()  # before the EMA copies the weights
         self.model = self.networks()[self.scored]
+        self.nonfinite_gradients: list[str] = []  # optimisers whose gradients were not finite in this step
+        for name, optimizer in self.optimizers().items():  # after the gradient averaging of several processes
+            optimizer.register_step_pre_hook(self._finite_gradients_only(name))
 
         self.ema = None
         if recipe.train.ema > 0:
@@ -160,6 +169,8 @@ class Trainer:
 
         self.step = 0
         self.images_seen = 0
+        self.skipped_steps = 0  # steps with a non-finite loss or gradient under train.on_nonfinite: skip_step
+        self.logged_through = 0  # a resumed run's metrics up to this step are already in MLflow
         self.train_set = build_dataset(recipe, "train") if train_set is None else train_set
         self.test_set = test_set
         self._preview_images: torch.Tensor | None = None
@@ -233,7 +244,8 @@ class Trainer:
         state: dict[str, Any] = {name: net.state_dict() for name, net in self.networks().items()}
         state.update({name: opt.state_dict() for name, opt in self.optimizers().items()})
         state.update(self.extra_state())
-        state.update({"step": self.step, "images_seen": self.images_seen, "rng": {"torch": torch.get_rng_state()}})
+        state.update({"step": self.step, "images_seen": self.images_seen, "skipped_steps": self.skipped_steps,
+                      "rng": {"torch": torch.get_rng_state()}})
         if self.device.type == "cuda":  # this process's GPU only: the same on every rank, and resumable on fewer GPUs
             state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
         if self.ema is not None:
@@ -250,6 +262,7 @@ class Trainer:
         self.load_extra_state(state)
         self.step = int(state["step"])
         self.images_seen = int(state["images_seen"])
+        self.skipped_steps = int(state.get("skipped_steps", 0))
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             saved = state["rng"]["cuda"]
@@ -275,7 +288,57 @@ class Trainer:
             if self.checkpoint_dir is None:
                 return None
             path = self.checkpoint_dir / "last.safetensors"
-        return save_checkpoint(path, self.state_dict(), self.checkpoint_meta())
+        try:
+            return save_checkpoint(path, self.state_dict(), self.checkpoint_meta())
+        except OSError as exc:  # a full disk, a read-only or vanished folder: the previous pair is untouched
+            raise UserError(f"cannot write the checkpoint {path} at step {self.step} ({exc.strerror or exc}); "
+                            f"{self._last_good(path)}; free space or make the folder writable, then "
+                            f"{self._resume_hint()}") from None
+
+    def _last_good(self, path: Path) -> str:
+        """Which checkpoint a failed save or a divergence leaves (its step), in words."""
+        try:
+            _, meta = load_checkpoint(path)
+            return f"the last good checkpoint {path} (step {meta['step']}) is intact"
+        except UserError:
+            return "no earlier checkpoint was written"
+
+    def _resume_hint(self) -> str:
+        return f"`swapbench resume {self.tracker.run_id}`" if self.tracker.run_id else "resume from that checkpoint"
+
+    # -- non-finite losses and gradients ------------------------------------------------------
+    def _finite_gradients_only(self, name: str):
+        """An optimiser step pre-hook: gradients with a NaN or inf are dropped before they reach the
+        weights (the optimiser then leaves them unchanged) and the optimiser is noted for the loop."""
+
+        def check(optimizer, args, kwargs):
+            grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+                self.nonfinite_gradients.append(name)
+                for group in optimizer.param_groups:
+                    for p in group["params"]:
+                        p.grad = None
+
+        return check
+
+    def _check_finite(self, losses: dict[str, float], last_checkpoint: Path | None) -> bool:
+        """After a step: False when it was fine; True when it had a non-finite loss or gradient and
+        train.on_nonfinite is skip_step (it is counted); raises :class:`TrainingDiverged` for stop."""
+        terms = [k for k, v in losses.items() if not math.isfinite(v)]
+        grads, self.nonfinite_gradients = self.nonfinite_gradients, []
+        if not any_process(bool(terms or grads), self.device):
+            return False
+        what = (f"non-finite loss term {', '.join(repr(t) for t in terms)} ({losses[terms[0]]})" if terms
+                else f"non-finite gradients in {', '.join(sorted(set(grads)))}" if grads
+                else "a non-finite loss or gradient in another process")
+        if self.recipe.train.on_nonfinite == "skip_step":
+            self.skipped_steps += 1
+            log.warning("step %d skipped: %s (%d skipped so far)", self.step, what, self.skipped_steps)
+            return True
+        path = last_checkpoint or (self.checkpoint_dir / "last.safetensors" if self.checkpoint_dir else None)
+        kept = self._last_good(path) if path is not None else "no checkpoint is written without a checkpoint folder"
+        raise TrainingDiverged(f"training diverged at step {self.step}: {what}; {kept}; lower optim.lr, or set "
+                               f"train.on_nonfinite=skip_step to skip such steps")
 
     def resume(self, path: str | Path) -> None:
         state, meta = load_checkpoint(path, map_location="cpu")
@@ -355,16 +418,18 @@ class Trainer:
                 if any_process(stop.requested, self.device):  # every process stops at the same step
                     self._stop_here(stop)
                 losses = self.train_step(next(batches))
-                log_now = self.step % t.log_every == 0 or self.step == total_steps
+                skipped = self._check_finite(losses, checkpoint)
+                log_now = self.step % t.log_every == 0 or self.step == total_steps or skipped
                 if log_now and self.world_size > 1:
                     losses = mean_over_processes(losses, self.device)  # logged losses are of the whole batch
                 elapsed = time.perf_counter() - start
                 ips = (self.images_seen - start_images) / max(elapsed, 1e-9)
                 if self.rank == 0:
-                    if log_now:
+                    if log_now and self.step > self.logged_through:  # a resumed run logs each step once
+                        skips = {"train/skipped_steps": self.skipped_steps} if self.skipped_steps else {}
                         self.tracker.log_metrics({**{f"train/{k}": v for k, v in losses.items()},
                                                   "train/images_per_second": ips,
-                                                  "train/images_seen": self.images_seen}, step=self.step)
+                                                  "train/images_seen": self.images_seen, **skips}, step=self.step)
                     if self.step % t.image_every == 0:
                         self.log_preview(f"{self.preview_dir}/step_{self.step:08d}.png")
                     if self.step % t.checkpoint_every == 0 and self.step < total_steps:

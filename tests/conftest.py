@@ -50,3 +50,59 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) 
     full_env.pop("MLFLOW_TRACKING_URI") if not full_env["MLFLOW_TRACKING_URI"] else None
     exe = Path(sys.executable).with_name("swapbench")
     return subprocess.run([str(exe), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 with its own sqlite store and artifact folder, which a
+    test can stop (an outage) and start again on the same port and store."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> None:
+        import time
+        import urllib.request
+
+        exe = Path(sys.executable).with_name("mlflow")
+        self.proc = subprocess.Popen(
+            [str(exe), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
+             "--artifacts-destination", str(self.folder / "artifacts")],
+            cwd=self.folder, stdout=subprocess.DEVNULL, stderr=open(self.folder / "server.log", "ab"),
+            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, (self.folder / "server.log").read_text()[-2000:]
+            try:
+                urllib.request.urlopen(self.uri + "/health", timeout=2)
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"mlflow server did not start in {timeout} s")
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: the server and its workers
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    yield server
+    server.stop()

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from swapbench.checkpoint import load_checkpoint, save_checkpoint
+from swapbench.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from swapbench.errors import UserError
 from swapbench.models.build import load_autoencoder
 from swapbench.recipe import load_recipe
@@ -109,6 +109,9 @@ def test_checkpoint_integrity_is_checked(tmp_path):
     with pytest.raises(UserError, match="corrupt or was replaced"):
         load_checkpoint(path)
     (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="has no junk.json beside it"):  # nothing unhashed is read
+        load_checkpoint(tmp_path / "junk.safetensors")
+    (tmp_path / "junk.json").write_text(json.dumps({"sha256": sha256_file(tmp_path / "junk.safetensors")}))
     with pytest.raises(UserError, match="not a readable safetensors file"):
         load_checkpoint(tmp_path / "junk.safetensors")
     with pytest.raises(UserError, match="does not exist"):

@@ -32,6 +32,9 @@ def build_dataset(recipe: Recipe, split: str) -> Dataset:
     from swapbench.registry import DATASETS
 
     d = recipe.data
+    if d.manifest is not None and d.dataset != "folder":
+        raise UserError(f"data.manifest={d.manifest} is read only by dataset 'folder', not '{d.dataset}'; "
+                        "remove data.manifest (the other datasets record their splits themselves)")
     settings = {
         "split": split,
         "resolution": d.resolution,

@@ -208,6 +208,10 @@ def read_manifest(path: str | Path, split: str) -> dict[str, Any]:
         )
     if not all(isinstance(f, str) for f in data["files"]):
         raise UserError(f"data.manifest file {path} lists something other than file names; {fix}")
+    outside = [f for f in data["files"] if Path(f).is_absolute() or ".." in Path(f).parts]
+    if outside:  # a manifest names files inside data.root, never elsewhere on the machine
+        raise UserError(f"data.manifest file {path} names {outside[0]!r}, which is outside data.root; a manifest "
+                        f"lists paths relative to data.root, without '..'; {fix}")
     return data
 
 

@@ -21,8 +21,8 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
+from swapbench.cache import load_cached, save_cached
 from swapbench.weights import home
 
 
@@ -162,11 +162,9 @@ def cached_features(key: dict[str, Any], compute: Callable[[], np.ndarray]) -> n
     """
     text = json.dumps(key, sort_keys=True)
     path = home() / "stats" / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.safetensors"
-    if path.is_file():
-        return load_file(str(path))["features"].numpy()
+    cached = load_cached(path)  # None when absent or damaged (its contents are hashed)
+    if cached is not None:
+        return cached["features"].numpy()
     feats = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
-    save_file({"features": torch.from_numpy(np.ascontiguousarray(feats))}, str(tmp), metadata={"key": text})
-    tmp.replace(path)
+    save_cached(path, {"features": torch.from_numpy(np.ascontiguousarray(feats))}, {"key": text})
     return feats

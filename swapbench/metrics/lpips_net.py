@@ -8,11 +8,11 @@ hash-checked file of :mod:`swapbench.weights`, converted once to safetensors in 
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
+
+from swapbench.cache import load_cached, save_cached
 
 from swapbench.weights import WEIGHT_FILES, cache_dir, load_numpy_pickle, resolve
 
@@ -26,7 +26,8 @@ def backbone_state(net: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
     (written from the verified numpy pickle on first use)."""
     weight_name, root = NETS[net]
     converted = cache_dir() / f"{weight_name}_backbone.safetensors"
-    if not converted.is_file():
+    tensors = load_cached(converted)  # None when absent or damaged (its contents are hashed)
+    if tensors is None:
         path, _ = resolve(weight_name)
         tree = load_numpy_pickle(path)[root]
         tensors = {}
@@ -34,11 +35,7 @@ def backbone_state(net: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
             conv = tree[f"Conv_{i}"]
             tensors[f"conv{i}.weight"] = torch.from_numpy(conv["kernel"]).permute(3, 2, 0, 1).contiguous()
             tensors[f"conv{i}.bias"] = torch.from_numpy(conv["bias"]).contiguous()
-        converted.parent.mkdir(parents=True, exist_ok=True)
-        tmp = converted.with_suffix(".part")
-        save_file(tensors, str(tmp), metadata={"source_sha256": WEIGHT_FILES[weight_name].sha256})
-        Path(tmp).replace(converted)
-    tensors = load_file(str(converted))
+        save_cached(converted, tensors, {"source_sha256": WEIGHT_FILES[weight_name].sha256})
     n = len(tensors) // 2
     return [(tensors[f"conv{i}.weight"], tensors[f"conv{i}.bias"]) for i in range(n)]
 

@@ -92,6 +92,11 @@ def sifid_folders(a: Path, b: Path, device: str = "cpu") -> dict:
         which, name = (a, only_a[0]) if only_a else (b, only_b[0])
         raise UserError(f"SIFID pairs files by name, but {which / name} has no partner "
                         f"({len(only_a) + len(only_b)} unpaired); give two folders with the same file names")
+    for name in images_a:
+        if images_a[name].shape != images_b[name].shape:
+            (ha, wa), (hb, wb) = images_a[name].shape[:2], images_b[name].shape[:2]
+            raise UserError(f"SIFID compares each pair at one size, but {a / name} is {wa}x{ha} and {b / name} is "
+                            f"{wb}x{hb}; resize one folder to the other's size")
     net = InceptionFeatures(device, batch_size=1)
     values, samples = [], []
     for name in images_a:

@@ -123,7 +123,16 @@ def load_model(path, prefer_ema: bool = True, map_location: str = "cpu") -> tupl
     trainer = TRAINERS.get(recipe.model.family)
     model = trainer.build_model(recipe)
     key = "ema" if prefer_ema and "ema" in state else trainer.scored
-    model.load_state_dict(state[key])
+    if key not in state:
+        raise UserError(f"checkpoint {path} has no '{key}' network for a '{recipe.model.family}' model; it was not "
+                        "written by that family's trainer, pass a checkpoint a swapbench run wrote")
+    try:
+        model.load_state_dict(state[key])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise UserError(f"checkpoint {path} does not fit the architecture its recipe describes "
+                        f"({first[-1].strip()[:160] if first else 'shape mismatch'}); the file was changed or written "
+                        "by another swapbench version, use the checkpoint its run wrote") from None
     meta = {**meta, "weights": key}
     return model.eval(), recipe, meta
 
