@@ -42,7 +42,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("recipe-wrong-type", ["run", "wrong_type.yaml"], "train.batch_size: Input should be a valid integer"),
     ("recipe-extends-cycle", ["run", "cycle_a.yaml"], "recipe extends itself in a cycle"),
     ("recipe-impossible", ["run", "tiny.yaml", "--set", "cooccur.patch_size=32"], "cooccur.patch_size=32 is larger than data.resolution=16"),
-    ("recipe-not-pow2", ["run", "tiny.yaml", "--set", "data.resolution=24"], "must be a power of two"),
+    ("recipe-resolution-not-divisible", ["run", "tiny.yaml", "--set", "data.resolution=18"], "must be a power of two that divides data.resolution=18"),
     ("recipe-unknown-encoder", ["run", "tiny.yaml", "--set", "model.encoder=resnet"], "unknown encoder 'resnet'"),
     ("recipe-unknown-metric", ["run", "tiny.yaml", "--set", "eval.metrics=[fid_nope]"], "unknown metric 'fid_nope'"),
     ("recipe-unknown-family", ["train", "tiny.yaml", "--set", "model.family=vae"], "unknown trainer 'vae'"),
