@@ -3,8 +3,9 @@ it (batch, workers, seeded sampler) for a benchmarked recipe, against that recip
 ``share_of_step`` = training images/s / loader images/s: the part of a step that loading would take
 if it did not overlap with training (the target is at most 0.1).
 
-The ``folder`` dataset reads files; its row uses a temporary folder of PNG files written from the
-photo crops (twice the recipe's side), so it measures decoding and cropping real files."""
+The ``folder`` and ``lmdb`` datasets read files; their rows use a temporary folder of PNG files written
+from the photo crops (twice the recipe's side), and an LMDB database holding the same PNG bytes under
+LSUN-style keys, so they measure decoding and cropping real encoded images."""
 
 from __future__ import annotations
 
@@ -50,6 +51,18 @@ def write_folder(root: Path, resolution: int) -> None:
         Image.fromarray(to_uint8(ds[i]).permute(1, 2, 0).numpy()).save(root / f"{i:03d}.png")
 
 
+def write_lmdb(path: Path, folder: Path) -> None:
+    """An LMDB database with the PNG files of ``folder`` as values (keys: the file names' stems)."""
+    import lmdb
+
+    files = sorted(folder.glob("*.png"))
+    env = lmdb.open(str(path), map_size=max(1 << 24, 4 * sum(f.stat().st_size for f in files)))
+    with env.begin(write=True) as txn:
+        for f in files:
+            txn.put(f.stem.encode(), f.read_bytes())
+    env.close()
+
+
 def data_rows(settings: BenchConfig, train_rows: list[dict[str, Any]], recipes: dict[str, Recipe]) -> list[dict]:
     """One row per registered dataset and benchmarked recipe (that recipe's side, batch and workers)."""
     from swapbench.registry import DATASETS
@@ -62,13 +75,19 @@ def data_rows(settings: BenchConfig, train_rows: list[dict[str, Any]], recipes: 
                 base = recipe.model_dump(mode="json")
                 data = {**base["data"], "dataset": dataset}
                 note = ""
-                if dataset == "folder":
+                if dataset in ("folder", "lmdb"):
                     root = Path(tmp) / f"{recipe.data.resolution}px"
                     if not root.exists():
                         root.mkdir()
                         write_folder(root, recipe.data.resolution)
                     data["root"] = str(root)
                     note = f"{FOLDER_FILES} PNG files of {recipe.data.resolution * 2} px written for this row"
+                    if dataset == "lmdb":
+                        db = Path(tmp) / f"{recipe.data.resolution}px.lmdb"
+                        if not db.exists():
+                            write_lmdb(db, root)
+                        data["root"] = str(db)
+                        note = f"an LMDB of {FOLDER_FILES} PNG images of {recipe.data.resolution * 2} px written for this row"
                 variant = recipe_from_dict({**base, "data": data}, source=f"bench data {dataset}")
                 loader = loader_rate(variant, settings.data_batches)
                 train = rates.get(name)
