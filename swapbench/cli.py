@@ -764,6 +764,9 @@ def bench(
     sae_run: Annotated[Optional[str], typer.Option(help="Embedding: a trained swap_ae run (default: a fresh model).")] = None,
     sg2_run: Annotated[Optional[str], typer.Option(help="Embedding: a trained stylegan2 run (default: a fresh model).")] = None,
     encoder_run: Annotated[Optional[str], typer.Option(help="Embedding: a trained sg2_encoder run (default: a fresh model).")] = None,
+    score_recipe: Annotated[Optional[str], typer.Option(help="Scoring: the recipe of the fresh model scored when no --run is given (default quickstart).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, or cuda: the peaks, training steps and scores measured on the GPU (with --only train,score).")] = "cpu",
+    log: Annotated[bool, typer.Option("--log/--no-log", help="Log the table to MLflow (--no-log: print and --json only, e.g. where MLflow is not installed).")] = True,
 ) -> None:
     """Measure what training, embedding, scoring and data loading cost on this machine, each next to a
     limit measured in the same process; print the table, log it to MLflow (experiment 'bench')."""
@@ -772,13 +775,14 @@ def bench(
     from swapbench.bench import bench_settings, parse_only, render_markdown, run_bench
 
     sections = parse_only(only)
-    settings = bench_settings(quick, recipe)
+    settings = bench_settings(quick, recipe, score_recipe)
     embed_runs = {"swap_ae": sae_run, "stylegan2": sg2_run, "sg2_encoder": encoder_run}
     report = run_bench(sections, settings, quick=quick, threads=threads, json_path=json_path, score_run=run,
-                       embed_runs=embed_runs, command="swapbench " + shlex.join(sys.argv[1:]),
-                       log=lambda text: err.print(text, markup=False, highlight=False))
+                       embed_runs=embed_runs, command="swapbench " + shlex.join(sys.argv[1:]), device=device,
+                       log_run=log, log=lambda text: err.print(text, markup=False, highlight=False))
     print(render_markdown(report))
-    out.print(f"logged to MLflow run {report.run_id} (experiment 'bench')" + (f"; wrote {json_path}" if json_path else ""))
+    logged = f"logged to MLflow run {report.run_id} (experiment 'bench')" if log else "not logged to MLflow (--no-log)"
+    out.print(logged + (f"; wrote {json_path}" if json_path else ""))
 
 
 def main(argv: list[str] | None = None) -> None:

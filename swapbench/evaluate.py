@@ -226,6 +226,13 @@ class EvalContext:
 
         return bootstrap_indices(n, self.recipe.eval.bootstrap_samples, self.recipe.eval.bootstrap_seed)
 
+    def jackknife_subsets(self, n: int) -> list[np.ndarray]:
+        """The kept rows of each delete-a-group recomputation of a distance (FID, KID) over ``n`` rows,
+        grouped at random from eval.bootstrap_seed; none when eval.bootstrap_samples is 0."""
+        from swapbench.metrics.intervals import jackknife_subsets
+
+        return jackknife_subsets(n, self.recipe.eval.bootstrap_seed) if self.recipe.eval.bootstrap_samples else []
+
     def mean_score(self, name: str, per_item: torch.Tensor | np.ndarray) -> dict[str, float]:
         """{name: mean, name_ci_low/high: bootstrap 95 % interval, name_n} of per-pair or per-image values."""
         from swapbench.metrics.intervals import mean_with_interval

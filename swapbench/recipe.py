@@ -220,10 +220,10 @@ class EvalConfig(Section):
         "data.test_images sources (never a swap source), at most this many, as many as the split has."
     )
     bootstrap_samples: int = Field(
-        1000, ge=0, description="Bootstrap resamples of the 95 % interval logged beside every score (over pairs; over "
-        "images for reconstruction); 0 logs no intervals."
+        1000, ge=0, description="Bootstrap resamples of the 95 % interval logged beside every mean score (over pairs; over "
+        "images for reconstruction); FID and KID use a 20-group jackknife instead (metrics/intervals.py); 0 logs no intervals."
     )
-    bootstrap_seed: int = Field(0, description="Seed of the bootstrap resamples; fixed so intervals are reproducible.")
+    bootstrap_seed: int = Field(0, description="Seed of the bootstrap resamples and jackknife groups; fixed so intervals are reproducible.")
 
 
 class StyleGAN2Config(Section):

@@ -176,21 +176,71 @@ def test_sample_space_form_below_the_dimension_is_exact(n, m, d):
     assert abs(frechet_distance(a, a)) < 1e-9
 
 
-@pytest.mark.parametrize("n,d", [(12, 32), (80, 16)])
-def test_bootstrap_resamples_the_features_and_equals_recomputing(n, d):
-    from swapbench.metrics.distances import frechet_bootstrap, frechet_distance, kid_bootstrap
-    from swapbench.metrics.intervals import bootstrap_indices
+@pytest.mark.parametrize("n,d", [(12, 32), (80, 16), (45, 50)])
+def test_distances_on_jackknife_subsets_equal_recomputing(n, d):
+    from swapbench.metrics.distances import frechet_distance, frechet_on_subsets, kernel_distance, kid_on_subsets
+    from swapbench.metrics.intervals import jackknife_subsets
 
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((n, d)), rng.standard_normal((40, d)) + 0.3
-    idx = bootstrap_indices(n, 5, seed=3)
-    assert np.array_equal(idx, bootstrap_indices(n, 5, seed=3)) and idx.shape == (5, n)
-    fast = frechet_bootstrap(a, b, idx)
-    assert fast == pytest.approx([frechet_distance(a[i], b) for i in idx], abs=1e-8)
+    subsets = jackknife_subsets(n, seed=3)
+    assert all(np.array_equal(x, y) for x, y in zip(subsets, jackknife_subsets(n, seed=3)))
+    fast = frechet_on_subsets(a, b, subsets)  # (45, 50): subsets of 42 and 43 rows, both below d
+    assert fast == pytest.approx([frechet_distance(a[i], b) for i in subsets], abs=1e-8)
     sources = a * 0.5 + rng.standard_normal((n, d))  # each row paired with its own source row
-    paired = frechet_bootstrap(a, sources, idx, paired=True)
-    assert paired == pytest.approx([frechet_distance(a[i], sources[i]) for i in idx], abs=1e-8)
-    assert np.isfinite(kid_bootstrap(a, b, idx)).all()
+    paired = frechet_on_subsets(a, sources, subsets, paired=True)
+    assert paired == pytest.approx([frechet_distance(a[i], sources[i]) for i in subsets], abs=1e-8)
+    kid = kid_on_subsets(a, b, subsets, num_subsets=5, seed=4)
+    assert kid == pytest.approx([kernel_distance(a[i], b, num_subsets=5, seed=4) for i in subsets], rel=1e-10)
+
+
+@pytest.mark.parametrize("n", [7, 20, 63])
+def test_jackknife_groups_leave_every_row_out_exactly_once(n):
+    from swapbench.metrics.intervals import JACKKNIFE_GROUPS, jackknife_subsets
+
+    subsets = jackknife_subsets(n, seed=0)
+    assert len(subsets) == min(n, JACKKNIFE_GROUPS)
+    left_out = np.concatenate([np.setdiff1d(np.arange(n), kept) for kept in subsets])
+    assert np.array_equal(np.sort(left_out), np.arange(n))  # a partition: no row repeated, none lost
+    sizes = {n - len(kept) for kept in subsets}
+    assert max(sizes) - min(sizes) <= 1
+    assert not all(np.array_equal(x, y) for x, y in zip(subsets, jackknife_subsets(n, seed=1)))
+
+
+def test_jackknife_interval_of_a_mean_is_the_t_interval():
+    """Delete-one jackknife of the sample mean: SE = s / sqrt(n) exactly (an identity, not an estimate)."""
+    from scipy.stats import t
+
+    from swapbench.metrics.intervals import jackknife_interval, jackknife_subsets
+
+    x = np.random.default_rng(5).standard_normal(20) * 2 + 1
+    leave_out = np.array([x[i].mean() for i in jackknife_subsets(20, seed=0, groups=20)])
+    lo, hi = jackknife_interval(x.mean(), leave_out)
+    half = t.ppf(0.975, 19) * x.std(ddof=1) / np.sqrt(20)
+    assert (lo, hi) == pytest.approx((x.mean() - half, x.mean() + half), rel=1e-10)
+
+
+def test_fid_and_kid_intervals_hold_their_estimate():
+    """The bootstrap with replacement put every resampled FID above the estimate (repeated rows shrink the
+    fitted covariance); the jackknife interval is centred on it, and narrows as N grows."""
+    from swapbench.metrics.distances import frechet_distance, frechet_on_subsets, kernel_distance, kid_on_subsets
+    from swapbench.metrics.intervals import bootstrap_indices, jackknife_subsets, percentile_interval, with_jackknife_interval
+
+    rng = np.random.default_rng(6)
+    ref = rng.standard_normal((300, 24))
+    widths = []
+    for n in (40, 160):
+        a = rng.standard_normal((n, 24)) * 1.2 + 0.1
+        fid = frechet_distance(a, ref)
+        boot = [frechet_distance(a[i], ref) for i in bootstrap_indices(n, 200, seed=0)]
+        assert percentile_interval(boot)[0] > fid  # the old interval missed its own estimate
+        out = with_jackknife_interval("fid", fid, frechet_on_subsets(a, ref, jackknife_subsets(n, 0)), n)
+        assert out["fid_ci_low"] < fid < out["fid_ci_high"]
+        widths.append(out["fid_ci_high"] - out["fid_ci_low"])
+        kid = kernel_distance(a, ref)
+        out = with_jackknife_interval("kid", kid, kid_on_subsets(a, ref, jackknife_subsets(n, 0)), n)
+        assert out["kid_ci_low"] < kid < out["kid_ci_high"]
+    assert widths[1] < widths[0]
 
 
 def test_kid_equals_clean_fid_with_unequal_sets():

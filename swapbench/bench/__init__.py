@@ -34,6 +34,7 @@ PEAK_COLUMNS = ("probe", "device", "gflops", "what")
 COLUMNS: dict[str, tuple[str, ...]] = {"peaks": PEAK_COLUMNS, "train": TRAIN_COLUMNS, "data": DATA_COLUMNS,
                                        "score": SCORE_COLUMNS, "embed": EMBED_COLUMNS, "scaling": SCALING_COLUMNS}
 SECTIONS = ("train", "embed", "score", "data", "scaling")  # what --only chooses from; peaks always run
+DEVICE_SECTIONS = ("train", "score")  # what --device cuda measures on the GPU (the others are CPU work)
 ROW_KEYS = {"peaks": "probe", "train": ("recipe", "device"), "data": ("dataset", "recipe"), "score": "score",
             "embed": "method", "scaling": "processes"}
 TITLES = {
@@ -64,10 +65,12 @@ class BenchReport:
                 "mlflow_run_id": self.run_id}
 
 
-def bench_settings(quick: bool, recipes: Sequence[str] | None = None) -> BenchConfig:
+def bench_settings(quick: bool, recipes: Sequence[str] | None = None, score_recipe: str | None = None) -> BenchConfig:
     values = dict(BENCH_QUICK) if quick else {}
     if recipes:
         values["recipes"] = list(recipes)
+    if score_recipe:
+        values["score_recipe"] = score_recipe
     return BenchConfig(**values)
 
 
@@ -92,13 +95,29 @@ def check_inputs(settings: BenchConfig, json_path: Path | None) -> dict[str, Any
     return {name: load_recipe(name) for name in dict.fromkeys(names)}
 
 
+def check_device(name: str, only: Sequence[str]) -> torch.device:
+    """The device the train and score sections run on: 'cpu', or 'cuda' when one is present."""
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: choose cpu or cuda")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: torch sees no CUDA device here; run on a GPU machine or use --device cpu")
+        cpu_only = [s for s in only if s not in DEVICE_SECTIONS]
+        if cpu_only:
+            raise UserError(f"--device cuda measures {','.join(DEVICE_SECTIONS)} only; add --only train,score "
+                            f"(not {','.join(cpu_only)})")
+    return torch.device(name)
+
+
 def run_bench(only: Sequence[str], settings: BenchConfig, *, quick: bool = False, threads: int | None = None,
               json_path: Path | None = None, score_run: str | None = None,
               embed_runs: dict[str, str | None] | None = None, command: str = "swapbench bench",
-              log=print) -> BenchReport:
-    """Measure the chosen sections, log them to MLflow, write ``json_path``; the report."""
+              device: str = "cpu", log_run: bool = True, log=print) -> BenchReport:
+    """Measure the chosen sections on ``device``, log them to MLflow (unless ``log_run`` is false),
+    write ``json_path``; the report."""
     from swapbench.bench import machine
 
+    target = check_device(device, only)
     check_inputs(settings, json_path)
     if threads is not None:
         torch.set_num_threads(threads)
@@ -107,7 +126,7 @@ def run_bench(only: Sequence[str], settings: BenchConfig, *, quick: bool = False
 
     sections = {"peaks": _peaks, "train": _train, "data": _data, "score": _score, "embed": _embed, "scaling": _scaling}
     context = {"settings": settings, "threads": threads, "only": only, "score_run": score_run,
-               "embed_runs": embed_runs}
+               "embed_runs": embed_runs, "device": target}
     for name, measure in sections.items():
         if name != "peaks" and name not in only:
             continue
@@ -118,27 +137,29 @@ def run_bench(only: Sequence[str], settings: BenchConfig, *, quick: bool = False
         if note:
             report.notes[name] = note
     torch.set_num_threads(threads)
-    log_to_mlflow(report)
+    if log_run:
+        log_to_mlflow(report)
     if json_path is not None:
         write_json(report, json_path)
     return report
 
 
-def _peaks(report: BenchReport, settings: BenchConfig, **_) -> tuple[list[dict], str]:
+def _peaks(report: BenchReport, settings: BenchConfig, device: torch.device, **_) -> tuple[list[dict], str]:
     from swapbench.bench import machine
 
-    peaks = machine.peak_flops(torch.device("cpu"), settings.peak_repeats)
+    peaks = machine.peak_flops(device, settings.peak_repeats)
     side = machine.MATMUL_SIDE
-    return [{"probe": "conv3x3", "device": "cpu", "gflops": peaks["conv_gflops"], "what": str(machine.CONV_PROBE)},
-            {"probe": "matmul", "device": "cpu", "gflops": peaks["matmul_gflops"],
+    return [{"probe": "conv3x3", "device": device.type, "gflops": peaks["conv_gflops"], "what": str(machine.CONV_PROBE)},
+            {"probe": "matmul", "device": device.type, "gflops": peaks["matmul_gflops"],
              "what": f"{side}x{side} @ {side}x{side}"}], "each training row measures its own limits again just before it"
 
 
-def _train(report: BenchReport, settings: BenchConfig, threads: int, **_) -> tuple[list[dict], str]:
+def _train(report: BenchReport, settings: BenchConfig, threads: int, device: torch.device, **_) -> tuple[list[dict], str]:
     from swapbench.bench.training import cuda_row, train_row
 
-    rows = [train_row(name, settings, torch.device("cpu"), threads) for name in settings.recipes]
-    rows.append(cuda_row(settings, threads))
+    rows = [train_row(name, settings, device, threads) for name in settings.recipes]
+    if device.type == "cpu":
+        rows.append(cuda_row(settings, threads))
     return rows, ("FLOPs by torch's FlopCounterMode formulas (convolutions and matrix products, forward and "
                   "backward; element-wise work not counted) over exactly the timed steps; memory: " + _memory_note(rows))
 
@@ -152,10 +173,11 @@ def _data(report: BenchReport, settings: BenchConfig, threads: int, only: Sequen
     return rows, "" if "train" in only else "train was not measured in this call: no training rate to compare with"
 
 
-def _score(report: BenchReport, settings: BenchConfig, threads: int, score_run: str | None, **_) -> tuple[list[dict], str]:
+def _score(report: BenchReport, settings: BenchConfig, threads: int, score_run: str | None, device: torch.device,
+           **_) -> tuple[list[dict], str]:
     from swapbench.bench.scoring import score_rows
 
-    rows, described = score_rows(settings, torch.device("cpu"), threads, score_run)
+    rows, described = score_rows(settings, device, threads, score_run)
     return rows, f"model: {described}"
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from swapbench.recipe import BenchConfig, load_recipe
+from swapbench.recipe import BenchConfig
 
 SCORE_COLUMNS = ("score", "n", "end_to_end_seconds", "bare_seconds", "vs_bare", "model_seconds",
                  "network_seconds", "networks", "note")
@@ -35,8 +35,14 @@ BARE_PASSES: dict[str, tuple[str, str | None]] = {
 
 
 def _seconds(fn: Callable[[], Any]) -> float:
+    """Wall seconds of ``fn``, queued GPU work included (synchronised before and after)."""
+    from swapbench.bench.machine import synchronize
+
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    synchronize(device)
     start = time.perf_counter()
     fn()
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -50,9 +56,11 @@ def score_model_and_recipe(settings: BenchConfig, run: str | None, threads: int)
         model, recipe, _ = load_model(checkpoint_of(run))
         described = f"run {run}"
     else:
-        recipe = load_recipe(settings.score_recipe, [f"train.threads={threads}"])
+        from swapbench.bench.training import bench_recipe
+
+        recipe = bench_recipe(settings.score_recipe, [f"train.threads={threads}"])
         model = TRAINERS.get(recipe.model.family).build_model(recipe).eval()
-        described = f"fresh (untrained) {recipe.name}"
+        described = f"fresh (untrained) {recipe.name}, {recipe.data.dataset} test images"
     if settings.score_images is not None:
         recipe = recipe.with_test_images(settings.score_images)
     return model, recipe, described

@@ -38,13 +38,27 @@ SCALING_COLUMNS = ("recipe", "processes", "threads_per_process", "batch", "steps
                    "vs_one_process", "note")
 
 
+# Datasets that read the user's images (data.root); a recipe of theirs with no root is measured on the
+# shipped photo crops at its own resolution (which make their own square crops), and its row says so.
+NEEDS_ROOT = ("folder", "lmdb")
+STAND_IN_DATASET = "photos"
+
+
+def bench_recipe(name: str, overrides: list[str]) -> Recipe:
+    """``name`` with ``overrides``; a recipe whose dataset needs a data.root it lacks reads the shipped
+    photo crops instead (a step or a score costs the same whatever the images)."""
+    if load_recipe(name).data.dataset in NEEDS_ROOT and load_recipe(name).data.root is None:
+        overrides = [*overrides, f"data.dataset={STAND_IN_DATASET}", "data.preprocess=square"]
+    return load_recipe(name, overrides)
+
+
 def training_recipe(name: str, settings: BenchConfig, device: torch.device, threads: int) -> Recipe:
     """The recipe as benchmarked: on ``device`` at the bench's thread count; on the CPU a recipe of
     256 px or more trains at ``cpu_batch_at_256`` (noted in its row)."""
     overrides = [f"device={device.type}", f"train.threads={threads}"]
-    recipe = load_recipe(name, overrides)
+    recipe = bench_recipe(name, overrides)
     if device.type == "cpu" and recipe.data.resolution >= 256 and recipe.train.batch_size > settings.cpu_batch_at_256:
-        recipe = load_recipe(name, [*overrides, f"train.batch_size={settings.cpu_batch_at_256}"])
+        recipe = bench_recipe(name, [*overrides, f"train.batch_size={settings.cpu_batch_at_256}"])
     return recipe
 
 
@@ -127,9 +141,11 @@ def train_row(name: str, settings: BenchConfig, device: torch.device, threads: i
     del trainer
     achieved = None if measured["gflop_per_image"] is None else measured["gflop_per_image"] * measured["images_per_second"]
     notes = []
-    own_batch = load_recipe(name).train.batch_size
-    if recipe.train.batch_size != own_batch:
-        notes.append(f"batch {recipe.train.batch_size} instead of the recipe's {own_batch} on the CPU")
+    own = load_recipe(name)
+    if recipe.train.batch_size != own.train.batch_size:
+        notes.append(f"batch {recipe.train.batch_size} instead of the recipe's {own.train.batch_size} on the CPU")
+    if recipe.data.dataset != own.data.dataset:
+        notes.append(f"{recipe.data.dataset} crops in place of its {own.data.dataset} dataset (no data.root)")
     if measured["r1_interval"] and not measured["interval_covered"]:
         notes.append(f"{measured['steps_timed']} of {measured['r1_interval']} steps timed; "
                      "interval = R1 step + (interval - 1) x mean plain step")

@@ -1,4 +1,5 @@
-"""Frechet and kernel distances on features, their bootstrap intervals, and the cache of real-image
+"""Frechet and kernel distances on features, their values on row subsets (for the jackknife
+intervals of :mod:`swapbench.metrics.intervals`), and the cache of real-image
 features.
 
 One exact Frechet computation for every N. FID = |mu_a - mu_b|^2 + tr S_a + tr S_b - 2 tr sqrt(S_a S_b),
@@ -78,23 +79,25 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     return frechet_from_gaussians(fit_gaussian(feats_a), fit_gaussian(feats_b))
 
 
-def frechet_bootstrap(feats_a: np.ndarray, feats_b: np.ndarray, resamples: np.ndarray,
-                      paired: bool = False) -> np.ndarray:
-    """Frechet distances over resampled rows: ``resamples`` is (B, n) row indices into ``feats_a``;
-    with ``paired`` the same rows of ``feats_b`` are taken too (a swap and its own source), else
-    ``feats_b`` stays whole (a fixed reference set), fitted once."""
+def frechet_on_subsets(feats_a: np.ndarray, feats_b: np.ndarray, subsets: list[np.ndarray],
+                       paired: bool = False) -> np.ndarray:
+    """Frechet distances of the rows ``subsets[k]`` of ``feats_a`` (the jackknife's kept rows); with
+    ``paired`` the same rows of ``feats_b`` are taken too (a swap and its own source), else ``feats_b``
+    stays whole (a fixed reference set), fitted once."""
     if paired:
-        return np.array([frechet_distance(feats_a[i], feats_b[i]) for i in resamples])
+        return np.array([frechet_distance(feats_a[i], feats_b[i]) for i in subsets])
     b = fit_gaussian(feats_b)
     feats_a = np.asarray(feats_a, dtype=np.float64)
-    n, d = resamples.shape[1], feats_a.shape[1]
-    if n > d:
-        return np.array([frechet_from_gaussians(fit_gaussian(feats_a[i]), b) for i in resamples])
-    # below the dimension: project every row on b's factor once, then each resample is a small SVD
-    projected = feats_a @ b.factor
+    d = feats_a.shape[1]
+    # below the dimension: project every row on b's factor once, then each subset is a small SVD
+    projected = feats_a @ b.factor if any(len(i) <= d for i in subsets) else None
     sq_norms = (feats_a * feats_a).sum(axis=1)
-    out = np.empty(len(resamples))
-    for k, i in enumerate(resamples):
+    out = np.empty(len(subsets))
+    for k, i in enumerate(subsets):
+        n = len(i)
+        if n > d:
+            out[k] = frechet_from_gaussians(fit_gaussian(feats_a[i]), b)
+            continue
         mean = feats_a[i].mean(axis=0)
         trace = (sq_norms[i].sum() - n * mean @ mean) / (n - 1)
         p = projected[i]
@@ -138,13 +141,14 @@ def _kid_subsets(feats_a, feats_b, rows_a, num_subsets, max_subset_size, seed, g
     return values
 
 
-def kid_bootstrap(feats_a: np.ndarray, feats_b: np.ndarray, resamples: np.ndarray, num_subsets: int = 10,
-                  max_subset_size: int = 1000, seed: int = 0) -> np.ndarray:
-    """KID over resampled rows of ``feats_a`` against the whole of ``feats_b`` (kernel matrices computed
-    once, ``num_subsets`` subsets per resample)."""
+def kid_on_subsets(feats_a: np.ndarray, feats_b: np.ndarray, subsets: list[np.ndarray], num_subsets: int = 10,
+                   max_subset_size: int = 1000, seed: int = 0) -> np.ndarray:
+    """KID of the rows ``subsets[k]`` of ``feats_a`` against the whole of ``feats_b`` (kernel matrices
+    computed once; ``num_subsets`` of clean-fid's random subsets each, from the same ``seed`` for every
+    k, so the draws of ``feats_b``'s rows are shared and their noise cancels in the differences)."""
     grams = (_cubic_gram(feats_a, feats_a), _cubic_gram(feats_b, feats_b), _cubic_gram(feats_a, feats_b))
-    return np.array([np.mean(_kid_subsets(feats_a, feats_b, np.asarray(i), num_subsets, max_subset_size,
-                                          seed + k, grams)) for k, i in enumerate(resamples)])
+    return np.array([np.mean(_kid_subsets(feats_a, feats_b, np.asarray(i), num_subsets, max_subset_size, seed, grams))
+                     for i in subsets])
 
 
 def sifid_pair(map_a: torch.Tensor, map_b: torch.Tensor) -> float:

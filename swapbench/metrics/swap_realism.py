@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 
 from swapbench.metrics import needs
-from swapbench.metrics.distances import frechet_bootstrap, frechet_distance, kernel_distance, kid_bootstrap, sifid_pair
+from swapbench.metrics.distances import frechet_on_subsets, frechet_distance, kernel_distance, kid_on_subsets, sifid_pair
 from swapbench.metrics.inception import conv4_samples
-from swapbench.metrics.intervals import with_interval
+from swapbench.metrics.intervals import with_jackknife_interval
 from swapbench.registry import METRICS
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,8 @@ def swap_fid(ctx) -> dict[str, float]:
     ref = _reference_or_note(ctx, "swap_fid")
     if ref is None:
         return {"swap_fid": float("nan")}
-    boot = frechet_bootstrap(ctx.swap_features, ref, ctx.resamples(len(ctx.pairs)))
-    return {**with_interval("swap_fid", frechet_distance(ctx.swap_features, ref), boot, len(ctx.pairs)),
+    leave_out = frechet_on_subsets(ctx.swap_features, ref, ctx.jackknife_subsets(len(ctx.pairs)))
+    return {**with_jackknife_interval("swap_fid", frechet_distance(ctx.swap_features, ref), leave_out, len(ctx.pairs)),
             "swap_fid_real_n": len(ref)}
 
 
@@ -42,8 +42,8 @@ def swap_kid(ctx) -> dict[str, float]:
     ref = _reference_or_note(ctx, "swap_kid")
     if ref is None:
         return {"swap_kid": float("nan")}
-    boot = kid_bootstrap(ctx.swap_features, ref, ctx.resamples(len(ctx.pairs)))
-    return {**with_interval("swap_kid", kernel_distance(ctx.swap_features, ref), boot, len(ctx.pairs)),
+    leave_out = kid_on_subsets(ctx.swap_features, ref, ctx.jackknife_subsets(len(ctx.pairs)))
+    return {**with_jackknife_interval("swap_kid", kernel_distance(ctx.swap_features, ref), leave_out, len(ctx.pairs)),
             "swap_kid_real_n": len(ref)}
 
 
@@ -51,8 +51,8 @@ def swap_kid(ctx) -> dict[str, float]:
 @needs("swap")
 def swap_fid_vs_structure(ctx) -> dict[str, float]:
     structure = ctx.real_features_legacy[ctx.structure_indices]
-    boot = frechet_bootstrap(ctx.swap_features_legacy, structure, ctx.resamples(len(ctx.pairs)), paired=True)
-    return with_interval("swap_fid_vs_structure", frechet_distance(ctx.swap_features_legacy, structure), boot, len(ctx.pairs))
+    leave_out = frechet_on_subsets(ctx.swap_features_legacy, structure, ctx.jackknife_subsets(len(ctx.pairs)), paired=True)
+    return with_jackknife_interval("swap_fid_vs_structure", frechet_distance(ctx.swap_features_legacy, structure), leave_out, len(ctx.pairs))
 
 
 @METRICS.register("sifid", description="Mean over pairs of the Frechet distance of Inception conv_4 samples, swap vs its texture source B_i; only where the map has more positions than its 192 dimensions (>= 71 px), else NaN.")
