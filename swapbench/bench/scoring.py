@@ -109,12 +109,13 @@ class BarePasses:
             ctx.lpips(net)  # built untimed
             return lambda: ctx.lpips_distance(net, judged, other)
         layers = ctx.inception.layers
+        device = next(layers.parameters()).device  # the inputs are placed on it untimed
         if network == "inception_pool":  # the 299 px inputs, resized untimed
-            x = F.interpolate(_uint8_values(judged), size=(299, 299), mode="bicubic", align_corners=False)
+            x = F.interpolate(_uint8_values(judged), size=(299, 299), mode="bicubic", align_corners=False).to(device)
             return lambda: _batched_no_grad(lambda t: layers((t - 128) / 128), x, bs)
         from swapbench.metrics.inception import CONV4_LAYERS
 
-        both = torch.cat([_uint8_values(judged), _uint8_values(other)])
+        both = torch.cat([_uint8_values(judged), _uint8_values(other)]).to(device)
 
         def conv4(t):
             h = (t - 128) / 128
