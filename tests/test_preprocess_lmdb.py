@@ -134,6 +134,19 @@ def test_lmdb_dataset_reads_lsun_style_entries(tiny_yaml, tmp_path):
     assert build_dataset(by_file, "train").keys == train.keys
 
 
+def test_lmdb_dataset_reads_in_dataloader_workers(tiny_yaml, tmp_path):
+    """The parent opens the database (the first entry is decoded at build time); forked workers must open
+    their own handle (py-lmdb refused the inherited one: 'already open in this process')."""
+    photo = coordinate_photo(40, 30).astype(np.uint8)
+    db = write_lmdb(tmp_path / "db", {f"{i:03d}".encode(): encoded(np.roll(photo, i, axis=1), "PNG") for i in range(8)})
+    r = load_recipe(tiny_yaml, ["data.dataset=lmdb", f"data.root={db}", "data.test_fraction=0.25"])
+    ds = build_dataset(r, "train")
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=2)
+    batches = [b for _, b in zip(range(3), loader)]
+    assert [b.shape[0] for b in batches] == [3, 3, 3]
+    assert torch.equal(batches[0][0], ds[0])  # a worker's item equals the parent's
+
+
 def test_lmdb_errors_are_one_line(tiny_yaml, tmp_path):
     def error(root, *extra):
         with pytest.raises(UserError) as exc:

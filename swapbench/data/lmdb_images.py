@@ -54,7 +54,9 @@ def decode(buffer: bytes) -> np.ndarray:
 
 
 # One read-only environment per database and process: LMDB refuses to open a database twice in one
-# process (the train and test splits share it), and a handle must not cross a fork (DataLoader workers).
+# process (the train and test splits share it), and a handle must not cross a fork (DataLoader workers):
+# a forked worker inherits the parent's open handle, which py-lmdb counts as already open in the worker
+# too, so the worker closes its inherited copy (the parent's stays open) before opening its own.
 _ENVIRONMENTS: dict[tuple[str, int], lmdb.Environment] = {}
 
 
@@ -64,6 +66,8 @@ def environment(path: Path) -> lmdb.Environment:
         path = path.parent
     key = (os.path.realpath(path), os.getpid())
     if key not in _ENVIRONMENTS:
+        for inherited in [k for k in _ENVIRONMENTS if k[0] == key[0]]:  # opened by the parent before a fork
+            _ENVIRONMENTS.pop(inherited).close()
         _ENVIRONMENTS[key] = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False,
                                        subdir=path.is_dir(), max_readers=256)
     return _ENVIRONMENTS[key]
