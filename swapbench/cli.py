@@ -755,7 +755,7 @@ def weights_where() -> None:
 
 @app.command("bench")
 def bench(
-    only: Annotated[Optional[str], typer.Option(help="Comma-separated sections: train,embed,score,data,scaling (default all).")] = None,
+    only: Annotated[Optional[str], typer.Option(help="Comma-separated sections: train,embed,score,data,scaling,profile (default all).")] = None,
     recipe: Annotated[Optional[list[str]], typer.Option("--recipe", help="Recipe whose training step is measured (repeatable; replaces the defaults).")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the table as JSON to this file.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Tiny sizes, every column present (CI); not for comparing machines.")] = False,
@@ -767,6 +767,7 @@ def bench(
     score_recipe: Annotated[Optional[str], typer.Option(help="Scoring: the recipe of the fresh model scored when no --run is given (default quickstart).")] = None,
     device: Annotated[str, typer.Option(help="cpu, or cuda: the peaks, training steps and scores measured on the GPU (with --only train,score).")] = "cpu",
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log the table to MLflow (--no-log: print and --json only, e.g. where MLflow is not installed).")] = True,
+    record: Annotated[Optional[Path], typer.Option(help="Measure nothing: log this --no-log bench JSON (made on another machine) to MLflow.")] = None,
 ) -> None:
     """Measure what training, embedding, scoring and data loading cost on this machine, each next to a
     limit measured in the same process; print the table, log it to MLflow (experiment 'bench')."""
@@ -774,6 +775,13 @@ def bench(
 
     from swapbench.bench import bench_settings, parse_only, render_markdown, run_bench
 
+    if record is not None:
+        from swapbench.bench import record as record_report
+
+        recorded = record_report(record)
+        print(render_markdown(recorded))
+        out.print(f"logged {record} to MLflow run {recorded.run_id} (experiment 'bench')")
+        return
     sections = parse_only(only)
     settings = bench_settings(quick, recipe, score_recipe)
     embed_runs = {"swap_ae": sae_run, "stylegan2": sg2_run, "sg2_encoder": encoder_run}

@@ -282,6 +282,10 @@ class BenchConfig(Section):
         120.0, gt=0, description="The timed window stops early (after one R1 and one plain step at least) past this."
     )
     peak_repeats: int = Field(5, ge=1, description="Timed calls of the conv and matmul peak probes (best taken).")
+    profile_steps: int = Field(
+        8, ge=1, description="Training steps of each recipe run under torch.profiler (section 'profile'), after the warm-up."
+    )
+    profile_top: int = Field(12, ge=1, description="Operators listed per recipe in section 'profile' (by self CPU time).")
     embed_methods: list[str] = Field(
         ["sae", "sg2_w", "sg2_wplus", "sg2_encoder", "sg2_encoder_opt"], description="Inversion methods timed at batch 1."
     )
@@ -307,7 +311,8 @@ class BenchConfig(Section):
 BENCH_QUICK: dict[str, Any] = {
     "recipes": ["quickstart"], "train_steps": 2, "train_seconds": 20.0, "peak_repeats": 2,
     "embed_images": 1, "embed_steps": 2, "embed_refine_steps": 2, "score_metrics": ["recon_psnr", "recon_lpips_alex", "swap_kid"],
-    "score_images": 8, "fid_alone": False, "data_batches": 2, "scaling_processes": [],
+    "score_images": 8, "fid_alone": False, "data_batches": 2, "scaling_processes": [], "profile_steps": 2,
+    "profile_top": 5,
 }
 
 

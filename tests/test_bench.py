@@ -86,6 +86,44 @@ def test_quick_prints_the_table_and_logs_an_mlflow_run(quick):
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"bench.json", "bench.md"}
 
 
+def test_record_logs_a_table_measured_elsewhere(quick, tmp_path: Path):
+    """`--record` logs a --no-log JSON (e.g. from a GPU machine without MLflow) unchanged; a table that is
+    already logged, or a file that is not a bench table, is a one-line error."""
+    import mlflow
+
+    _, report, _ = quick
+    measured_elsewhere = tmp_path / "cuda.json"
+    measured_elsewhere.write_text(json.dumps({**report, "mlflow_run_id": None}))
+    done = run_cli("bench", "--record", "cuda.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("bench").experiment_id])
+    assert run.info.run_id in done.stdout and run.data.tags["swapbench.bench.recorded_from"] == "cuda.json"
+    assert run.data.params["header.git_commit"] == report["header"]["git_commit"]
+    row = next(r for r in report["sections"]["train"]["rows"] if r["device"] == "cpu")
+    assert run.data.metrics["train.quickstart/cpu.images_per_second"] == pytest.approx(row["images_per_second"])
+    (tmp_path / "logged.json").write_text(json.dumps(report))
+    (tmp_path / "junk.json").write_text("{}")
+    for name, says in (("logged.json", "already logged"), ("junk.json", "not a bench JSON")):
+        done = run_cli("bench", "--record", name, cwd=tmp_path)
+        assert done.returncode == 2 and done.stderr.startswith("error: --record") and says in done.stderr, done.stderr
+
+
+def test_cuda_device_needs_a_gpu_and_the_gpu_sections(tmp_path: Path):
+    import torch
+
+    from swapbench.bench import check_device
+
+    if torch.cuda.is_available():
+        with pytest.raises(UserError, match="--only train,score"):
+            check_device("cuda", ["train", "embed"])
+    else:
+        done = run_cli("bench", "--device", "cuda", "--only", "train", cwd=tmp_path)
+        assert done.returncode == 2 and done.stderr.startswith("error: --device cuda") and "Traceback" not in done.stderr
+    with pytest.raises(UserError, match="choose cpu or cuda"):
+        check_device("tpu", ["train"])
+
+
 def test_cpu_flags_are_read_from_cpuinfo():
     info = cpu_info(CPUINFO)
     assert info == {"cpu_model": "Example CPU @ 2.00GHz", "avx512": False, "avx2": True, "cpu_flags_known": True}

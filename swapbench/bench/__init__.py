@@ -24,7 +24,7 @@ import torch
 from swapbench.bench.embedding import EMBED_COLUMNS
 from swapbench.bench.loading import DATA_COLUMNS
 from swapbench.bench.scoring import SCORE_COLUMNS
-from swapbench.bench.training import SCALING_COLUMNS, TRAIN_COLUMNS
+from swapbench.bench.training import PROFILE_COLUMNS, SCALING_COLUMNS, TRAIN_COLUMNS
 from swapbench.errors import UserError
 from swapbench.recipe import BENCH_QUICK, BenchConfig
 
@@ -32,11 +32,12 @@ SCHEMA = "swapbench.bench/1"
 EXPERIMENT = "bench"
 PEAK_COLUMNS = ("probe", "device", "gflops", "what")
 COLUMNS: dict[str, tuple[str, ...]] = {"peaks": PEAK_COLUMNS, "train": TRAIN_COLUMNS, "data": DATA_COLUMNS,
-                                       "score": SCORE_COLUMNS, "embed": EMBED_COLUMNS, "scaling": SCALING_COLUMNS}
-SECTIONS = ("train", "embed", "score", "data", "scaling")  # what --only chooses from; peaks always run
+                                       "score": SCORE_COLUMNS, "embed": EMBED_COLUMNS, "scaling": SCALING_COLUMNS,
+                                       "profile": PROFILE_COLUMNS}
+SECTIONS = ("train", "embed", "score", "data", "scaling", "profile")  # what --only chooses from; peaks always run
 DEVICE_SECTIONS = ("train", "score")  # what --device cuda measures on the GPU (the others are CPU work)
 ROW_KEYS = {"peaks": "probe", "train": ("recipe", "device"), "data": ("dataset", "recipe"), "score": "score",
-            "embed": "method", "scaling": "processes"}
+            "embed": "method", "scaling": "processes", "profile": ("recipe", "rank")}
 TITLES = {
     "peaks": "Machine limits: fp32 FLOP/s of a 3x3 conv (oneDNN; batch 8, 128->128, 64x64) and a 2048 matmul",
     "train": "Training: full steps (both D updates, G update, lazy R1 over its interval, EMA) vs the limits",
@@ -44,6 +45,7 @@ TITLES = {
     "score": "Scoring: end to end through the evaluator vs the bare forward passes of the same networks",
     "embed": "Embedding: seconds per image at batch 1 (swapbench project's timing) and the FLOP ratio",
     "scaling": "Scaling: training under torchrun (gloo), 1 and 2 processes sharing the same cores",
+    "profile": "Profile: where a training step's time goes (torch.profiler, operators by self CPU time)",
 }
 
 
@@ -56,6 +58,16 @@ class BenchReport:
     notes: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each section, measuring included
     run_id: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BenchReport:
+        """The report a bench JSON file holds (the inverse of :meth:`to_json`)."""
+        sections = data["sections"]
+        return cls(data["header"], data["settings"], data["command"],
+                   {name: s["rows"] for name, s in sections.items()},
+                   {name: s["note"] for name, s in sections.items() if s.get("note")},
+                   {name: s["seconds"] for name, s in sections.items() if s.get("seconds") is not None},
+                   data.get("mlflow_run_id"))
 
     def to_json(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "command": self.command, "header": self.header, "settings": self.settings,
@@ -124,7 +136,8 @@ def run_bench(only: Sequence[str], settings: BenchConfig, *, quick: bool = False
     threads = torch.get_num_threads()
     report = BenchReport(machine.header(threads, quick), settings.model_dump(mode="json"), command)
 
-    sections = {"peaks": _peaks, "train": _train, "data": _data, "score": _score, "embed": _embed, "scaling": _scaling}
+    sections = {"peaks": _peaks, "train": _train, "data": _data, "score": _score, "embed": _embed, "scaling": _scaling,
+                "profile": _profile}
     context = {"settings": settings, "threads": threads, "only": only, "score_run": score_run,
                "embed_runs": embed_runs, "device": target}
     for name, measure in sections.items():
@@ -196,6 +209,15 @@ def _scaling(report: BenchReport, settings: BenchConfig, threads: int, **_) -> t
                         recipe=settings.scaling_recipe, processes=n) for n in (1, 2)], ""
 
 
+def _profile(report: BenchReport, settings: BenchConfig, threads: int, **_) -> tuple[list[dict], str]:
+    from swapbench.bench.training import profile_rows
+
+    rows = [row for name in settings.recipes for row in profile_rows(name, settings, threads)]
+    return rows, (f"{settings.profile_steps} steps per recipe after the warm-up, R1 steps included as they fall; "
+                  "self time: in the operator itself, not in the operators it calls; share: of the profiled steps' "
+                  "wall time (the profiler's own overhead included, so shares are a guide, not a measurement)")
+
+
 def _memory_note(rows: list[dict]) -> str:
     from swapbench.bench.machine import PeakMemory
 
@@ -219,11 +241,31 @@ def _row_name(section: str, row: dict) -> str:
     return "/".join(str(row.get(k)) for k in key) if isinstance(key, tuple) else str(row.get(key))
 
 
-def log_to_mlflow(report: BenchReport) -> None:
+def record(path: Path) -> BenchReport:
+    """Log a bench JSON measured elsewhere with ``--no-log`` (a machine without MLflow, such as a lent GPU
+    machine) to this MLflow store, unchanged; the report with its new run id."""
+    try:
+        data = json.loads(path.read_text())
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"schema {data.get('schema')!r}, expected {SCHEMA!r}")
+        report = BenchReport.from_json(data)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"--record {path}: not a bench JSON written by `swapbench bench --json` ({exc}); "
+                        "point it at such a file") from None
+    if report.run_id:
+        raise UserError(f"--record {path}: this table is already logged (MLflow run {report.run_id}); record only "
+                        "tables measured with --no-log")
+    log_to_mlflow(report, recorded_from=path.name)
+    return report
+
+
+def log_to_mlflow(report: BenchReport, recorded_from: str | None = None) -> None:
     from swapbench.tracking import open_tool_run
 
     tags = {"swapbench.tool": "bench", "swapbench.bench.sections": ",".join(report.sections),
             "swapbench.bench.quick": str(report.header["quick"])}
+    if recorded_from:  # measured on another machine, logged here afterwards
+        tags["swapbench.bench.recorded_from"] = recorded_from
     with open_tool_run(EXPERIMENT, tags) as tracker:
         report.run_id = tracker.run_id
         tracker.log_params({**{f"header.{k}": v for k, v in report.header.items()},

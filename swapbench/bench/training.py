@@ -34,6 +34,7 @@ TRAIN_COLUMNS = ("recipe", "device", "batch", "resolution", "r1_interval", "step
                  "seconds_plain_step", "seconds_r1_step", "gflop_per_image", "achieved_gflops", "conv_peak_gflops",
                  "matmul_peak_gflops", "of_conv_peak", "of_matmul_peak", "peak_memory_mib",
                  "memory_above_start_mib", "note")
+PROFILE_COLUMNS = ("recipe", "rank", "operator", "calls_per_step", "self_ms_per_step", "share_of_step")
 SCALING_COLUMNS = ("recipe", "processes", "threads_per_process", "batch", "steps_timed", "images_per_second",
                    "vs_one_process", "note")
 
@@ -157,6 +158,35 @@ def train_row(name: str, settings: BenchConfig, device: torch.device, threads: i
         "note": "; ".join(notes),
     }
     return {c: row.get(c) for c in TRAIN_COLUMNS}
+
+
+def profile_rows(name: str, settings: BenchConfig, threads: int) -> list[dict[str, Any]]:
+    """The ``profile_top`` operators of the recipe's CPU training step by self CPU time, over
+    ``profile_steps`` steps after the warm-up (torch.profiler), per step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from swapbench.tracking import Tracker
+    from swapbench.trainer import build_trainer
+
+    recipe = training_recipe(name, settings, torch.device("cpu"), threads)
+    trainer = build_trainer(recipe, device=torch.device("cpu"), tracker=Tracker())
+    torch.set_num_threads(threads)
+    batches_iter = iter(trainer.loader())
+    batches = [next(batches_iter) for _ in range(settings.warmup_steps + settings.profile_steps)]
+    for net in trainer.networks().values():
+        net.train()
+    for batch in batches[: settings.warmup_steps]:
+        trainer.train_step(batch)
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for batch in batches[settings.warmup_steps :]:
+            trainer.train_step(batch)
+    wall_us = (time.perf_counter() - start) * 1e6
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[: settings.profile_top]
+    steps = settings.profile_steps
+    return [{"recipe": name, "rank": rank, "operator": e.key, "calls_per_step": e.count / steps,
+             "self_ms_per_step": e.self_cpu_time_total / steps / 1e3, "share_of_step": e.self_cpu_time_total / wall_us}
+            for rank, e in enumerate(events, 1)]
 
 
 def missing_row(columns: tuple[str, ...], note: str, **known: Any) -> dict[str, Any]:
