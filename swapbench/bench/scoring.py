@@ -67,9 +67,10 @@ def score_model_and_recipe(settings: BenchConfig, run: str | None, threads: int)
 
 
 def _context(model, recipe, device, test_set, images, pairs):
-    from swapbench.evaluate import EvalContext
+    """The context `swapbench evaluate` builds: the scored sources, the pairs and the held-out reference."""
+    from swapbench.evaluate import build_context
 
-    return EvalContext(model.to(device), images, recipe, device, recipe.eval.batch_size, pairs, test_set)
+    return build_context(model.to(device), recipe, device, test_set, pairs, images)
 
 
 def _uint8_values(images: torch.Tensor) -> torch.Tensor:
@@ -134,15 +135,15 @@ def _batched_no_grad(fn, x: torch.Tensor, batch_size: int) -> None:
 
 def score_rows(settings: BenchConfig, device: torch.device, threads: int, run: str | None = None) -> tuple[list[dict], str]:
     """(rows, what was scored)."""
-    from swapbench.data import build_dataset, test_images
+    from swapbench.data import test_images
     from swapbench.data.pairs import draw_pairs
-    from swapbench.evaluate import applicable, evaluate, metric_names
+    from swapbench.evaluate import applicable, evaluate, held_out_split, metric_names
     from swapbench.registry import METRICS
 
     model, recipe, described = score_model_and_recipe(settings, run, threads)
     requested = settings.score_metrics
     names = applicable(metric_names(requested), model, requested)
-    test_set = build_dataset(recipe, "test")
+    test_set, _ = held_out_split(recipe)  # the sources, then the held-out reference (as the pipeline builds it)
     images = test_images(recipe, test_set)
     pairs = draw_pairs(recipe.eval.swap_pairs, images.shape[0], recipe.eval.pairs_seed)
     new_ctx = lambda: _context(model, recipe, device, test_set, images, pairs)  # noqa: E731
