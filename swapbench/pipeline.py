@@ -22,7 +22,7 @@ from swapbench.outputs import writable_folder
 from swapbench.progress import TrainingProgress
 from swapbench.errors import UserError
 from swapbench.recipe import Recipe
-from swapbench.runtime import git_commit, resolve_device
+from swapbench.runtime import git_commit, host_tags, process_cpu_seconds, resolve_device
 from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, Tracker, check_reachable, open_run, tracking_uri
 from swapbench.trainer import TrainResult, build_trainer
 
@@ -108,11 +108,13 @@ def _train_in_run(trainer, tracker: Tracker, ckpt_dir: Path, test_set: Dataset, 
     trainer.tracker, trainer.checkpoint_dir = tracker, ckpt_dir
     trainer.logged_through = tracker.last_logged_step()  # after a hard crash: the steps past the checkpoint
     start = trainer.step
+    tracker.set_tags(host_tags())  # the CPU this part trains on (a resumed run: the last part's)
+    cpu_start = process_cpu_seconds()
     with TrainingProgress(recipe.steps, enabled=progress, description=recipe.name, start=start) as bar:
         result = trainer.fit(on_step=bar.update)
     if result.steps > start:  # a run resumed after its last step (e.g. to score it) keeps its training figures
         tracker.log_metrics({"train/seconds": result.seconds, "train/images_per_second": result.images_per_second,
-                             "train/steps": result.steps})
+                             "train/steps": result.steps, "train/cpu_seconds": process_cpu_seconds() - cpu_start})
     if result.checkpoint is not None and recipe.tracking.log_checkpoint:
         tracker.log_artifact(result.checkpoint, CHECKPOINT_ARTIFACT_DIR)
         tracker.log_artifact(result.checkpoint.with_suffix(".json"), CHECKPOINT_ARTIFACT_DIR)
