@@ -132,6 +132,15 @@ def inference_state(state: dict[str, Any], recipe) -> tuple[str, dict[str, Any]]
     return key, {key: state[key]}
 
 
+def readable(folder: Path) -> None:
+    """Give ``folder`` and its files the modes the umask allows (mkdtemp and safetensors make them private)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    folder.chmod(0o777 & ~mask)
+    for path in folder.iterdir():
+        path.chmod(0o666 & ~mask)
+
+
 def publish(run_id: str, name: str, description: str | None = None, into: str | Path | None = None,
             force: bool = False) -> tuple[Path, dict[str, Any]]:
     """Write the zoo folder ``<into>/<name>`` from the finished run ``run_id``; (folder, manifest)."""
@@ -192,6 +201,7 @@ def publish(run_id: str, name: str, description: str | None = None, into: str | 
             "scores": scores_record(run),
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+        readable(tmp)
         load_model(tmp / MODEL_FILE)  # it loads (hash from the manifest, networks from the recipe) before it is named
         old = None
         if dest.exists():

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 zoo_app = typer.Typer(help="Reference models trained by swapbench, usable by name (zoo:NAME) wherever a command "
                       "takes a run id or checkpoint: evaluate, edit, project, figure swaps.", no_args_is_help=True)
@@ -20,7 +19,7 @@ def _minutes(value) -> str:
 
 @zoo_app.command("list")
 def zoo_list() -> None:
-    """Every zoo model: name, recipe, images trained, training minutes, size, description."""
+    """Every zoo model: name, recipe, resolution, images trained, wall minutes, size, run, description."""
     from swapbench.errors import UserError
     from swapbench.zoo import models, zoo_dirs
 
@@ -29,22 +28,19 @@ def zoo_list() -> None:
         where = ", ".join(map(str, zoo_dirs())) or "no zoo folder"
         out.print(f"the zoo holds no model yet (looked in {where}); `swapbench zoo publish RUN_ID NAME` adds one")
         return
-    table = Table()
-    for col in ("name", "recipe", "px", "images", "wall min", "size", "run", "description"):
-        table.add_column(col, justify="right" if col in ("px", "images", "wall min", "size") else "left",
-                         no_wrap=col in ("name", "recipe", "run"))
-    for name, model in found.items():
+    for name, model in found.items():  # a block per model: readable at any terminal width
         try:
             m = model.manifest()
         except UserError as exc:  # one damaged folder does not hide the others
-            table.add_row(name, "-", "-", "-", "-", "-", "-", f"unreadable: {exc}")
+            out.print(f"{name}  unreadable: {exc}", markup=False, highlight=False)
             continue
-        training = m.get("training", {})
-        table.add_row(name, str(m.get("recipe", "-")), str(m.get("resolution", "-")), f"{training.get('images', 0):,}",
-                      _minutes(training.get("wall_minutes")), f"{m['weights'].get('bytes', 0) / 2**20:.1f} MiB",
-                      str(m.get("run_id", "-"))[:12], str(m.get("description", "")))
-    out.print(table)
-    out.print("use one by name: e.g. `swapbench edit swap --run zoo:NAME ...`, `swapbench evaluate zoo:NAME`")
+        t = m.get("training", {})
+        out.print(f"{name}  {m.get('recipe', '-')}, {m.get('resolution', '-')} px, {t.get('images', 0):,} images, "
+                  f"{_minutes(t.get('wall_minutes'))} wall minutes, {m['weights'].get('bytes', 0) / 2**20:.1f} MiB, "
+                  f"run {m.get('run_id', '-')}", markup=False, highlight=False)
+        out.print(f"    {m.get('description', '')}  ({model.folder})", markup=False, highlight=False)
+    out.print("use one by name: e.g. `swapbench edit swap --run zoo:NAME ...`, `swapbench evaluate zoo:NAME`",
+              markup=False, highlight=False)
 
 
 @zoo_app.command("publish")
