@@ -22,7 +22,7 @@ from swapbench.outputs import writable_folder
 from swapbench.progress import TrainingProgress
 from swapbench.errors import UserError
 from swapbench.recipe import Recipe
-from swapbench.runtime import git_commit, host_tags, process_cpu_seconds, resolve_device
+from swapbench.runtime import git_commit, resolve_device
 from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, Tracker, check_reachable, open_run, tracking_uri
 from swapbench.trainer import TrainResult, build_trainer
 
@@ -104,6 +104,8 @@ def _train_in_run(trainer, tracker: Tracker, ckpt_dir: Path, test_set: Dataset, 
                   progress: bool) -> RunSummary:
     """Train (from wherever ``trainer`` stands) to the recipe's budget inside an open run, log the
     final checkpoint, and score it."""
+    from swapbench.runtime import host_tags, process_cpu_seconds
+
     recipe = trainer.recipe
     trainer.tracker, trainer.checkpoint_dir = tracker, ckpt_dir
     trainer.logged_through = tracker.last_logged_step()  # after a hard crash: the steps past the checkpoint

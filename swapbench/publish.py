@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from swapbench.errors import UserError
 from swapbench import zoo
+from swapbench.errors import UserError
 from swapbench.zoo import ENV, FORMAT, MANIFEST_FILE, MODEL_FILE, RECIPE_FILE, check_name
 
 # metrics of a run that are not scores of the model
