@@ -110,6 +110,9 @@ def test_publish_keeps_only_the_scored_network_with_its_recipe_and_manifest(in_w
     assert json.loads((folder / "manifest.json").read_text()) == m
     weights = folder / "model.safetensors"
     assert m["weights"]["sha256"] == sha256_file(weights) and m["weights"]["bytes"] == weights.stat().st_size
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.stat().st_mode & 0o777 for p in folder.iterdir()} == {0o666 & ~umask}  # not private to the publisher
     with safe_open(str(weights), framework="pt") as f:
         keys = list(f.keys())
         header = json.loads(f.metadata()["meta"])
