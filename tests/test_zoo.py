@@ -22,6 +22,12 @@ TINY_RUN = {**TINY, "name": "tiny_zoo",
             "train": {**TINY["train"], "images": 8, "checkpoint_every": 1000, "image_every": 1000, "threads": 1},
             "eval": {**TINY["eval"], "metrics": ["recon_psnr"]}}
 NAME = "tiny_ref"
+# a StyleGAN2 baseline on the same data, published too (project compares it with the swap_ae model)
+SG2_RUN = {**TINY_RUN, "name": "tiny_zoo_sg2",
+           "model": {**TINY["model"], "family": "stylegan2", "generator": "stylegan2", "cooccur_discriminator": None},
+           "loss": {"cooccur": 0, "patch_r1": 0, "r1_interval": 2},
+           "stylegan2": {"w_dim": 16, "mapping_layers": 2, "path_length_interval": 2},
+           "eval": {**TINY_RUN["eval"], "metrics": ["sample_kid"]}}  # trained without scoring
 
 
 def invoke(argv: list[str]) -> tuple[int, str, str]:
@@ -72,6 +78,9 @@ def published(tmp_path_factory) -> dict:
         mp.setenv("MLFLOW_TRACKING_URI", store)
         summary = train_and_evaluate(load_recipe(ws / "tiny.yaml"), progress=False)
         folder, manifest = publish(summary.run_id, NAME, description="a 2-step test model", into=ws / "zoo")
+        (ws / "sg2.yaml").write_text(yaml.safe_dump(SG2_RUN))
+        sg2 = train_and_evaluate(load_recipe(ws / "sg2.yaml"), evaluate_after=False, progress=False)
+        publish(sg2.run_id, "tiny_sg2", into=ws / "zoo")
     rng = np.random.default_rng(0)
     for name in ("a", "b"):
         Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(ws / f"{name}.png")
@@ -179,14 +188,18 @@ def test_figure_swaps_by_name_matches_the_run_it_came_from(in_ws, tmp_path):
     assert np.array_equal(zoo_column, run_column)  # the published weights are the run's scored (EMA) weights
 
 
-def test_project_by_name(in_ws):
-    code, stdout, stderr = invoke(["project", "--methods", "sae", "--n", "2", "--sae-run", f"zoo:{NAME}",
-                                   "--device", "cpu", "--no-progress"])
+def test_project_by_name_with_a_published_stylegan2_baseline(in_ws):
+    sg2 = json.loads((in_ws["folder"].parent / "tiny_sg2" / "manifest.json").read_text())
+    assert sg2["family"] == "stylegan2" and sg2["weights"]["network"] == "ema" and sg2["scores"] == {}
+    code, stdout, stderr = invoke(["project", "--methods", "sae,sg2_w", "--n", "2", "--steps", "2",
+                                   "--sae-run", f"zoo:{NAME}", "--sg2-run", "zoo:tiny_sg2", "--device", "cpu",
+                                   "--no-progress"])
     assert code == 0, stderr
     client = mlflow.MlflowClient(in_ws["store"])
     (run,) = client.search_runs([client.get_experiment_by_name("projection").experiment_id],
                                 max_results=1, order_by=["start_time DESC"])
-    assert run.data.params["run.sae"] == f"zoo:{NAME}" and "sae.seconds_per_image" in run.data.metrics
+    assert run.data.params["run.sae"] == f"zoo:{NAME}" and run.data.params["run.sg2_w"] == "zoo:tiny_sg2"
+    assert run.data.metrics["sae.seconds_per_image"] > 0 and run.data.metrics["sg2_w.seconds_per_image"] > 0
 
 
 @pytest.fixture
@@ -277,4 +290,4 @@ def test_publish_by_command_and_its_refusals(in_ws, tmp_path):
         client.delete_run(running)
     assert "is RUNNING; publish a FINISHED run" in line
     assert sorted(p.name for p in into.iterdir()) == ["again"]
-    assert os.listdir(in_ws["folder"].parent) == [NAME]
+    assert sorted(os.listdir(in_ws["folder"].parent)) == [NAME, "tiny_sg2"]
