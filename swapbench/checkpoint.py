@@ -3,8 +3,9 @@
 Any nested state (module and optimiser state dicts, RNG states, counters) is split into a flat dict
 of tensors, stored as safetensors, and a JSON skeleton that records where each tensor goes, stored
 in the safetensors header. A JSON sidecar repeats the human-readable metadata (step, recipe hash,
-git commit) with the sha256 of the tensor file, which loading checks. Both files are written to a
-temporary name and renamed into place, so a crash never leaves a half-written checkpoint.
+git commit) with the sha256 of the tensor file, which loading checks (the weights of a zoo model have
+their sha256 in the folder's manifest.json instead). Both files are written to a temporary name and
+renamed into place, so a crash never leaves a half-written checkpoint.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from safetensors.torch import save_file
 from swapbench.errors import UserError
 
 FORMAT = "swapbench-checkpoint-1"
+ZOO_MANIFEST = "manifest.json"  # records the sha256 of a zoo model's weights (see swapbench.zoo)
 
 
 def flatten_state(state: Any) -> tuple[dict[str, torch.Tensor], Any]:
@@ -70,14 +72,19 @@ def sidecar(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
+def write_tensors(path: str | Path, state: dict[str, Any], meta: dict[str, Any]) -> None:
+    """``state`` as one safetensors file, its skeleton and ``meta`` in the header (no sidecar, no rename)."""
+    tensors, skeleton = flatten_state(state)
+    header = {"format": FORMAT, "skeleton": json.dumps(skeleton), "meta": json.dumps(meta)}
+    save_file(tensors, str(path), metadata=header)
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` (.safetensors) and ``meta`` + sha256 to the .json beside it.
 
     Both files are written and hashed under temporary names first and then renamed into place one
     right after the other, so the old pair stays whole until the new pair is complete."""
     path = Path(path)
-    tensors, skeleton = flatten_state(state)
-    header = {"format": FORMAT, "skeleton": json.dumps(skeleton), "meta": json.dumps(meta)}
     path.parent.mkdir(parents=True, exist_ok=True)
     temps = []
     try:
@@ -85,7 +92,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
             os.close(fd)
             temps.append(tmp)
-        save_file(tensors, temps[0], metadata=header)
+        write_tensors(temps[0], state, meta)
         info = {"format": FORMAT, "file": path.name, "sha256": sha256_file(Path(temps[0])), **meta}
         Path(temps[1]).write_text(json.dumps(info, indent=2))
         os.replace(temps[0], path)
@@ -97,21 +104,35 @@ def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any
     return path
 
 
+def recorded_sha256(path: Path) -> tuple[Path, str]:
+    """(the file that records the sha256 of checkpoint ``path``, that sha256): the .json sidecar a run
+    wrote beside it or, for the weights of a zoo model (swapbench.zoo), its folder's manifest.json."""
+    side = sidecar(path)
+    manifest = path.parent / ZOO_MANIFEST
+    if not side.is_file() and manifest.is_file():
+        side = manifest
+    if not side.is_file():
+        raise UserError(f"checkpoint {path} has no {side.name} beside it with its sha256, so it cannot be checked; "
+                        f"copy the .json a run wrote with it (or evaluate the run by its MLflow run id)")
+    try:
+        record = json.loads(side.read_text())
+        if side.name == ZOO_MANIFEST:
+            record = record["weights"] if record["weights"].get("file") == path.name else {}
+        expected = record.get("sha256")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError, TypeError):
+        expected = None
+    if not expected:
+        raise UserError(f"{side} holds no sha256 of {path.name}; it is damaged, copy the .json the run wrote"
+                        + (" (or restore the zoo model's folder)" if side.name == ZOO_MANIFEST else ""))
+    return side, expected
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
     """(state, meta) from a checkpoint written by :func:`save_checkpoint`; checks the sidecar's hash."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; pass the .safetensors file a run wrote")
-    side = sidecar(path)
-    if not side.is_file():
-        raise UserError(f"checkpoint {path} has no {side.name} beside it with its sha256, so it cannot be checked; "
-                        f"copy the .json a run wrote with it (or evaluate the run by its MLflow run id)")
-    try:
-        expected = json.loads(side.read_text()).get("sha256")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        expected = None
-    if not expected:
-        raise UserError(f"{side} holds no sha256 of {path.name}; it is damaged, copy the .json the run wrote")
+    side, expected = recorded_sha256(path)
     actual = sha256_file(path)
     if expected != actual:
         raise UserError(

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from swapbench import __version__
 from swapbench.errors import UserError
+from swapbench.zoo_commands import zoo_app
 
 try:  # recent typer releases vendor their own copy of click
     from typer._click import exceptions as click_exceptions
@@ -50,6 +51,7 @@ app.add_typer(edit_app, name="edit")
 weights_app = typer.Typer(help="Fetch and verify the pretrained files the scores need (offline-safe).",
                           no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
+app.add_typer(zoo_app, name="zoo")  # the zoo's commands live in their own module
 
 out = Console()
 err = Console(stderr=True)
@@ -166,7 +168,7 @@ def resume(
 
 @app.command()
 def evaluate(
-    target: Annotated[str, typer.Argument(help="An MLflow run id, or a checkpoint .safetensors file.")],
+    target: Annotated[str, typer.Argument(help="An MLflow run id, a checkpoint .safetensors file, or zoo:NAME (`swapbench zoo list`).")],
     metrics: Annotated[Optional[str], typer.Option(help="Comma-separated metric names (default: the recipe's).")] = None,
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log the scores into the run that made the checkpoint.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
@@ -185,7 +187,7 @@ def evaluate(
     if as_json:
         print(json.dumps({"run_id": meta.get("run_id"), "scores": scores}))
     else:
-        out.print(f"run {meta.get('run_id')}, {meta['weights']} weights")
+        out.print(f"run {meta.get('run_id') or ('zoo:' + meta['zoo'] if meta.get('zoo') else None)}, {meta['weights']} weights")
         out.print(_scores_table(f"scores of {meta['recipe']['name']}", scores))
 
 
@@ -255,9 +257,9 @@ def project(
     methods: Annotated[str, typer.Option(help="Comma-separated inversion methods (`swapbench registry inversion`).")] = "sae,sg2_w,sg2_wplus,sg2_encoder",
     n: Annotated[int, typer.Option("--n", min=2, help="Test images to invert (the same for every method).")] = 32,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Optimisation steps of sg2_w / sg2_wplus (default 1000).")] = None,
-    sae_run: Annotated[Optional[str], typer.Option(help="MLflow run id or checkpoint of a trained swap_ae recipe.")] = None,
-    sg2_run: Annotated[Optional[str], typer.Option(help="MLflow run id or checkpoint of a trained stylegan2 recipe.")] = None,
-    encoder_run: Annotated[Optional[str], typer.Option(help="MLflow run id or checkpoint of a trained sg2_encoder recipe.")] = None,
+    sae_run: Annotated[Optional[str], typer.Option(help="MLflow run id, checkpoint or zoo:NAME of a trained swap_ae recipe.")] = None,
+    sg2_run: Annotated[Optional[str], typer.Option(help="MLflow run id, checkpoint or zoo:NAME of a trained stylegan2 recipe.")] = None,
+    encoder_run: Annotated[Optional[str], typer.Option(help="MLflow run id, checkpoint or zoo:NAME of a trained sg2_encoder recipe.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
@@ -273,7 +275,7 @@ def project(
 
 @figure_app.command("swaps")
 def figure_swaps(
-    runs: Annotated[str, typer.Option(help="Comma-separated MLflow run ids, one column each.")],
+    runs: Annotated[str, typer.Option(help="Comma-separated MLflow run ids or zoo:NAME models, one column each.")],
     out_file: Annotated[Path, typer.Option("--out", help="PNG file to write (a .json with provenance goes beside it).")],
     n: Annotated[int, typer.Option("--n", min=1, help="Test (structure, texture) pairs, one row each.")] = 6,
     labels: Annotated[Optional[str], typer.Option(help="Comma-separated column labels (default: each run's variant).")] = None,
@@ -302,7 +304,7 @@ def figure_curve(
 
 
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
-EditRun = Annotated[str, typer.Option("--run", help="MLflow run id, or checkpoint .safetensors, of a trained swap_ae recipe.")]
+EditRun = Annotated[str, typer.Option("--run", help="MLflow run id, checkpoint .safetensors, or zoo:NAME (`swapbench zoo list`) of a trained swap_ae recipe.")]
 EditOut = Annotated[Path, typer.Option("--out", help="PNG file to write (a .json naming the inputs goes beside it).")]
 EditCell = Annotated[int, typer.Option(min=16, help="Pixels per image in the sheet.")]
 Files = Annotated[list[str], typer.Option(help="Image file or folder of images (repeatable).")]

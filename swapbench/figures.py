@@ -40,18 +40,22 @@ class RunModel:
 
 
 def load_run_models(run_ids: list[str], labels: list[str] | None = None) -> list[RunModel]:
-    """Each run's final checkpoint (EMA weights when present), labelled by ``labels`` or its variant tag."""
+    """Each run's final checkpoint (EMA weights when present) or zoo model (zoo:NAME), labelled by ``labels``,
+    its variant tag, or its zoo name."""
     from swapbench.models.build import load_autoencoder
     from swapbench.tracking import checkpoint_of, get_run
+    from swapbench.zoo import is_zoo_ref
 
     if labels is not None and len(labels) != len(run_ids):
         raise UserError(f"{len(labels)} labels for {len(run_ids)} runs; give one label per run or none")
     loaded = []
     for i, rid in enumerate(run_ids):
-        tags = get_run(rid).data.tags
-        model, recipe, _ = load_autoencoder(checkpoint_of(rid))
-        label = labels[i] if labels else tags.get("swapbench.variant", recipe.name)
-        loaded.append(RunModel(rid, label, tags.get("swapbench.git_commit", "unknown"), model, recipe))
+        from_zoo = is_zoo_ref(rid)  # a zoo model is in no run of this store; its checkpoint names its commit
+        tags = {} if from_zoo else get_run(rid).data.tags
+        model, recipe, meta = load_autoencoder(checkpoint_of(rid))
+        label = labels[i] if labels else rid if from_zoo else tags.get("swapbench.variant", recipe.name)
+        commit = meta.get("git_commit") if from_zoo else tags.get("swapbench.git_commit")
+        loaded.append(RunModel(rid, label, commit or "unknown", model, recipe))
     for run in loaded[1:]:
         differ = data_differences(run.recipe, loaded[0].recipe)
         if differ:

@@ -104,15 +104,19 @@ def _train_in_run(trainer, tracker: Tracker, ckpt_dir: Path, test_set: Dataset, 
                   progress: bool) -> RunSummary:
     """Train (from wherever ``trainer`` stands) to the recipe's budget inside an open run, log the
     final checkpoint, and score it."""
+    from swapbench.runtime import host_tags, process_cpu_seconds
+
     recipe = trainer.recipe
     trainer.tracker, trainer.checkpoint_dir = tracker, ckpt_dir
     trainer.logged_through = tracker.last_logged_step()  # after a hard crash: the steps past the checkpoint
     start = trainer.step
+    tracker.set_tags(host_tags())  # the CPU this part trains on (a resumed run: the last part's)
+    cpu_start = process_cpu_seconds()
     with TrainingProgress(recipe.steps, enabled=progress, description=recipe.name, start=start) as bar:
         result = trainer.fit(on_step=bar.update)
     if result.steps > start:  # a run resumed after its last step (e.g. to score it) keeps its training figures
         tracker.log_metrics({"train/seconds": result.seconds, "train/images_per_second": result.images_per_second,
-                             "train/steps": result.steps})
+                             "train/steps": result.steps, "train/cpu_seconds": process_cpu_seconds() - cpu_start})
     if result.checkpoint is not None and recipe.tracking.log_checkpoint:
         tracker.log_artifact(result.checkpoint, CHECKPOINT_ARTIFACT_DIR)
         tracker.log_artifact(result.checkpoint.with_suffix(".json"), CHECKPOINT_ARTIFACT_DIR)

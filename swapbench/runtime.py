@@ -47,3 +47,22 @@ def git_commit() -> str:
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def process_cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its finished child processes (user + system)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def host_tags() -> dict[str, str]:
+    """MLflow tags naming the CPU a run trains on (times mean little without it), and torch's threads."""
+    from swapbench.bench.machine import cpu_info
+
+    info = cpu_info()
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {"swapbench.host.cpu_model": info["cpu_model"], "swapbench.host.cpus": str(cpus),
+            "swapbench.host.threads": str(torch.get_num_threads()),
+            "swapbench.host.avx512": str(info["avx512"]).lower() if info["cpu_flags_known"] else "unknown"}

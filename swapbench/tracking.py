@@ -353,7 +353,12 @@ def get_run(run_id: str, uri: str | None = None):
 
 
 def checkpoint_of(target: str) -> Path:
-    """A checkpoint file from a path, or the final checkpoint an MLflow run logged."""
+    """A checkpoint file from a path, ``zoo:NAME`` (a reference model, hash-checked; see swapbench.zoo),
+    or the final checkpoint an MLflow run logged."""
+    from swapbench import zoo
+
+    if zoo.is_zoo_ref(target):
+        return zoo.model_path(target)
     path = Path(target)
     if path.exists():
         return path

@@ -1,0 +1,216 @@
+"""``swapbench zoo publish``: a finished MLflow run's model as a zoo folder (see :mod:`swapbench.zoo`).
+
+Only what inference needs is kept: the network the run scored (its EMA copy when the recipe scored
+the EMA), never the discriminators, optimiser states or RNG. The manifest is filled from the run:
+its id and commits, images and steps, wall and CPU time summed over every training part (a resumed
+run trains in several), the host tags it logged, its data manifest (with the sha256 of each photo or
+image file where the files are here), and the scores it logged. The folder is written under a
+temporary name and renamed into place, so a failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from swapbench import zoo
+from swapbench.errors import UserError
+from swapbench.zoo import ENV, FORMAT, MANIFEST_FILE, MODEL_FILE, RECIPE_FILE, check_name
+
+# metrics of a run that are not scores of the model
+NOT_SCORES = ("train/", "system/", "eval/")
+HOST_TAGS = {"cpu_model": "swapbench.host.cpu_model", "cpu_count": "swapbench.host.cpus",
+             "threads": "swapbench.host.threads", "avx512": "swapbench.host.avx512"}
+
+
+def default_zoo_dir() -> Path:
+    """Where ``publish`` writes without --into: the checkout's zoo/, else the first $SWAPBENCH_ZOO folder."""
+    if zoo.CHECKOUT_ZOO is not None:
+        return zoo.CHECKOUT_ZOO
+    first = next((p for p in os.environ.get(ENV, "").split(os.pathsep) if p), None)
+    if first is None:
+        raise UserError(f"swapbench is not running from a checkout, so it has no zoo/ folder to publish into; pass "
+                        f"--into DIR and add DIR to ${ENV} so that commands find the model")
+    return Path(first)
+
+
+def run_checkpoint(run) -> Path:
+    """The final checkpoint a run logged to MLflow, else the one in its local checkpoint folder."""
+    from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, download_run_artifact
+
+    run_id = run.info.run_id
+    local = Path(run.data.params.get("tracking.checkpoint_dir", "checkpoints")) / run_id / "last.safetensors"
+    try:
+        path = download_run_artifact(run_id, CHECKPOINT_ARTIFACT_DIR) / "last.safetensors"
+        if path.is_file():
+            return path
+    except UserError:
+        pass
+    if local.is_file():
+        return local
+    raise UserError(f"run {run_id} logged no checkpoint to MLflow and {local} does not exist; publish from the folder "
+                    "the run was started in, or a run that logged its checkpoint (tracking.log_checkpoint: true)")
+
+
+def metric_sum(client, run_id: str, key: str) -> float | None:
+    """Sum of every value a run logged for ``key`` (one per training part), or None if it logged none."""
+    history = client.get_metric_history(run_id, key)
+    return float(sum(m.value for m in history)) if history else None
+
+
+def training_record(client, run, meta: dict[str, Any]) -> dict[str, Any]:
+    recipe = meta["recipe"]
+    tags = run.data.tags
+    wall = metric_sum(client, run.info.run_id, "train/seconds")
+    cpu = metric_sum(client, run.info.run_id, "train/cpu_seconds")
+    host = {k: tags.get(tag) for k, tag in HOST_TAGS.items()}
+    return {
+        "steps": int(meta["step"]), "images": int(meta["images_seen"]),
+        "batch_size": recipe["train"]["batch_size"], "device": recipe.get("device"),
+        "wall_minutes": None if wall is None else round(wall / 60, 2),
+        "cpu_minutes": None if cpu is None else round(cpu / 60, 2),
+        **host,
+        "host_note": ("as the run's tags record them (the last training part's host)" if any(host.values())
+                      else "the run logged no host tags (runs before swapbench logged them)"),
+        "resumed_at_steps": tags.get("swapbench.resumed_at_steps"),
+    }
+
+
+def _sha256_files(paths: dict[str, Path]) -> dict[str, str] | None:
+    from swapbench.checkpoint import sha256_file
+
+    if not paths or not all(p.is_file() for p in paths.values()):
+        return None
+    return {name: sha256_file(p) for name, p in paths.items()}
+
+
+def data_record(run, recipe) -> dict[str, Any]:
+    """The run's data manifest, with file hashes: the photos' (as installed here), a folder's files
+    (where they are here), or for the synthetic data the rule its factors are seeded by."""
+    from swapbench.tracking import download_run_artifact
+
+    try:
+        splits = json.loads((download_run_artifact(run.info.run_id, "data_manifest.json")).read_text())
+    except (UserError, OSError, json.JSONDecodeError):
+        splits = {}
+    record: dict[str, Any] = {"dataset": recipe.data.dataset, "resolution": recipe.data.resolution, "splits": splits}
+    if recipe.data.dataset == "synthetic":
+        record["generator"] = ("swapbench.data.synthetic: item i renders (layout, style) factors, each drawn from "
+                               "torch.Generator().manual_seed(4 * factor_id + 2 * split + kind); no data files")
+    elif recipe.data.dataset == "photos":
+        from swapbench.data.photos import PHOTO_FILES, photo_path
+
+        names = sorted({n for s in splits.values() for n in s.get("photos", [])} or PHOTO_FILES)
+        record["sha256"] = _sha256_files({n: photo_path(n) for n in names})
+        record["sha256_note"] = "of the photo files installed where the model was published"
+    elif recipe.data.dataset == "folder":
+        files = {f for s in splits.values() for f in s.get("files", [])}
+        root = Path(recipe.data.root or ".")
+        record["sha256"] = _sha256_files({f: root / f for f in sorted(files)})
+        record["sha256_note"] = ("of the files where the model was published" if record["sha256"] else
+                                 "not recorded: the files were not all found where the model was published")
+    return record
+
+
+def scores_record(run) -> dict[str, float]:
+    return {k: v for k, v in sorted(run.data.metrics.items()) if not k.startswith(NOT_SCORES)}
+
+
+def inference_state(state: dict[str, Any], recipe) -> tuple[str, dict[str, Any]]:
+    """(key, {key: weights}): the network the run's scores used, nothing else."""
+    from swapbench.registry import TRAINERS
+
+    scored = TRAINERS.get(recipe.model.family).scored
+    key = "ema" if recipe.eval.use_ema and "ema" in state else scored
+    if key not in state:
+        raise UserError(f"the run's checkpoint has no '{key}' network; it was not written by a swapbench trainer")
+    return key, {key: state[key]}
+
+
+def readable(folder: Path) -> None:
+    """Give ``folder`` and its files the modes the umask allows (mkdtemp and safetensors make them private)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    folder.chmod(0o777 & ~mask)
+    for path in folder.iterdir():
+        path.chmod(0o666 & ~mask)
+
+
+def publish(run_id: str, name: str, description: str | None = None, into: str | Path | None = None,
+            force: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Write the zoo folder ``<into>/<name>`` from the finished run ``run_id``; (folder, manifest)."""
+    import mlflow
+
+    from swapbench import __version__
+    from swapbench.checkpoint import load_checkpoint, sha256_file, write_tensors
+    from swapbench.models.build import load_model, recipe_of_checkpoint
+    from swapbench.outputs import writable_folder
+    from swapbench.runtime import git_commit
+    from swapbench.tracking import get_run, tracking_uri
+
+    check_name(name)
+    root = Path(into) if into is not None else default_zoo_dir()
+    dest = root / name
+    if dest.exists() and not force:
+        raise UserError(f"zoo model '{name}' already exists in {root}; pass --force to replace it, or pick another name")
+    writable_folder(root, "--into")  # checked before any work; created only when the model is written
+    run = get_run(run_id)
+    if run.info.status != "FINISHED":
+        raise UserError(f"run {run_id} is {run.info.status}; publish a FINISHED run (resume it with "
+                        f"`swapbench resume {run_id}` first)")
+    checkpoint = run_checkpoint(run)
+    state, meta = load_checkpoint(checkpoint)  # hash-checked against the run's sidecar
+    if meta.get("run_id") != run_id:
+        raise UserError(f"checkpoint {checkpoint} belongs to run {meta.get('run_id')}, not {run_id}")
+    recipe = recipe_of_checkpoint(meta, checkpoint)
+    key, weights = inference_state(state, recipe)
+    del state
+    client = mlflow.MlflowClient(tracking_uri())
+    tags = run.data.tags
+    weights_meta = {**{k: meta[k] for k in ("step", "images_seen", "recipe", "recipe_hash", "git_commit",
+                                           "swapbench_version") if k in meta},
+                    "run_id": None,  # a zoo model belongs to no run of the user's store: scores are not logged back
+                    "trained_in_run": run_id, "zoo": name}
+
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    try:
+        write_tensors(tmp / MODEL_FILE, weights, weights_meta)
+        (tmp / RECIPE_FILE).write_text(recipe.to_yaml())
+        manifest = {
+            "format": FORMAT, "name": name,
+            "description": description or recipe.description or recipe.name,
+            "recipe": recipe.name, "recipe_hash": meta.get("recipe_hash"), "family": recipe.model.family,
+            "dataset": recipe.data.dataset, "resolution": recipe.data.resolution,
+            "run_id": run_id, "experiment_id": run.info.experiment_id,
+            "git_commit": tags.get("swapbench.git_commit", meta.get("git_commit")),
+            "resume_git_commits": tags.get("swapbench.resume_git_commits"),
+            "score_git_commit": tags.get("swapbench.score_git_commit"),
+            "published_by_commit": git_commit(), "swapbench_version": __version__,
+            "published_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "weights": {"file": MODEL_FILE, "sha256": sha256_file(tmp / MODEL_FILE),
+                        "bytes": (tmp / MODEL_FILE).stat().st_size, "network": key,
+                        "parameters": sum(int(t.numel()) for t in weights[key].values())},
+            "training": training_record(client, run, meta),
+            "data": data_record(run, recipe),
+            "scores": scores_record(run),
+        }
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+        readable(tmp)
+        load_model(tmp / MODEL_FILE)  # it loads (hash from the manifest, networks from the recipe) before it is named
+        old = None
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=root))
+            os.replace(dest, old / name)
+        os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest, manifest
