@@ -1,7 +1,7 @@
 """Leaderboard tables from what MLflow holds: one row per variant, one column per score.
 
 Rows are FINISHED runs grouped by variant (the ``swapbench.variant`` tag a sweep sets, else the
-recipe name); several seeds of a variant become mean ± std, with the union of the runs' bootstrap
+recipe name); several seeds of a variant become mean ± std, with the union of the runs' 95 %
 intervals, and the number of seeds. Below the models, reference rows give the controls (copy A, copy
 B, reconstruct A) on the same pairs; a swap realism column is shown only beside texture-transfer and
 structure columns. Runs whose scores are not comparable
@@ -110,7 +110,7 @@ def build_tables(df: pd.DataFrame, metrics: list[str] | None = None) -> list[Tab
 
 
 def _summary(runs: pd.DataFrame, column: str) -> dict[str, float]:
-    """Mean over runs, std over runs, and the union of the runs' bootstrap intervals."""
+    """Mean over runs, std over runs, and the union of the runs' 95 % intervals."""
     def values(c: str) -> pd.Series:
         return runs[c].dropna() if c in runs else pd.Series(dtype=float)
 
@@ -199,8 +199,8 @@ def _display(table: Table, bold: tuple[str, str]) -> pd.DataFrame:
     return out
 
 
-LEGEND = ("Each model row: mean over its runs (seeds column) with the union of the runs' bootstrap 95 % "
-          "intervals in brackets and ± the std over seeds; bold marks the best only where its interval "
+LEGEND = ("Each model row: mean over its runs (seeds column) with the union of the runs' 95 % intervals "
+          "(bootstrap; jackknife for FID and KID) in brackets and ± the std over seeds; bold marks the best only where its interval "
           "overlaps no other model row's. Rows 'control: ...' are references on the same pairs, never "
           "ranked: copy_a outputs the structure image A, copy_b the texture image B, recon_a the model's "
           "reconstruction of A.")

@@ -295,7 +295,7 @@ def render_table(table: pd.DataFrame, n: int, settings: InversionConfig, device:
                                   "sae_speedup": "sae is faster by"})
     note = (f"N = {n} test images, batch size 1, device {device}, {torch.get_num_threads()} threads; "
             f"optimisers ran {settings.steps} steps (sg2_encoder_opt: {settings.refine_steps}). Scores: value "
-            f"[bootstrap 95 % interval]. Rows 'control: ...' score, on the same pairs, copying the structure "
+            f"[95 % interval: bootstrap; jackknife for FID/KID]. Rows 'control: ...' score, on the same pairs, copying the structure "
             f"image A (copy_a), copying the texture image B (copy_b) and a method's reconstruction of A "
             f"(recon_a): a swap beats copying only where it transfers texture (swap_texture_dist, sifid) "
             f"better than copy_a while keeping structure (swap_structure_dist) better than copy_b.")
