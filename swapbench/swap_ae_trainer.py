@@ -215,9 +215,7 @@ class SwapAutoencoderTrainer(Trainer):
             d_loss.add("d_swap", L.d_swap, lambda: self.gan.d_fake(D(swap)))
             d_loss.add("d_cooccur", L.cooccur if self.use_cooccur else 0, d_cooccur)
         if d_loss.total.requires_grad:  # false only when every discriminator term has weight 0
-            self.d_optim.zero_grad(set_to_none=True)
-            d_loss.total.backward()
-            self.d_optim.step()
+            self.update(self.d_optim, d_loss.total)
         self.d_steps += 1
         r1 = self.regularize_after("r1", self.d_steps)
         if r1 is not None:
@@ -246,9 +244,7 @@ class SwapAutoencoderTrainer(Trainer):
             g_loss.add("g_swap", L.g_swap, lambda: self.gan.g(D(swap)))
             g_loss.add("g_cooccur", L.cooccur if self.use_cooccur else 0, g_cooccur)
         if g_loss.total.requires_grad:  # false only when every generator term has weight 0
-            self.g_optim.zero_grad(set_to_none=True)
-            g_loss.total.backward()
-            self.g_optim.step()
+            self.update(self.g_optim, g_loss.total)
         self.g_steps += 1
         set_requires_grad(D, True)
         set_requires_grad(self.cooccur, True)
@@ -273,9 +269,7 @@ class SwapAutoencoderTrainer(Trainer):
         loss = WeightedTerms(out, x)
         loss.add("r1", L.r1 / 2, image_r1)
         loss.add("patch_r1", L.patch_r1 / 4 if self.cooccur is not None else 0, patch_r1)
-        self.d_optim.zero_grad(set_to_none=True)
-        (loss.total * interval).backward()
-        self.d_optim.step()
+        self.update(self.d_optim, loss.total * interval)
 
 
 # the generator update's terms (what an 'alternate' discriminator step keeps from the last generator step)

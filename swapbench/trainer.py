@@ -219,6 +219,13 @@ class Trainer:
                      else (opt.lr, opt.betas))
         return OPTIMIZERS.build(opt.name, params=params, lr=lr, betas=betas, eps=opt.eps)
 
+    @staticmethod
+    def update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """One step of ``optimizer`` on the gradients of ``loss`` (earlier gradients dropped first)."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
     def regularize_after(self, name: str, updates: int) -> Regularizer | None:
         """Regulariser ``name`` when it is due after ``updates`` updates of its optimiser, else None."""
         regularizer = self.regularizers().get(name)

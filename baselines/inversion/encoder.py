@@ -175,9 +175,7 @@ class SG2EncoderTrainer(Trainer):
         loss.add("recon_lpips", L.recon_lpips, lambda: self.lpips(recon, x).mean())
         if not loss.total.requires_grad:
             raise UserError("sg2_encoder training has no loss: set loss.recon_l2, loss.recon_l1 or loss.recon_lpips above 0")
-        self.optim.zero_grad(set_to_none=True)
-        loss.total.backward()
-        self.optim.step()
+        self.update(self.optim, loss.total)
         self._finish_step(x.shape[0])
         return {k: float(v.detach()) for k, v in out.items()}
 

@@ -100,24 +100,18 @@ class StyleGAN2Trainer(Trainer):
                 fake = G.synthesis(self._ws(n))
             out["d_real"] = self.gan.d_real(D(x))
             out["d_fake"] = self.gan.d_fake(D(fake))
-        self.d_optim.zero_grad(set_to_none=True)
-        (out["d_real"] + out["d_fake"]).backward()
-        self.d_optim.step()
+        self.update(self.d_optim, out["d_real"] + out["d_fake"])
         r1 = self.regularize_after("r1", self.step)
         if r1 is not None:
             x_r = x.detach().requires_grad_(True)
             out["r1"] = self.r1(D(x_r), x_r)
-            self.d_optim.zero_grad(set_to_none=True)
-            (out["r1"] * L.r1 / 2 * r1.interval).backward()
-            self.d_optim.step()
+            self.update(self.d_optim, out["r1"] * L.r1 / 2 * r1.interval)
 
         # generator
         D.requires_grad_(False)
         with self._autocast():
             out["g"] = self.gan.g(D(G.synthesis(self._ws(n))))
-        self.g_optim.zero_grad(set_to_none=True)
-        out["g"].backward()
-        self.g_optim.step()
+        self.update(self.g_optim, out["g"])
         path_length = self.regularize_after("path_length", self.step)
         if path_length is not None:
             out["path_length"] = self._path_length_step(max(1, n // 2), path_length.interval)
@@ -135,7 +129,5 @@ class StyleGAN2Trainer(Trainer):
         lengths = grad.square().sum(2).mean(1).sqrt()
         self.pl_mean = self.pl_mean.lerp(lengths.mean().detach(), sg.path_length_decay)
         penalty = (lengths - self.pl_mean).square().mean()
-        self.g_optim.zero_grad(set_to_none=True)
-        (penalty * sg.path_length * interval).backward()
-        self.g_optim.step()
+        self.update(self.g_optim, penalty * sg.path_length * interval)
         return penalty
