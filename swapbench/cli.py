@@ -310,7 +310,7 @@ EditCell = Annotated[int, typer.Option(min=16, help="Pixels per image in the she
 Files = Annotated[list[str], typer.Option(help="Image file or folder of images (repeatable).")]
 
 
-def _floats(text: str, option: str) -> list[float]:
+def parse_floats(text: str, option: str) -> list[float]:
     try:
         values = [float(v) for v in _csv(text) or []]
     except ValueError:
@@ -342,7 +342,7 @@ def edit_swap(
     """The structure of each --structure image with the texture of --texture, blended by alpha."""
     from swapbench.editing import swap_sheet
 
-    _wrote(swap_sheet(_edit_model(run, device, out_file), structure, texture, _floats(alpha, "--alpha"), out_file, cell))
+    _wrote(swap_sheet(_edit_model(run, device, out_file), structure, texture, parse_floats(alpha, "--alpha"), out_file, cell))
 
 
 @edit_app.command("interpolate")
@@ -384,7 +384,7 @@ def edit_texture_pca(
     the run's training crops (or of --fit images)."""
     from swapbench.editing import pca_sheet
 
-    _wrote(pca_sheet(_edit_model(run, device, out_file), image, components, _floats(strengths, "--strengths"), n,
+    _wrote(pca_sheet(_edit_model(run, device, out_file), image, components, parse_floats(strengths, "--strengths"), n,
                      out_file, fit_files=fit, cell=cell))
 
 
@@ -399,7 +399,7 @@ def edit_attribute(
     """Global edit: add the texture-code difference between images with and without an attribute."""
     from swapbench.editing import attribute_sheet
 
-    _wrote(attribute_sheet(_edit_model(run, device, out_file), image, with_, without, _floats(strengths, "--strengths"), out_file, cell))
+    _wrote(attribute_sheet(_edit_model(run, device, out_file), image, with_, without, parse_floats(strengths, "--strengths"), out_file, cell))
 
 
 @edit_app.command("translate")
@@ -455,14 +455,14 @@ def recipes_validate(
 
 @recipes_app.command("options")
 def recipes_options() -> None:
-    """Every recipe setting with its default and description."""
-    from swapbench.recipe import describe_fields
+    """Every recipe setting with its default, description and the components that read it."""
+    from swapbench.recipe import describe_fields, read_by
 
     table = Table()
-    for col in ("key", "default", "description"):
+    for col in ("key", "default", "description", "read by"):
         table.add_column(col)
     for key, default, desc in describe_fields():
-        table.add_row(key, json.dumps(default) if not isinstance(default, str) else default, desc)
+        table.add_row(key, json.dumps(default) if not isinstance(default, str) else default, desc, read_by(key))
     out.print(table)
 
 
@@ -515,12 +515,12 @@ def registry(kind: Annotated[Optional[str], typer.Argument(help="Only this regis
     if kind is not None and kind not in ALL_REGISTRIES:
         raise UserError(f"no registry '{kind}'{did_you_mean(kind, ALL_REGISTRIES)}; known: {', '.join(ALL_REGISTRIES)}")
     table = Table()
-    for col in ("kind", "name", "description"):
+    for col in ("kind", "name", "description", "details"):
         table.add_column(col)
     for k, reg in ALL_REGISTRIES.items():
         if kind in (None, k):
             for name in reg.names():
-                table.add_row(k, name, reg.describe(name))
+                table.add_row(k, name, reg.describe(name), reg.details(name))
     out.print(table)
 
 
@@ -563,7 +563,6 @@ def datasets_preview(
     from torchvision.utils import save_image
 
     from swapbench.data import build_dataset
-
     from swapbench.outputs import writable_file
 
     writable_file(out_path, "--out", (".png", ".jpg", ".jpeg"))
@@ -597,9 +596,8 @@ def datasets_export(
     from PIL import Image
 
     from swapbench.data import build_dataset
-    from swapbench.visualize import to_uint8
-
     from swapbench.outputs import writable_folder
+    from swapbench.visualize import to_uint8
 
     writable_folder(out_dir, "--out-dir", keep=True)
     taken = sorted(p.name for p in out_dir.glob(f"{split}_[0-9][0-9][0-9][0-9].png"))

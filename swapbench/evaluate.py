@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from swapbench.errors import UserError
-from swapbench.metrics import CONTROLS, applies_to
+from swapbench.metrics import CONTROLS, applies_to, needs
 from swapbench.recipe import Recipe
 from swapbench.registry import METRICS
 
@@ -320,10 +320,10 @@ def applicable(names: Sequence[str], model: nn.Module, requested: Sequence[str] 
     """The metrics that apply to ``model``. With 'all' the others are left out silently; a metric
     asked for by name that cannot apply is a user error."""
     if requested == "all":
-        return [n for n in names if applies_to(METRICS.get(n), model)]
+        return [n for n in names if applies_to(n, model)]
     for n in names:
-        if not applies_to(METRICS.get(n), model):
-            need = ", ".join(getattr(METRICS.get(n), "model_needs", ()))
+        if not applies_to(n, model):
+            need = ", ".join(needs(n))
             raise UserError(f"metric '{n}' needs a model that can {need}; this {type(model).__name__} cannot. "
                             f"Leave it out of eval.metrics (or use 'all')")
     return list(names)
@@ -342,7 +342,7 @@ def evaluate(ctx: EvalContext, metrics: Sequence[str] | str = "all") -> dict[str
         names = applicable(metric_names(metrics), ctx.model, metrics)
         for name in names:
             scores.update(METRICS.get(name)(ctx))
-        swap_metrics = [n for n in names if "swap" in getattr(METRICS.get(n), "model_needs", ())]
+        swap_metrics = [n for n in names if "swap" in needs(n)]
         for control in controls_for(ctx.model) if swap_metrics else []:
             child = ctx.control(control)
             for name in swap_metrics:

@@ -18,16 +18,9 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from swapbench.data import data_differences
 from swapbench.errors import UserError
 from swapbench.visualize import labelled_columns
-
-# settings that decide which test images a run is scored on; runs in one swap figure must agree on them
-SAME_TEST_IMAGES = ("dataset", "resolution", "root", "limit", "test_fraction", "manifest", "test_images")
-
-
-def data_differences(a, b, ignore: tuple[str, ...] = ()) -> list[str]:
-    """The ``SAME_TEST_IMAGES`` data settings (minus ``ignore``) on which recipes ``a`` and ``b`` differ."""
-    return [k for k in SAME_TEST_IMAGES if k not in ignore and getattr(a.data, k) != getattr(b.data, k)]
 
 
 @dataclass
@@ -107,7 +100,7 @@ def metric_curve(df: pd.DataFrame, x: str, metrics: list[str]):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from swapbench.metrics import direction
+    from swapbench.metrics import arrow, direction
 
     col = f"params.{x}"
     if col not in df.columns:
@@ -126,8 +119,7 @@ def metric_curve(df: pd.DataFrame, x: str, metrics: list[str]):
         ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3)
         if stats.index.min() > 0 and stats.index.max() / stats.index.min() >= 16:
             ax.set_xscale("log", base=2)
-        arrow = {"up": "↑", "down": "↓"}.get(direction(m) or "", "")
-        ax.set_title(f"{m} {arrow}")
+        ax.set_title(f"{m} {arrow(m)}")
         ax.set_xlabel(x)
         ax.grid(alpha=0.3)
     fig.tight_layout()

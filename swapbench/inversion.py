@@ -4,7 +4,7 @@ A method is a class in the ``inversion`` registry::
 
     needs: str                 # the model family whose trained run it uses: swap_ae, stylegan2, sg2_encoder
     steps: int | None          # optimisation steps (None for one forward pass)
-    __init__(model, settings: InversionConfig, device)
+    __init__(model, settings, device)  # settings: see inversion_settings()
     invert(images) -> Inversion(latents, reconstructions, seconds, curve)
     swap(latents_a, latents_b) -> images   # A's structure (layout, coarse styles), B's texture (fine styles)
 
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from swapbench.registry import INVERSIONS
+from swapbench.registry import INVERSIONS, settings_sections
 
 
 @dataclass
@@ -69,6 +69,13 @@ class SwapAutoencoderEncoding:
     @torch.no_grad()
     def swap(self, latents_a: Any, latents_b: Any) -> torch.Tensor:
         return self.model.decode(latents_a.structure, latents_b.texture).float().cpu()
+
+
+def inversion_settings(**values: Any) -> Any:
+    """Settings of the inversion methods: the ``inversion`` recipe section that registered methods declare
+    (baselines/' optimisers), at its defaults with ``values`` set; None when no method declares one."""
+    declared = settings_sections().get("inversion")
+    return declared.settings(**values) if declared is not None else None
 
 
 def image_key(image: torch.Tensor) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from swapbench.errors import UserError
-from swapbench.metrics import CONTROLS, STRUCTURE_KEPT, SWAP_REALISM, TEXTURE_TRANSFER, direction, with_companions
+from swapbench.metrics import CONTROLS, STRUCTURE_KEPT, SWAP_REALISM, TEXTURE_TRANSFER, arrow, direction, with_companions
 
 # the settings that must be equal for two rows' scores to be comparable
 # (runs scored before the held-out reference existed have no eval.reference_images: their swap_fid was
@@ -158,7 +158,7 @@ def best_rows(table: Table) -> dict[str, int]:
     models = table.frame[~table.frame["control"].astype(bool)]
     for m in table.metrics:
         col = models[m].dropna()
-        if col.empty:
+        if col.empty or direction(m) is None:  # a column without a direction has no best
             continue
         i = int(col.idxmin() if direction(m) == "down" else col.idxmax())
         lo, hi = models.loc[i, f"{m}_ci_low"], models.loc[i, f"{m}_ci_high"]
@@ -186,9 +186,8 @@ def _display(table: Table, bold: tuple[str, str]) -> pd.DataFrame:
     best = best_rows(table)
     out = pd.DataFrame({"variant": table.frame["variant"], "seeds": table.frame["seeds"]})
     for m in table.metrics:
-        arrow = "↓" if direction(m) == "down" else "↑" if direction(m) == "up" else ""
         n = table.frame[f"{m}_n"].dropna()
-        header = f"{m} {arrow}" + (f" (N={int(n.iloc[0])})" if len(n) else "")
+        header = f"{m} {arrow(m)}" + (f" (N={int(n.iloc[0])})" if len(n) else "")
         cells = []
         for i, row in table.frame.iterrows():
             text = _cell(row, m)
@@ -200,7 +199,8 @@ def _display(table: Table, bold: tuple[str, str]) -> pd.DataFrame:
 
 
 LEGEND = ("Each model row: mean over its runs (seeds column) with the union of the runs' 95 % intervals "
-          "(bootstrap; jackknife for FID and KID) in brackets and ± the std over seeds; bold marks the best only where its interval "
+          "(bootstrap; jackknife for FID and KID) in brackets and ± the std over seeds; bold marks the best only "
+          "where its interval "
           "overlaps no other model row's. Rows 'control: ...' are references on the same pairs, never "
           "ranked: copy_a outputs the structure image A, copy_b the texture image B, recon_a the model's "
           "reconstruction of A.")

@@ -3,7 +3,7 @@ and never computes a term whose weight is 0."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -83,3 +83,18 @@ def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor | Sequence[t
     inputs = [real_inputs] if isinstance(real_inputs, torch.Tensor) else list(real_inputs)
     grads = torch.autograd.grad(real_logits.sum(), inputs, create_graph=True)
     return sum(g.square().flatten(1).sum(1).mean() for g in grads)
+
+
+class WeightedTerms:
+    """The loss of one update as a weighted sum of named terms: :meth:`add` computes a term only when
+    its weight is above 0, records its unweighted value under its name in ``values`` and adds weight x
+    value to :attr:`total` (a zero scalar shaped like ``like`` until then)."""
+
+    def __init__(self, values: dict[str, torch.Tensor], like: torch.Tensor):
+        self.values = values
+        self.total = like.new_zeros(())
+
+    def add(self, name: str, weight: float, term: Callable[[], torch.Tensor]) -> None:
+        if weight > 0:
+            self.values[name] = term()
+            self.total = self.total + weight * self.values[name]

@@ -24,16 +24,16 @@ are moved). Results come back on the CPU.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from swapbench.data.image_io import EXTENSIONS, MIN_SIDE, find_images, read_error, read_image
 from swapbench.errors import UserError
 from swapbench.models.swap_ae import Codes, SwappingAutoencoder
 
@@ -235,8 +235,6 @@ def _centre_square(pixels: torch.Tensor, resolution: int) -> torch.Tensor:
 
 
 def _check_size(path: Path, h: int, w: int) -> None:
-    from swapbench.data.folder import MIN_SIDE
-
     if min(h, w) < MIN_SIDE:
         raise UserError(f"image file {path} is {w}x{h} px; the shorter side must be at least {MIN_SIDE} px")
 
@@ -244,8 +242,6 @@ def _check_size(path: Path, h: int, w: int) -> None:
 def load_image(path: str | Path, resolution: int) -> torch.Tensor:
     """(1, 3, R, R) in [-1, 1]: the file's centred square crop at the model's resolution (transparent
     pixels over white); a missing, unreadable or tiny file is a one-line error naming it."""
-    from swapbench.metrics.standalone import read_image
-
     pixels = torch.from_numpy(read_image(Path(path))).permute(2, 0, 1)
     _check_size(Path(path), *pixels.shape[1:])
     return _centre_square(pixels, resolution)
@@ -253,8 +249,6 @@ def load_image(path: str | Path, resolution: int) -> torch.Tensor:
 
 def image_files(paths: Sequence[str | Path]) -> list[Path]:
     """The image files ``paths`` name: files as given, folders expanded to their images (sorted)."""
-    from swapbench.data.folder import EXTENSIONS, find_images
-
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -298,8 +292,6 @@ def load_mask(path: str | Path, resolution: int) -> torch.Tensor:
     channel counts as painted over black, so white strokes on a transparent layer work too."""
     from PIL import Image
 
-    from swapbench.data.folder import _reason
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"mask file {path} does not exist; check the path")
@@ -307,7 +299,7 @@ def load_mask(path: str | Path, resolution: int) -> torch.Tensor:
         with Image.open(path) as im:
             rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
     except Exception as exc:  # any decoding failure is the input's problem
-        raise UserError(f"cannot read mask file {path} ({_reason(exc)}); replace it") from None
+        raise UserError(f"cannot read mask file {path} ({read_error(exc)}); replace it") from None
     _check_size(path, *rgba.shape[:2])
     gray = rgba[..., :3].mean(-1) * rgba[..., 3] / 255  # luminance over black, 0..255
     pixels = torch.from_numpy(np.rint(gray).astype(np.uint8)).unsqueeze(0)

@@ -16,11 +16,11 @@ from torch.utils.data import Dataset
 from swapbench import distributed
 from swapbench.data import build_dataset
 from swapbench.data.pairs import pairs_record
+from swapbench.errors import UserError
 from swapbench.evaluate import EvalContext, applicable, build_context, evaluate, metric_names, reference_record
 from swapbench.models.build import load_model, recipe_of_checkpoint
 from swapbench.outputs import writable_folder
 from swapbench.progress import TrainingProgress
-from swapbench.errors import UserError
 from swapbench.recipe import Recipe
 from swapbench.runtime import git_commit, resolve_device
 from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, Tracker, check_reachable, open_run, tracking_uri

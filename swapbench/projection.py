@@ -24,8 +24,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from swapbench.data import data_differences
 from swapbench.errors import UserError
-from swapbench.recipe import InversionConfig, Recipe
+from swapbench.inversion import inversion_settings
+from swapbench.recipe import Recipe
 
 # scores of reconstructions and swaps in the table (those that apply to the data); swap realism always
 # comes with texture-transfer and structure scores, and the controls are rows of the same table
@@ -75,7 +77,7 @@ def score_cells(scores: dict[str, float]) -> dict[str, float]:
     return {k: scores[k] for s in SCORES for k in (s, f"{s}_ci_low", f"{s}_ci_high") if k in scores}
 
 
-def load_method(name: str, runs: dict[str, str | None], settings: InversionConfig,
+def load_method(name: str, runs: dict[str, str | None], settings: Any,
                 device: torch.device) -> tuple[Any, Recipe, str]:
     """(method object, recipe of the run it uses, that run's reference)."""
     from swapbench.models.build import load_model
@@ -96,8 +98,6 @@ def load_method(name: str, runs: dict[str, str | None], settings: InversionConfi
 
 def check_same_data(recipes: dict[str, Recipe]) -> Recipe:
     """Every run must have been trained and tested on the same data at the same resolution."""
-    from swapbench.figures import data_differences
-
     names = list(recipes)
     first = recipes[names[0]]
     for other in names[1:]:
@@ -217,7 +217,7 @@ def run_projection(methods: list[str], n: int, runs: dict[str, str | None], step
     if not methods:
         raise UserError("no methods given; pass --methods sae,sg2_w,...")
     dev = resolve_device(device)
-    settings = InversionConfig() if steps is None else InversionConfig(steps=steps)
+    settings = inversion_settings(**({} if steps is None else {"steps": steps}))
     loaded = {m: load_method(m, runs, settings, dev) for m in methods}  # every run checked before work
     recipe = check_same_data({m: r for m, (_, r, _) in loaded.items()})
     test_set = build_dataset(recipe, "test")
@@ -246,8 +246,8 @@ def run_projection(methods: list[str], n: int, runs: dict[str, str | None], step
     markdown = render_table(table, n, settings, str(dev))
     tags = {"swapbench.tool": "project", "swapbench.methods": ",".join(methods), "swapbench.dataset": recipe.data.dataset}
     with open_tool_run(EXPERIMENT, tags) as tracker:
-        tracker.log_params({"methods": ",".join(methods), "n": n, "steps": settings.steps,
-                            "refine_steps": settings.refine_steps, "device": str(dev),
+        tracker.log_params({"methods": ",".join(methods), "n": n, "steps": getattr(settings, "steps", None),
+                            "refine_steps": getattr(settings, "refine_steps", None), "device": str(dev),
                             "threads": torch.get_num_threads(), "data.dataset": recipe.data.dataset,
                             "data.resolution": recipe.data.resolution,
                             **{f"run.{m}": ref for m, (_, _, ref) in loaded.items()}})
@@ -276,7 +276,7 @@ def run_projection(methods: list[str], n: int, runs: dict[str, str | None], step
     return table, markdown, run_id
 
 
-def render_table(table: pd.DataFrame, n: int, settings: InversionConfig, device: str) -> str:
+def render_table(table: pd.DataFrame, n: int, settings: Any, device: str) -> str:
     shown = table.copy()
     timed = shown["seconds_per_image"].notna()
     shown["seconds_per_image"] = [f"{m:.4g} (IQR {q:.2g})" if t else "-"
@@ -294,8 +294,10 @@ def render_table(table: pd.DataFrame, n: int, settings: InversionConfig, device:
     shown = shown.rename(columns={"seconds_per_image": "s/image (median)", "gflop_per_image": "GFLOP/image",
                                   "sae_speedup": "sae is faster by"})
     note = (f"N = {n} test images, batch size 1, device {device}, {torch.get_num_threads()} threads; "
-            f"optimisers ran {settings.steps} steps (sg2_encoder_opt: {settings.refine_steps}). Scores: value "
-            f"[95 % interval: bootstrap; jackknife for FID/KID]. Rows 'control: ...' score, on the same pairs, copying the structure "
+            f"optimisers ran {getattr(settings, 'steps', '-')} steps "
+            f"(sg2_encoder_opt: {getattr(settings, 'refine_steps', '-')}). Scores: value "
+            f"[95 % interval: bootstrap; jackknife for FID/KID]. Rows 'control: ...' score, on the same pairs, "
+            f"copying the structure "
             f"image A (copy_a), copying the texture image B (copy_b) and a method's reconstruction of A "
             f"(recon_a): a swap beats copying only where it transfers texture (swap_texture_dist, sifid) "
             f"better than copy_a while keeping structure (swap_structure_dist) better than copy_b.")

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from swapbench.errors import UserError, did_you_mean
+from swapbench.registry import settings_sections
 
 
 class Section(BaseModel):
@@ -221,47 +222,12 @@ class EvalConfig(Section):
     )
     bootstrap_samples: int = Field(
         1000, ge=0, description="Bootstrap resamples of the 95 % interval logged beside every mean score (over pairs; over "
-        "images for reconstruction); FID and KID use a 20-group jackknife instead (metrics/intervals.py); 0 logs no intervals."
+        "images for reconstruction); FID and KID use a 20-group jackknife instead (metrics/intervals.py); "
+        "0 logs no intervals."
     )
-    bootstrap_seed: int = Field(0, description="Seed of the bootstrap resamples and jackknife groups; fixed so intervals are reproducible.")
-
-
-class StyleGAN2Config(Section):
-    """Settings of the StyleGAN2 baseline (model.family 'stylegan2'); other families ignore them."""
-
-    w_dim: int = Field(512, ge=1, description="Size of z and of the intermediate latent w.")
-    mapping_layers: int = Field(8, ge=1, description="Fully connected layers of the mapping network z -> w.")
-    mapping_lr_mul: float = Field(0.01, gt=0, description="Learning-rate multiplier of the mapping network.")
-    style_mixing: float = Field(0.9, ge=0, le=1, description="Probability that a training sample mixes two w at a random layer.")
-    path_length: float = Field(2.0, ge=0, description="Path-length regularisation weight; 0 disables.")
-    path_length_interval: int = Field(4, ge=1, description="Lazy path-length regularisation: every this many G steps.")
-    path_length_decay: float = Field(0.01, gt=0, lt=1, description="Decay of the running mean path length.")
-    w_avg_beta: float = Field(0.995, gt=0, lt=1, description="Decay of the tracked mean w used for truncation.")
-
-
-class InversionConfig(Section):
-    """Finding latents for given images: the optimisers of baselines/ and the sg2_encoder's generator."""
-
-    generator: str | None = Field(
-        None, description="MLflow run id or checkpoint of a trained 'stylegan2' recipe (sg2_encoder training needs it)."
+    bootstrap_seed: int = Field(
+        0, description="Seed of the bootstrap resamples and jackknife groups; fixed so intervals are reproducible."
     )
-    steps: int = Field(1000, ge=1, description="Optimisation steps of sg2_w / sg2_wplus (StyleGAN2-ADA's projector: 1000).")
-    lr: float = Field(0.1, gt=0, description="Peak Adam learning rate of the optimisers.")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas of the optimisers.")
-    lr_rampup: float = Field(0.05, ge=0, le=1, description="Fraction of steps of linear learning-rate warm-up.")
-    lr_rampdown: float = Field(0.25, ge=0, le=1, description="Fraction of steps of cosine learning-rate ramp-down.")
-    w_avg_samples: int = Field(10_000, ge=2, description="Mapped samples that give the starting mean w and w's std.")
-    initial_noise: float = Field(0.05, ge=0, description="Latent noise at step 0, as a multiple of w's std.")
-    noise_ramp: float = Field(0.75, gt=0, le=1, description="Fraction of steps after which the latent noise is 0.")
-    noise_reg: float = Field(1e5, ge=0, description="Weight of the noise-map autocorrelation penalty.")
-    wplus_mse: float = Field(1.0, ge=0, description="sg2_wplus, sg2_wplus_i2s: MSE weight added to LPIPS (Image2StyleGAN).")
-    image2stylegan_lr: float = Field(0.01, gt=0, description="sg2_wplus_i2s: constant Adam learning rate (Image2StyleGAN: 0.01).")
-    image2stylegan_steps: int = Field(5000, ge=1, description="sg2_wplus_i2s: optimisation steps (Image2StyleGAN: 5,000).")
-    refine_steps: int = Field(100, ge=1, description="sg2_encoder_opt: W+ optimisation steps after the encoder.")
-    crossover: int | None = Field(
-        None, ge=1, description="Style-mixing swaps take w layers below this from A, the rest from B; null: half the layers."
-    )
-    lpips_side: int = Field(256, ge=16, description="Images larger than this are area-downsampled before LPIPS (ADA's projector).")
 
 
 class BenchConfig(Section):
@@ -352,9 +318,40 @@ class Recipe(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
-    stylegan2: StyleGAN2Config = Field(default_factory=StyleGAN2Config)
-    inversion: InversionConfig = Field(default_factory=InversionConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    # Besides these sections a recipe holds one section per settings class that registered components
+    # declare (``stylegan2``, ``inversion`` from baselines/, a plugin's own): see component_sections().
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _component_sections(cls, data: Any) -> Any:
+        """Every section a registered component declares, validated by its settings class (its defaults
+        when the recipe does not set it); any other unknown top-level key is an error."""
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        sections = component_sections()
+        for key, settings in sections.items():
+            value = data.get(key, {})
+            if isinstance(value, settings):
+                continue
+            if not isinstance(value, Mapping):
+                raise ValueError(f"'{key}' is a section and needs a mapping of keys, got {value!r}")
+            check_keys(value, "recipe", settings, f"{key}.")
+            try:
+                data[key] = settings.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(first_error(exc, f"{key}.")) from None
+        unknown = [k for k in data if k not in cls.model_fields and k not in sections]
+        if unknown:
+            raise ValueError(f"unknown key '{unknown[0]}'{did_you_mean(unknown[0], [*cls.model_fields, *sections])}; "
+                             f"`swapbench recipes options` lists every key")
+        return data
+
+    def sections(self) -> dict[str, BaseModel]:
+        """The settings of registered components by section key (``recipe.stylegan2`` reads one too)."""
+        return dict(self.__pydantic_extra__ or {})
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Recipe:
@@ -477,16 +474,46 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]
             yield key, v
 
 
-def describe_fields(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[str, Any, str]]:
-    """(dotted key, default, description) for every setting: the full list of options."""
-    rows = []
+def component_sections() -> dict[str, type[BaseModel]]:
+    """The recipe sections that registered components declare with their settings class (key -> class):
+    part of every recipe, at their defaults unless the recipe sets them."""
+    sections = {key: s.settings for key, s in settings_sections().items()}
+    clash = sorted(k for k in sections if k in Recipe.model_fields)
+    if clash:
+        raise ValueError(f"registered components declare recipe section(s) {', '.join(clash)}, which the core schema "
+                         f"already has; register them under another section name")
+    return sections
+
+
+def _schema(model: type[BaseModel]) -> dict[str, type[BaseModel] | None]:
+    """Key -> its section's class (None for a plain setting) at one level of the schema; the recipe's top
+    level includes the component sections."""
+    keys: dict[str, type[BaseModel] | None] = {}
     for name, field in model.model_fields.items():
         ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            rows.extend(describe_fields(ann, f"{prefix}{name}."))
+        keys[name] = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    if model is Recipe:
+        keys.update(component_sections())
+    return keys
+
+
+def describe_fields(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, default, description) for every setting, component sections included: the full list
+    of options (:func:`read_by` says which component reads a key)."""
+    rows = []
+    for name, section in _schema(model).items():
+        if section is not None:
+            rows.extend(describe_fields(section, f"{prefix}{name}."))
         else:
+            field = model.model_fields[name]
             rows.append((f"{prefix}{name}", field.get_default(call_default_factory=True), field.description or ""))
     return rows
+
+
+def read_by(key: str) -> str:
+    """Who reads the dotted ``key``: the registered components that declared its section, or 'swapbench'."""
+    declared = settings_sections().get(key.split(".", 1)[0])
+    return ", ".join(declared.owners) if declared is not None else "swapbench"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -612,7 +639,7 @@ def _nest(keys: list[str], value: Any) -> dict[str, Any]:
 
 def check_keys(data: Mapping[str, Any], source: str, model: type[BaseModel] = Recipe, prefix: str = "") -> None:
     """Reject keys the schema does not have, naming the closest valid key."""
-    fields = model.model_fields
+    fields = _schema(model)
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if key not in fields:
@@ -621,11 +648,21 @@ def check_keys(data: Mapping[str, Any], source: str, model: type[BaseModel] = Re
                 f"{source}: unknown key '{dotted}'{did_you_mean(dotted, valid)}; "
                 f"`swapbench recipes options` lists every key"
             )
-        ann = fields[key].annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
+        section = fields[key]
+        if section is not None:
             if not isinstance(value, Mapping):
                 raise UserError(f"{source}: '{dotted}' is a section and needs a mapping of keys, got {value!r}")
-            check_keys(value, source, ann, dotted + ".")
+            check_keys(value, source, section, dotted + ".")
+
+
+def first_error(exc: ValidationError, prefix: str = "") -> str:
+    """The first problem of a validation error in one line: ``<prefix><key>: <what> (got <value>)``."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if loc:
+        return f"{prefix}{loc}: {msg} (got {err.get('input')!r})"
+    return f"{prefix.rstrip('.')}: {msg}" if prefix else msg
 
 
 def validate_recipe(data: Mapping[str, Any], source: str) -> Recipe:
@@ -633,18 +670,12 @@ def validate_recipe(data: Mapping[str, Any], source: str) -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if loc:
-            msg = f"{loc}: {msg} (got {err.get('input')!r})"
-        raise UserError(f"{source}: {msg}") from None
+        raise UserError(f"{source}: {first_error(exc)}") from None
 
 
 def check_names(recipe: Recipe) -> None:
     """Every registry name the recipe uses exists (unknown names fail here, before any work)."""
-    from swapbench.registry import (DATASETS, DISCRIMINATORS, ENCODERS, GENERATORS, LOSSES, METRICS, OPTIMIZERS,
-                                    TRAINERS)
+    from swapbench.registry import DATASETS, DISCRIMINATORS, ENCODERS, GENERATORS, LOSSES, METRICS, OPTIMIZERS, TRAINERS
 
     TRAINERS.get(recipe.model.family)
     DATASETS.get(recipe.data.dataset)

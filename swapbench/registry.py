@@ -10,6 +10,10 @@ lookup in any registry.
 
     @ENCODERS.register("my_encoder", description="...")
     class MyEncoder(nn.Module): ...
+
+A component with settings of its own registers them as a pydantic class (``settings=``): recipes then
+carry a section of that name, validated by the class (see :class:`SettingsSection`). Metrics record which
+way is better and what a model needs for them (:class:`MetricRegistry`).
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import importlib
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
+
+from pydantic import BaseModel
 
 from swapbench.errors import UserError, did_you_mean
 
@@ -42,6 +48,22 @@ class Entry:
     name: str
     obj: Any
     description: str
+    section: str | None = None  # the recipe section holding this component's own settings
+    info: Mapping[str, Any] = field(default_factory=dict)  # what a kind records besides (a metric's direction)
+
+
+@dataclass
+class SettingsSection:
+    """A recipe section declared by registered components: its key, the pydantic class that validates
+    it, and the components that read it (``"trainer 'stylegan2'"``)."""
+
+    key: str
+    settings: type[BaseModel]
+    owners: list[str] = field(default_factory=list)
+
+
+# recipe section key -> its declaration; filled by registration (see Registry.register's ``settings``)
+SECTIONS: dict[str, SettingsSection] = {}
 
 
 class Registry:
@@ -55,16 +77,24 @@ class Registry:
         self._lock = threading.RLock()
 
     # -- registration -------------------------------------------------------------------------
-    def register(self, name: str, *, description: str | None = None) -> Callable[[Any], Any]:
-        """Decorator that registers a class or function under ``name``."""
+    def register(self, name: str, *, description: str | None = None, settings: type[BaseModel] | None = None,
+                 section: str | None = None) -> Callable[[Any], Any]:
+        """Decorator that registers a class or function under ``name``.
+
+        ``settings``: a pydantic model of the component's own settings. Recipes then carry a section
+        ``section`` (default: ``name``) validated by it, and :meth:`build_from` passes its fields to the
+        constructor (those its signature names). Components that read the same settings name the same
+        section and class.
+        """
 
         def decorator(obj: Any) -> Any:
-            self.add(name, obj, description=description)
+            self.add(name, obj, description=description, settings=settings, section=section)
             return obj
 
         return decorator
 
-    def add(self, name: str, obj: Any, *, description: str | None = None) -> None:
+    def add(self, name: str, obj: Any, *, description: str | None = None, settings: type[BaseModel] | None = None,
+            section: str | None = None, **info: Any) -> None:
         if not name or not isinstance(name, str):
             raise ValueError(f"{self.kind} registry: name must be a non-empty string, got {name!r}")
         old = self._entries.get(name)
@@ -76,7 +106,22 @@ class Registry:
         if description is None:
             doc = inspect.getdoc(obj) or ""
             description = doc.strip().splitlines()[0] if doc.strip() else ""
-        self._entries[name] = Entry(name, obj, description)
+        if settings is not None:
+            section = section or name
+            _declare_section(section, settings, f"{self.kind} '{name}'")
+        elif section is not None:
+            raise ValueError(f"{self.kind} '{name}': section '{section}' given without its settings class")
+        self._entries[name] = Entry(name, obj, description, section if settings is not None else None, dict(info))
+
+    def remove(self, name: str) -> None:
+        """Take ``name`` out again (tests and interactive sessions; its settings section stays declared
+        while another component reads it)."""
+        entry = self._entries.pop(name, None)
+        if entry is not None and entry.section is not None:
+            declared = SECTIONS[entry.section]
+            declared.owners.remove(f"{self.kind} '{name}'")
+            if not declared.owners:
+                del SECTIONS[entry.section]
 
     # -- lookup -------------------------------------------------------------------------------
     def _ensure_loaded(self) -> None:
@@ -101,13 +146,57 @@ class Registry:
                 f"known {self.kind}s: {', '.join(known) or '(none)'}"
             ) from None
 
+    def entry(self, name: str) -> Entry:
+        """The registration of ``name`` (unknown names fail as in :meth:`get`)."""
+        self.get(name)
+        return self._entries[name]
+
     def build(self, name: str, /, **kwargs: Any) -> Any:
         """Look ``name`` up and call it with ``kwargs``."""
         return self.get(name)(**kwargs)
 
+    def build_from(self, name: str, available: Mapping[str, Any],
+                   sections: Mapping[str, BaseModel] | None = None) -> Any:
+        """Call the entry ``name`` with the settings it names: those in ``available`` and, when it declares
+        a settings section, that section's fields (taken from ``sections``, e.g. ``recipe.sections()``).
+
+        A constructor that takes ``**kwargs`` receives everything. Every parameter must be a setting: a
+        required one that no setting provides is a user error naming it, and so is an optional one (a
+        misspelt name would otherwise keep its default without a word).
+        """
+        entry = self.entry(name)
+        available = dict(available)
+        if entry.section is not None:
+            own = (sections or {}).get(entry.section)
+            if own is None:  # not given: the section's defaults
+                own = SECTIONS[entry.section].settings()
+            shadowed = sorted(set(available) & set(type(own).model_fields))
+            if shadowed:
+                raise ValueError(f"{self.kind} '{name}': section '{entry.section}' repeats the setting(s) "
+                                 f"{', '.join(shadowed)}; rename them in its settings class")
+            available.update(own.model_dump())
+        params = inspect.signature(entry.obj).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return entry.obj(**available)
+        named = [k for k, p in params.items()
+                 if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+        missing = [k for k in named if k not in available and params[k].default is inspect.Parameter.empty]
+        if missing:
+            raise UserError(f"{self.kind} '{name}' needs settings the recipe does not provide: {', '.join(missing)}")
+        unknown = [k for k in named if k not in available]
+        if unknown:
+            raise UserError(f"{self.kind} '{name}' has parameter(s) {', '.join(unknown)} that no setting provides "
+                            f"(known: {', '.join(sorted(available))}); name them after a setting, or declare them "
+                            f"in the settings class it registers with")
+        return entry.obj(**{k: available[k] for k in named})
+
     def describe(self, name: str) -> str:
-        self.get(name)
-        return self._entries[name].description
+        return self.entry(name).description
+
+    def details(self, name: str) -> str:
+        """What else the registration of ``name`` says, in words (e.g. its settings section)."""
+        section = self.entry(name).section
+        return f"settings: {section}.*" if section else ""
 
     def names(self) -> list[str]:
         self._ensure_loaded()
@@ -126,6 +215,74 @@ class Registry:
 
 def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def _declare_section(key: str, settings: Any, owner: str) -> None:
+    if not (isinstance(settings, type) and issubclass(settings, BaseModel)):
+        raise ValueError(f"{owner}: settings must be a pydantic model class, got {settings!r}")
+    declared = SECTIONS.get(key)
+    if declared is None:
+        SECTIONS[key] = SettingsSection(key, settings, [owner])
+    elif _qualname(declared.settings) != _qualname(settings):
+        raise ValueError(f"{owner}: recipe section '{key}' is already declared by {', '.join(declared.owners)} "
+                         f"with {_qualname(declared.settings)}; name another section")
+    elif owner not in declared.owners:
+        declared.owners.append(owner)
+
+
+def settings_sections() -> dict[str, SettingsSection]:
+    """Every recipe section that a registered component declares (all registries loaded first)."""
+    for registry in ALL_REGISTRIES.values():
+        registry.names()
+    return dict(SECTIONS)
+
+
+class MetricRegistry(Registry):
+    """Scores. Each records at registration which way is better (``direction``: 'down' when lower is,
+    'up' when higher is), what a model must be able to do for it to apply (``needs``: methods such as
+    'reconstruct', 'swap', 'encode', 'sample') and a one-line description; tables, leaderboards and the
+    evaluator read them from here.
+
+        @METRICS.register("recon_l1", direction="down", needs=("reconstruct",), description="...")
+        def recon_l1(ctx) -> dict[str, float]: ...
+    """
+
+    DIRECTIONS = ("down", "up")
+
+    def register(self, name: str, *, direction: str, needs: tuple[str, ...] | str = (),  # type: ignore[override]
+                 description: str | None = None) -> Callable[[Any], Any]:
+        def decorator(obj: Any) -> Any:
+            self.add(name, obj, description=description, direction=direction, needs=needs)
+            return obj
+
+        return decorator
+
+    def add(self, name: str, obj: Any, *, description: str | None = None, direction: str = "",  # type: ignore[override]
+            needs: tuple[str, ...] | str = (), **info: Any) -> None:
+        if direction not in self.DIRECTIONS:
+            raise ValueError(f"metric '{name}': direction must be 'down' (lower is better) or 'up' (higher is "
+                             f"better), got {direction!r}")
+        needs = (needs,) if isinstance(needs, str) else tuple(needs)
+        super().add(name, obj, description=description, direction=direction, needs=needs, **info)
+
+    def direction(self, name: str) -> str | None:
+        """'down' or 'up' for a registered metric; None for any other name (a control's or an interval's
+        column, a timing)."""
+        self._ensure_loaded()
+        entry = self._entries.get(name)
+        return entry.info["direction"] if entry is not None else None
+
+    def needs(self, name: str) -> tuple[str, ...]:
+        """The methods a model must have for metric ``name`` to apply to it."""
+        return self.entry(name).info["needs"]
+
+    def applies_to(self, name: str, model: Any) -> bool:
+        return all(hasattr(model, method) for method in self.needs(name))
+
+    def details(self, name: str) -> str:
+        better = "lower" if self.direction(name) == "down" else "higher"
+        needs = self.needs(name)
+        return f"{better} is better" + (f"; needs a model that can {', '.join(needs)}" if needs else "")
 
 
 _plugins_loaded = False
@@ -163,12 +320,12 @@ DISCRIMINATORS = Registry(
     "discriminator", ("swapbench.models.discriminator", "swapbench.models.cooccur")
 )
 LOSSES = Registry("loss", ("swapbench.losses",))
-METRICS = Registry(
+METRICS = MetricRegistry(
     "metric", ("swapbench.metrics.reconstruction", "swapbench.metrics.swap_realism", "swapbench.metrics.ground_truth",
                "swapbench.metrics.sample_realism", "swapbench.metrics.disentanglement")
 )
 OPTIMIZERS = Registry("optimizer", ("swapbench.optim",))
-TRAINERS = Registry("trainer", ("swapbench.trainer",))
+TRAINERS = Registry("trainer", ("swapbench.swap_ae_trainer",))
 INVERSIONS = Registry("inversion", ("swapbench.inversion",))
 
 ALL_REGISTRIES = {

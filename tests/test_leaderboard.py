@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import importlib
 import io
 import json
+import sys
 
 import mlflow
 import pandas as pd
@@ -128,3 +130,40 @@ def test_sweep_parents_and_foreign_runs_are_not_rows(store):
         mlflow.log_metric("swap_fid", 1.0)  # some other tool's run
     (table,) = build_tables(load_runs("board", uri=uri))
     assert sorted(table.frame.loc[~table.frame["control"], "variant"]) == ["big", "mid", "small"]
+
+
+PLUGIN_METRIC = '''
+"""A plugin module: one score, higher is better."""
+from swapbench.registry import METRICS
+
+
+@METRICS.register("toy_sharpness", direction="up", needs=("reconstruct",), description="A plugin's score.")
+def toy_sharpness(ctx):
+    return {"toy_sharpness": 1.0}
+'''
+
+
+def test_a_plugin_metric_with_a_direction_is_a_default_column_with_its_best_marked(tmp_path, monkeypatch):
+    from swapbench.registry import METRICS
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("plugin")
+    for variant, value in (("small", 10.0), ("mid", 40.0), ("big", 20.0)):
+        log_run(variant, 0, {"toy_sharpness": value, "recon_psnr": 15.0})
+    (table,) = build_tables(load_runs("plugin"))
+    assert table.metrics == ["recon_psnr"]  # a logged number without a registered direction is no score column
+    (table,) = build_tables(load_runs("plugin"), ["toy_sharpness"])  # shown when asked for, but never ranked
+    assert table.metrics == ["toy_sharpness"] and best_rows(table) == {}
+    (tmp_path / "toy_metric_plugin.py").write_text(PLUGIN_METRIC)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("toy_metric_plugin")
+    try:
+        (table,) = build_tables(load_runs("plugin"))
+        assert table.metrics == ["recon_psnr", "toy_sharpness"]
+        best = {m: table.frame.loc[i, "variant"] for m, i in best_rows(table).items()}
+        assert best == {"toy_sharpness": "mid"}  # the highest, 40 +- 5 clear of 20 +- 5; equal PSNRs: no mark
+        assert "toy_sharpness ↑ (N=64)" in render([table], "md") and "**40 [35, 45]**" in render([table], "md")
+    finally:
+        METRICS.remove("toy_sharpness")
+        sys.modules.pop("toy_metric_plugin", None)
+

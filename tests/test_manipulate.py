@@ -282,7 +282,8 @@ def test_edit_cli_draws_exactly_the_operations_images(trained):
         out = f"{args[0]}.png"
         done = run_cli("edit", *args, "--run", ckpt, "--cell", "16", "--out", out, cwd=tmp, env=env)
         assert done.returncode == 0, (args, done.stderr)
-        assert Image.open(tmp / out).size[0] > 16 and json.loads((tmp / out).with_suffix(".json").read_text())["operation"] == args[0]
+        assert Image.open(tmp / out).size[0] > 16
+        assert json.loads((tmp / out).with_suffix(".json").read_text())["operation"] == args[0]
 
 
 @pytest.mark.parametrize("args, out, message", [
@@ -301,7 +302,7 @@ def test_edit_cli_bad_input_is_one_line(trained, args, out, message):
 
 def test_edit_sheets_refuse_bad_input_before_writing(trained, monkeypatch):
     from swapbench import editing
-    from swapbench.cli import _floats
+    from swapbench.cli import parse_floats
     from swapbench.tracking import checkpoint_of
 
     tmp, env, run_id = trained
@@ -314,7 +315,7 @@ def test_edit_sheets_refuse_bad_input_before_writing(trained, monkeypatch):
          "2 structure images against 3 texture images"),
         (lambda: editing.region_sheet(em, ["a.png"], ["b.png"], "bad.png"), "exactly one of --box"),
         (lambda: editing.interpolate_sheet(em, ["a.png"], ["b.png"], 1, "both", "bad.png"), "at least 2 steps"),
-        (lambda: _floats("0,inf", "--alpha"), "finite numbers"),
+        (lambda: parse_floats("0,inf", "--alpha"), "finite numbers"),
     ]
     for call, message in cases:
         with pytest.raises(UserError, match=message):

@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import PAPER_ARCHITECTURE
 
 from swapbench.models.build import build_autoencoder, build_cooccur_discriminator, build_discriminator

@@ -35,7 +35,7 @@ def test_scaling_modes_give_the_authors_sizes():
 
 def test_scale_shortside_and_crop_keeps_the_whole_short_side_and_a_random_window():
     photo = coordinate_photo(400, 200)  # short side 200 -> 64, long side 400 -> 128
-    tops, lefts, flips = set(), set(), 0
+    lefts, flips = set(), 0
     for i in range(40):
         u = torch.rand(3, generator=torch.Generator().manual_seed(i)).tolist()
         img = preprocess(photo, "scale_shortside_and_crop", 64, 64, train=True, hflip=True, uniforms=u)

@@ -7,8 +7,19 @@ import textwrap
 import pytest
 
 from swapbench.errors import UserError
-from swapbench.registry import (ALL_REGISTRIES, DATASETS, DISCRIMINATORS, ENCODERS, GENERATORS, LOSSES, METRICS,
-                                Registry, UnknownNameError)
+from swapbench.registry import (
+    ALL_REGISTRIES,
+    DATASETS,
+    DISCRIMINATORS,
+    ENCODERS,
+    GENERATORS,
+    LOSSES,
+    METRICS,
+    SECTIONS,
+    MetricRegistry,
+    Registry,
+    UnknownNameError,
+)
 
 
 def test_register_get_build():
@@ -115,3 +126,55 @@ def test_broken_plugin_warns_and_the_suite_still_works(tmp_path):
                           env={"PYTHONPATH": str(tmp_path), "PATH": ""})
     assert "swap_ae" in proc.stdout
     assert "plugin 'tiny'" in proc.stderr and "no such thing" in proc.stderr
+
+
+def test_every_metric_records_direction_needs_and_description_and_grouped_names_exist():
+    from swapbench.metrics import STRUCTURE_KEPT, SWAP_REALISM, TEXTURE_TRANSFER, applies_to, direction
+    from swapbench.projection import SCORES
+
+    for name in METRICS.names():
+        assert direction(name) in ("down", "up") and METRICS.needs(name) and METRICS.describe(name), name
+    assert {n for n in METRICS.names() if direction(n) == "up"} == {
+        "recon_psnr", "gt_swap_psnr", "swap_reencode_structure", "swap_reencode_texture"}
+    assert set(SWAP_REALISM + TEXTURE_TRANSFER + STRUCTURE_KEPT + SCORES) <= set(METRICS.names())
+    assert direction("control/copy_a/swap_fid") is None and direction("swap_fid_ci_low") is None
+
+    class Encodes:
+        def reconstruct(self): ...
+
+    assert applies_to("recon_l1", Encodes()) and not applies_to("swap_fid", Encodes())
+
+
+def test_a_metric_must_say_which_way_is_better():
+    metrics = MetricRegistry("metric")
+    with pytest.raises(ValueError, match="direction must be 'down' .lower is better. or 'up'"):
+        metrics.add("sideways", lambda ctx: {}, direction="sideways")
+    with pytest.raises(TypeError):
+        metrics.register("undirected")  # direction is a required keyword
+    metrics.add("fine", lambda ctx: {}, direction="up", needs="swap", description="d")
+    assert (metrics.direction("fine"), metrics.needs("fine"), metrics.details("fine")) == (
+        "up", ("swap",), "higher is better; needs a model that can swap")
+
+
+def test_components_that_share_a_settings_section_must_share_its_class():
+    from pydantic import BaseModel
+
+    class A(BaseModel):
+        x: int = 1
+
+    class B(BaseModel):
+        x: int = 1
+
+    reg = Registry("widget")
+    try:
+        reg.add("one", int, settings=A, section="widget_test_section")
+        reg.add("two", float, settings=A, section="widget_test_section")  # a second reader of the same settings
+        assert SECTIONS["widget_test_section"].owners == ["widget 'one'", "widget 'two'"]
+        with pytest.raises(ValueError, match="already declared by widget 'one', widget 'two'"):
+            reg.add("three", str, settings=B, section="widget_test_section")
+        with pytest.raises(ValueError, match="must be a pydantic model class"):
+            reg.add("four", str, settings=dict)
+    finally:
+        reg.remove("one")
+        reg.remove("two")
+    assert "widget_test_section" not in SECTIONS

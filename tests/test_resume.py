@@ -81,7 +81,8 @@ def test_a_killed_run_resumes_in_the_same_mlflow_run_to_the_same_weights(tmp_pat
     assert not different, different[:5]
 
     # a finished run cannot be resumed
-    assert "already finished" in run_cli("resume", run_id, cwd=killed, env={"MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"]}).stderr
+    finished = run_cli("resume", run_id, cwd=killed, env={"MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"]})
+    assert "already finished" in finished.stderr
 
 
 def test_resume_refuses_what_it_cannot_continue(tmp_path, monkeypatch):
@@ -113,7 +114,7 @@ def _longer(tiny, steps: int = 6):
 
 
 def test_a_signal_stops_training_at_a_step_boundary_with_a_checkpoint(tiny, tmp_path):
-    from swapbench.trainer import SwapAutoencoderTrainer
+    from swapbench.swap_ae_trainer import SwapAutoencoderTrainer
 
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     trainer = SwapAutoencoderTrainer(_longer(tiny), checkpoint_dir=tmp_path)
@@ -130,7 +131,7 @@ def test_a_signal_stops_training_at_a_step_boundary_with_a_checkpoint(tiny, tmp_
 
 
 def test_a_second_signal_while_the_checkpoint_is_written_waits_for_it(tiny, tmp_path, monkeypatch):
-    from swapbench.trainer import SwapAutoencoderTrainer
+    from swapbench.swap_ae_trainer import SwapAutoencoderTrainer
 
     trainer = SwapAutoencoderTrainer(_longer(tiny), checkpoint_dir=tmp_path)
     real_save = trainer.save
@@ -152,7 +153,7 @@ def test_a_second_signal_while_the_checkpoint_is_written_waits_for_it(tiny, tmp_
 def test_outside_the_main_thread_and_with_ignored_signals_nothing_changes(tiny, tmp_path):
     import threading
 
-    from swapbench.trainer import SwapAutoencoderTrainer
+    from swapbench.swap_ae_trainer import SwapAutoencoderTrainer
 
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("r", SwapAutoencoderTrainer(tiny).fit()))

@@ -42,7 +42,8 @@ class Spy(nn.Module):
 
     def encode(self, x):
         lum = F.adaptive_avg_pool2d(x.mean(1, keepdim=True), 4).flatten(1)
-        return (lum - lum.mean(1, keepdim=True)) / (lum.std(1, keepdim=True) + 1e-6), torch.cat([x.mean((2, 3)), x.std((2, 3))], dim=1)
+        normalised = (lum - lum.mean(1, keepdim=True)) / (lum.std(1, keepdim=True) + 1e-6)
+        return normalised, torch.cat([x.mean((2, 3)), x.std((2, 3))], dim=1)
 
     def reconstruct(self, x):
         return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)  # a slightly blurred copy
@@ -294,7 +295,7 @@ def test_legacy_pytorch_features_give_clean_fids_legacy_pytorch_fid(tmp_path):
     from swapbench.metrics.inception import InceptionFeatures, to_uint8_hwc
 
     folders = []
-    for k, split in enumerate(("test", "train")):
+    for split in ("test", "train"):
         from swapbench.data.photos import PhotoCrops
 
         ds = PhotoCrops(split, 40, test_images=6, seed=1)

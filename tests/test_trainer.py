@@ -8,8 +8,7 @@ import torch
 from swapbench.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from swapbench.errors import UserError
 from swapbench.models.build import load_autoencoder
-from swapbench.recipe import load_recipe
-from swapbench.trainer import SwapAutoencoderTrainer as Trainer
+from swapbench.swap_ae_trainer import SwapAutoencoderTrainer as Trainer
 
 
 def weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_trainer import load_recipe_with, same, weights
 
 from swapbench.models.patches import draw_boxes, random_crops
 from swapbench.recipe import load_recipe
-from swapbench.trainer import SwapAutoencoderTrainer as Trainer
-
-from test_trainer import load_recipe_with, same, weights
+from swapbench.swap_ae_trainer import SwapAutoencoderTrainer as Trainer
 
 SIDE, P = 256, 8
 

@@ -52,7 +52,7 @@ def test_cache_hit_needs_no_network(tmp_path, monkeypatch):
     monkeypatch.setenv("SWAPBENCH_HOME", str(tmp_path))
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "alexnet.ckpt").write_bytes(path.read_bytes())
-    monkeypatch.setattr("swapbench.weights._from_pip", lambda *a: pytest.fail("went to the network"))
+    monkeypatch.setattr("swapbench.weights.fetch_from_pip", lambda *a: pytest.fail("went to the network"))
     assert resolve("lpips_alex") == (tmp_path / "weights" / "alexnet.ckpt", "cache")
 
 

@@ -19,19 +19,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.inversion.projector import ProjectWPlus
+from baselines.inversion.settings import InversionConfig
 from baselines.stylegan2.generator import default_crossover, style_mix
+from baselines.stylegan2.settings import StyleGAN2Config
 from swapbench.errors import UserError
 from swapbench.inversion import Inversion, SwapAutoencoderEncoding, timed
-from swapbench.models.build import build_from, model_settings
+from swapbench.losses import WeightedTerms
+from swapbench.models.build import model_settings
 from swapbench.models.swap_ae import Codes
 from swapbench.nn.layers import ConvLayer, EqualConv2d, EqualLinear, ResBlock, channel_table
 from swapbench.recipe import Recipe
-from swapbench.registry import ENCODERS, GENERATORS, INVERSIONS, LOSSES, OPTIMIZERS, TRAINERS
+from swapbench.registry import ENCODERS, GENERATORS, INVERSIONS, LOSSES, TRAINERS
 from swapbench.trainer import Trainer
 from swapbench.visualize import swap_grid
 
 
-@ENCODERS.register("sg2_pyramid", description="pSp-like encoder to StyleGAN2's W+: residual trunk, 3-level feature pyramid.")
+@ENCODERS.register("sg2_pyramid", settings=StyleGAN2Config, section="stylegan2",
+                   description="pSp-like encoder to StyleGAN2's W+: residual trunk, 3-level feature pyramid.")
 class PyramidWPlusEncoder(nn.Module):
     """Offsets from the mean w for all ``num_ws`` layers: coarse (about the first 30 %) from 4 px
     features, middle (the next 40 %) from 8 px, fine (the rest) from 16 px, as in pSp's grouping."""
@@ -125,7 +129,8 @@ def load_generator(ref: str, recipe: Recipe) -> nn.Module:
     return generator
 
 
-@TRAINERS.register("sg2_encoder", description="pSp-like W+ encoder for a frozen StyleGAN2 (inversion.generator), L2 + LPIPS.")
+@TRAINERS.register("sg2_encoder", settings=InversionConfig, section="inversion",
+                   description="pSp-like W+ encoder for a frozen StyleGAN2 (inversion.generator), L2 + LPIPS.")
 class SG2EncoderTrainer(Trainer):
     scored = "inverter"
     preview_name = "swap_grid.png"
@@ -134,20 +139,19 @@ class SG2EncoderTrainer(Trainer):
     @classmethod
     def build_model(cls, recipe: Recipe, generator: nn.Module | None = None) -> nn.Module:
         settings = model_settings(recipe)
-        generator = build_from(GENERATORS, recipe.model.generator, settings) if generator is None else generator
-        encoder = build_from(ENCODERS, recipe.model.encoder, {**settings, "num_ws": generator.num_ws})
+        generator = GENERATORS.build_from(recipe.model.generator, settings, recipe.sections()) if generator is None else generator
+        encoder = ENCODERS.build_from(recipe.model.encoder, {**settings, "num_ws": generator.num_ws}, recipe.sections())
         return EncoderInverter(encoder, generator, recipe.inversion.crossover)
 
     def build(self) -> None:
-        recipe, L, opt = self.recipe, self.recipe.loss, self.recipe.optim
+        recipe, L = self.recipe, self.recipe.loss
         if recipe.inversion.generator is None:
             raise UserError("model.family 'sg2_encoder' needs inversion.generator: the MLflow run id (or checkpoint) "
                             "of a trained stylegan2 recipe; set it with --set inversion.generator=RUN_ID")
         self.inverter = self.build_model(recipe, load_generator(recipe.inversion.generator, recipe)).to(self.device)
         self.l1, self.l2 = LOSSES.get("l1"), LOSSES.get("l2")
         self.lpips = LOSSES.build("lpips", device=self.device) if L.recon_lpips > 0 else None
-        self.optim = OPTIMIZERS.build(opt.name, params=self.inverter.encoder.parameters(), lr=opt.lr,
-                                      betas=opt.betas, eps=opt.eps)
+        self.optim = self.build_optimizer("optim", self.inverter.encoder.parameters())
 
     def networks(self) -> dict[str, nn.Module]:
         return {"inverter": self.inverter}
@@ -165,31 +169,25 @@ class SG2EncoderTrainer(Trainer):
         out: dict[str, torch.Tensor] = {}
         with self._autocast():
             recon = self.inverter.reconstruct(x).float()
-        loss = x.new_zeros(())
-        if L.recon_l2 > 0:
-            out["recon_l2"] = self.l2(recon, x)
-            loss = loss + L.recon_l2 * out["recon_l2"]
-        if L.recon_l1 > 0:
-            out["recon_l1"] = self.l1(recon, x)
-            loss = loss + L.recon_l1 * out["recon_l1"]
-        if self.lpips is not None:
-            out["recon_lpips"] = self.lpips(recon, x).mean()
-            loss = loss + L.recon_lpips * out["recon_lpips"]
-        if not loss.requires_grad:
+        loss = WeightedTerms(out, x)
+        loss.add("recon_l2", L.recon_l2, lambda: self.l2(recon, x))
+        loss.add("recon_l1", L.recon_l1, lambda: self.l1(recon, x))
+        loss.add("recon_lpips", L.recon_lpips, lambda: self.lpips(recon, x).mean())
+        if not loss.total.requires_grad:
             raise UserError("sg2_encoder training has no loss: set loss.recon_l2, loss.recon_l1 or loss.recon_lpips above 0")
-        self.optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optim.step()
+        self.update(self.optim, loss.total)
         self._finish_step(x.shape[0])
         return {k: float(v.detach()) for k, v in out.items()}
 
 
-@INVERSIONS.register("sg2_encoder", description="A trained sg2_encoder run: one encoder pass to StyleGAN2's W+.")
+@INVERSIONS.register("sg2_encoder", settings=InversionConfig, section="inversion",
+                     description="A trained sg2_encoder run: one encoder pass to StyleGAN2's W+.")
 class SG2EncoderPass(SwapAutoencoderEncoding):
     needs = "sg2_encoder"
 
 
-@INVERSIONS.register("sg2_encoder_opt", description="sg2_encoder, then inversion.refine_steps of W+ optimisation (LPIPS + MSE).")
+@INVERSIONS.register("sg2_encoder_opt", settings=InversionConfig, section="inversion",
+                     description="sg2_encoder, then inversion.refine_steps of W+ optimisation (LPIPS + MSE).")
 class SG2EncoderRefined:
     needs = "sg2_encoder"
 

@@ -26,6 +26,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from baselines.inversion.settings import InversionConfig
 from baselines.stylegan2.generator import default_crossover, style_mix
 from swapbench.inversion import Inversion, synchronize
 from swapbench.metrics.lpips_net import LpipsToTarget, build_lpips
@@ -172,17 +173,20 @@ class LatentOptimiser:
         return self.G.synthesis(ws, noise=na).float().cpu()
 
 
-@INVERSIONS.register("sg2_w", description="StyleGAN2-ADA projection in W: Adam over w and noise maps, LPIPS-VGG, 1000 steps.")
+@INVERSIONS.register("sg2_w", settings=InversionConfig, section="inversion",
+                     description="StyleGAN2-ADA projection in W: Adam over w and noise maps, LPIPS-VGG, 1000 steps.")
 class ProjectW(LatentOptimiser):
     space = "w"
 
 
-@INVERSIONS.register("sg2_wplus", description="Image2StyleGAN-style optimisation in W+ (one w per layer), LPIPS + MSE.")
+@INVERSIONS.register("sg2_wplus", settings=InversionConfig, section="inversion",
+                     description="Image2StyleGAN-style optimisation in W+ (one w per layer), LPIPS + MSE.")
 class ProjectWPlus(LatentOptimiser):
     space = "wplus"
 
 
-@INVERSIONS.register("sg2_wplus_i2s", description="Image2StyleGAN's own W+ settings: Adam lr 0.01 constant, "
+@INVERSIONS.register("sg2_wplus_i2s", settings=InversionConfig, section="inversion",
+                     description="Image2StyleGAN's own W+ settings: Adam lr 0.01 constant, "
                      "5,000 steps, no latent noise, noise maps fixed, LPIPS + MSE.")
 class ProjectWPlusImage2StyleGAN(ProjectWPlus):
     """W+ optimisation as Abdal et al. (Image2StyleGAN, ICCV 2019, Sec. 4) set it: Adam (lr

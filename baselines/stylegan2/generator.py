@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from baselines.stylegan2.settings import StyleGAN2Config
 from swapbench.nn.layers import EqualLinear, StyledConv, ToRGB, channel_table
 from swapbench.registry import GENERATORS
 
@@ -37,7 +38,8 @@ class MappingNetwork(nn.Module):
         return w
 
 
-@GENERATORS.register("stylegan2", description="StyleGAN2 generator (baselines/): mapping network, constant input, noise, skip ToRGBs.")
+@GENERATORS.register("stylegan2", settings=StyleGAN2Config,
+                     description="StyleGAN2 generator (baselines/): mapping network, constant input, noise, skip ToRGBs.")
 class StyleGAN2Generator(nn.Module):
     def __init__(self, resolution: int, channels: int, max_channels: int, w_dim: int = 512, mapping_layers: int = 8,
                  mapping_lr_mul: float = 0.01, w_avg_beta: float = 0.995):

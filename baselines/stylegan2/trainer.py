@@ -16,17 +16,19 @@ import torch
 from torch import nn
 from torchvision.utils import make_grid
 
-from swapbench.models.build import build_discriminator, build_from, model_settings
-from swapbench.optim import lazy_regularization_scaled
+from baselines.stylegan2.settings import StyleGAN2Config
+from swapbench.errors import UserError
+from swapbench.models.build import build_discriminator, model_settings
 from swapbench.recipe import Recipe
-from swapbench.registry import GENERATORS, LOSSES, OPTIMIZERS, TRAINERS
-from swapbench.trainer import Trainer
+from swapbench.registry import GENERATORS, LOSSES, TRAINERS
+from swapbench.trainer import Regularizer, Trainer
 from swapbench.visualize import to_uint8
 
 PREVIEW_SEED = 1234  # the preview samples the same z throughout a run
 
 
-@TRAINERS.register("stylegan2", description="StyleGAN2 (baselines/): G with mapping network and D, style mixing, lazy R1 and path length.")
+@TRAINERS.register("stylegan2", settings=StyleGAN2Config,
+                   description="StyleGAN2 (baselines/): G with mapping network and D, style mixing, lazy R1 and path length.")
 class StyleGAN2Trainer(Trainer):
     scored = "generator"
     preview_name = "samples.png"
@@ -34,24 +36,29 @@ class StyleGAN2Trainer(Trainer):
 
     @classmethod
     def build_model(cls, recipe: Recipe) -> nn.Module:
-        return build_from(GENERATORS, recipe.model.generator, model_settings(recipe))
+        return GENERATORS.build_from(recipe.model.generator, model_settings(recipe), recipe.sections())
 
     def build(self) -> None:
-        recipe, L, opt, sg = self.recipe, self.recipe.loss, self.recipe.optim, self.recipe.stylegan2
+        recipe, L = self.recipe, self.recipe.loss
         self.generator = self.build_model(recipe).to(self.device)
         if not hasattr(self.generator, "synthesis"):
-            from swapbench.errors import UserError
-
             raise UserError(f"model.family 'stylegan2' needs a StyleGAN2-style generator; "
                             f"model.generator '{recipe.model.generator}' has no mapping/synthesis (use 'stylegan2')")
         self.discriminator = build_discriminator(recipe).to(self.device)
         self.gan, self.r1 = LOSSES.get(L.gan), LOSSES.get("r1")
-        g_lr, g_betas = (lazy_regularization_scaled(opt.lr, opt.betas, sg.path_length_interval)
-                         if sg.path_length > 0 else (opt.lr, opt.betas))
-        d_lr, d_betas = (lazy_regularization_scaled(opt.lr, opt.betas, L.r1_interval) if L.r1 > 0 else (opt.lr, opt.betas))
-        self.g_optim = OPTIMIZERS.build(opt.name, params=self.generator.parameters(), lr=g_lr, betas=g_betas, eps=opt.eps)
-        self.d_optim = OPTIMIZERS.build(opt.name, params=self.discriminator.parameters(), lr=d_lr, betas=d_betas, eps=opt.eps)
+        self.g_optim = self.build_optimizer("g_optim", self.generator.parameters())
+        self.d_optim = self.build_optimizer("d_optim", self.discriminator.parameters())
         self.pl_mean = torch.zeros((), device=self.device)
+
+    def regularizers(self) -> dict[str, Regularizer]:
+        """Lazy R1 on D (``loss.r1``) and lazy path-length regularisation on G (``stylegan2.path_length``)."""
+        L, sg = self.recipe.loss, self.recipe.stylegan2
+        regularizers = {}
+        if L.r1 > 0:
+            regularizers["r1"] = Regularizer("d_optim", L.r1_interval)
+        if sg.path_length > 0:
+            regularizers["path_length"] = Regularizer("g_optim", sg.path_length_interval)
+        return regularizers
 
     def networks(self) -> dict[str, nn.Module]:
         return {"generator": self.generator, "discriminator": self.discriminator}
@@ -80,7 +87,7 @@ class StyleGAN2Trainer(Trainer):
         return ws
 
     def train_step(self, real: torch.Tensor) -> dict[str, float]:
-        L, sg = self.recipe.loss, self.recipe.stylegan2
+        L = self.recipe.loss
         G, D = self.generator, self.discriminator
         x = real.to(self.device, non_blocking=True)
         n = x.shape[0]
@@ -93,31 +100,27 @@ class StyleGAN2Trainer(Trainer):
                 fake = G.synthesis(self._ws(n))
             out["d_real"] = self.gan.d_real(D(x))
             out["d_fake"] = self.gan.d_fake(D(fake))
-        self.d_optim.zero_grad(set_to_none=True)
-        (out["d_real"] + out["d_fake"]).backward()
-        self.d_optim.step()
-        if L.r1 > 0 and self.step % L.r1_interval == 0:
+        self.update(self.d_optim, out["d_real"] + out["d_fake"])
+        r1 = self.regularize_after("r1", self.step)
+        if r1 is not None:
             x_r = x.detach().requires_grad_(True)
             out["r1"] = self.r1(D(x_r), x_r)
-            self.d_optim.zero_grad(set_to_none=True)
-            (out["r1"] * L.r1 / 2 * L.r1_interval).backward()
-            self.d_optim.step()
+            self.update(self.d_optim, out["r1"] * L.r1 / 2 * r1.interval)
 
         # generator
         D.requires_grad_(False)
         with self._autocast():
             out["g"] = self.gan.g(D(G.synthesis(self._ws(n))))
-        self.g_optim.zero_grad(set_to_none=True)
-        out["g"].backward()
-        self.g_optim.step()
-        if sg.path_length > 0 and self.step % sg.path_length_interval == 0:
-            out["path_length"] = self._path_length_step(max(1, n // 2))
+        self.update(self.g_optim, out["g"])
+        path_length = self.regularize_after("path_length", self.step)
+        if path_length is not None:
+            out["path_length"] = self._path_length_step(max(1, n // 2), path_length.interval)
         D.requires_grad_(True)
 
         self._finish_step(n)
         return {k: float(v.detach()) for k, v in out.items()}
 
-    def _path_length_step(self, n: int) -> torch.Tensor:
+    def _path_length_step(self, n: int, interval: int) -> torch.Tensor:
         sg = self.recipe.stylegan2
         ws = self._ws(n)
         images = self.generator.synthesis(ws)
@@ -126,7 +129,5 @@ class StyleGAN2Trainer(Trainer):
         lengths = grad.square().sum(2).mean(1).sqrt()
         self.pl_mean = self.pl_mean.lerp(lengths.mean().detach(), sg.path_length_decay)
         penalty = (lengths - self.pl_mean).square().mean()
-        self.g_optim.zero_grad(set_to_none=True)
-        (penalty * sg.path_length * sg.path_length_interval).backward()
-        self.g_optim.step()
+        self.update(self.g_optim, penalty * sg.path_length * interval)
         return penalty

@@ -13,14 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from swapbench.recipe import BenchConfig, InversionConfig, load_recipe
+from swapbench.inversion import inversion_settings
+from swapbench.recipe import BenchConfig, load_recipe
 
 EMBED_COLUMNS = ("method", "steps", "images", "seconds_per_image", "gflop_per_image", "time_vs_sae",
                  "flops_vs_sae", "model")
 FRESH_RECIPES = {"swap_ae": "swap_ae", "stylegan2": "stylegan2", "sg2_encoder": "sg2_encoder"}  # family -> recipe
 
 
-def _fresh_method(name: str, settings: InversionConfig, device: torch.device, threads: int):
+def _fresh_method(name: str, settings: Any, device: torch.device, threads: int):
     from swapbench.registry import INVERSIONS, TRAINERS
 
     cls = INVERSIONS.get(name)
@@ -37,8 +38,8 @@ def embed_rows(settings: BenchConfig, device: torch.device, threads: int,
     from swapbench.projection import check_same_data, invert_all, load_method, search_flops
 
     runs = runs or {}
-    inversion = InversionConfig(**{k: v for k, v in {"steps": settings.embed_steps,
-                                                     "refine_steps": settings.embed_refine_steps}.items() if v})
+    inversion = inversion_settings(**{k: v for k, v in {"steps": settings.embed_steps,
+                                                        "refine_steps": settings.embed_refine_steps}.items() if v})
     loaded = {}
     for name in settings.embed_methods:
         from swapbench.registry import INVERSIONS

@@ -138,7 +138,6 @@ def score_rows(settings: BenchConfig, device: torch.device, threads: int, run: s
     from swapbench.data import test_images
     from swapbench.data.pairs import draw_pairs
     from swapbench.evaluate import applicable, evaluate, held_out_split, metric_names
-    from swapbench.registry import METRICS
 
     model, recipe, described = score_model_and_recipe(settings, run, threads)
     requested = settings.score_metrics
@@ -158,7 +157,7 @@ def score_rows(settings: BenchConfig, device: torch.device, threads: int, run: s
         if name not in first:  # e.g. the ground-truth scores, which only the synthetic data can give
             rows.append({"score": name, "note": "gives no value on this data; not timed"})
             continue
-        end_to_end = _seconds(lambda: evaluate(new_ctx(), [name]))
+        end_to_end = _seconds(lambda name=name: evaluate(new_ctx(), [name]))
         row = {"score": name, "n": first.get(f"{name}_n", images.shape[0]), "end_to_end_seconds": end_to_end}
         if name not in BARE_PASSES:
             rows.append({**row, "note": "no bare pass is defined for this score in swapbench.bench.scoring"})

@@ -63,8 +63,10 @@ def training_recipe(name: str, settings: BenchConfig, device: torch.device, thre
     return recipe
 
 
-def uses_r1(trainer) -> bool:
-    return bool(getattr(trainer, "use_r1", trainer.recipe.loss.r1 > 0))
+def r1_interval(trainer) -> int:
+    """The interval of the trainer's lazy R1, 1 when it has none."""
+    r1 = trainer.regularizers().get("r1")
+    return r1.interval if r1 is not None else 1
 
 
 def time_steps(trainer, settings: BenchConfig, device: torch.device, *, count: bool = True,
@@ -75,7 +77,7 @@ def time_steps(trainer, settings: BenchConfig, device: torch.device, *, count: b
     from swapbench.distributed import any_process
 
     recipe = trainer.recipe
-    interval = recipe.loss.r1_interval if uses_r1(trainer) else 1
+    interval = r1_interval(trainer)
     window = settings.train_steps or max(interval, 2)
     batches_iter = iter(trainer.loader())
     batches = [next(batches_iter) for _ in range(settings.warmup_steps + window)]
@@ -110,7 +112,8 @@ def time_steps(trainer, settings: BenchConfig, device: torch.device, *, count: b
     if interval > 1 and r1_times and plain_times:
         interval_seconds = mean(r1_times) + (interval - 1) * mean(plain_times)
         interval_flops = (None if flops is None else
-                          mean([f for f, r in zip(flops, r1_flags) if r]) + (interval - 1) * mean([f for f, r in zip(flops, r1_flags) if not r]))
+                          mean([f for f, r in zip(flops, r1_flags) if r])
+                          + (interval - 1) * mean([f for f, r in zip(flops, r1_flags) if not r]))
         images, seconds, flop_total = per_step * interval, interval_seconds, interval_flops
     else:
         images, seconds, flop_total = per_step * len(times), sum(times), None if flops is None else sum(flops)
@@ -130,8 +133,8 @@ def time_steps(trainer, settings: BenchConfig, device: torch.device, *, count: b
 
 def train_row(name: str, settings: BenchConfig, device: torch.device, threads: int) -> dict[str, Any]:
     """One training row: the machine's limits, then the recipe's step timed and counted."""
-    from swapbench.trainer import build_trainer
     from swapbench.tracking import Tracker
+    from swapbench.trainer import build_trainer
 
     recipe = training_recipe(name, settings, device, threads)
     baseline = rss_bytes() if device.type == "cpu" else None

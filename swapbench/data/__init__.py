@@ -25,12 +25,10 @@ from torch.utils.data import Dataset, Sampler
 
 from swapbench.errors import UserError
 from swapbench.recipe import Recipe
+from swapbench.registry import DATASETS
 
 
 def build_dataset(recipe: Recipe, split: str) -> Dataset:
-    from swapbench.models.build import build_from
-    from swapbench.registry import DATASETS
-
     d = recipe.data
     if d.manifest is not None and d.dataset != "folder":
         raise UserError(f"data.manifest={d.manifest} is read only by dataset 'folder', not '{d.dataset}'; "
@@ -55,7 +53,16 @@ def build_dataset(recipe: Recipe, split: str) -> Dataset:
     if d.preprocess != "square" and "preprocess" not in accepts:
         raise UserError(f"dataset '{d.dataset}' makes its own crops and has no data.preprocess modes; use dataset "
                         f"folder or lmdb for data.preprocess={d.preprocess}, or set data.preprocess=square")
-    return build_from(DATASETS, d.dataset, settings)
+    return DATASETS.build_from(d.dataset, settings, recipe.sections())
+
+
+# settings that decide which test images a run is scored on: runs compared on one figure or table must agree on them
+SAME_TEST_IMAGES = ("dataset", "resolution", "root", "limit", "test_fraction", "manifest", "test_images")
+
+
+def data_differences(a: Recipe, b: Recipe, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The ``SAME_TEST_IMAGES`` data settings (minus ``ignore``) on which recipes ``a`` and ``b`` differ."""
+    return [k for k in SAME_TEST_IMAGES if k not in ignore and getattr(a.data, k) != getattr(b.data, k)]
 
 
 def test_images(recipe: Recipe, dataset: Dataset | None = None) -> torch.Tensor:

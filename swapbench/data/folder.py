@@ -45,16 +45,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from swapbench.data.image_io import EXTENSIONS, MIN_SIDE, find_images, load_rgb, one_line, read_error
 from swapbench.data.photos import crop_resize
 from swapbench.data.preprocess import MODES as PREPROCESS_MODES
 from swapbench.data.preprocess import preprocess as preprocess_image
@@ -64,10 +62,8 @@ from swapbench.registry import DATASETS
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 SPLIT_SEED = 12345  # the test files are the same for every recipe seed, so runs are comparable
 VIRTUAL_LENGTH = 1_000_000  # items per pass of a random training split (files repeat with new crops)
-MIN_SIDE = 8  # an image whose shorter side is under this many pixels is unusable
 SPLITS = ("train", "test")
 
 # (absolute path, size in bytes, mtime in ns) -> None when the file decodes and is large enough,
@@ -77,62 +73,15 @@ _CHECKED: dict[tuple[str, int, int], str | None] = {}
 
 
 # ---------------------------------------------------------------------------------------------
-# Decoding
+# Checking files
 # ---------------------------------------------------------------------------------------------
-
-def _over_white(im: Image.Image) -> Image.Image:
-    rgba = im.convert("RGBA")
-    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(white, rgba).convert("RGB")
-
-
-def to_rgb_array(im: Image.Image) -> np.ndarray:
-    """An opened image as uint8 RGB (H, W, 3), after the conversions in the module docstring."""
-    im = ImageOps.exif_transpose(im)
-    mode = im.mode
-    if mode.startswith("I;16") or mode == "I":
-        gray = np.asarray(im).astype(np.float64)
-        gray = np.clip(gray, 0, 65535) / 257.0
-    elif mode == "F":
-        gray = np.clip(np.asarray(im).astype(np.float64), 0, 255)
-    else:
-        if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-            rgb = _over_white(im)
-        else:
-            rgb = im if mode == "RGB" else im.convert("RGB")
-        return np.asarray(rgb, dtype=np.uint8).copy()
-    gray = np.rint(gray).astype(np.uint8)
-    return np.repeat(gray[:, :, None], 3, axis=2)
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    """Decode ``path`` fully into uint8 RGB (H, W, 3). Raises whatever PIL raises for a bad file."""
-    with Image.open(path) as im:
-        im.load()
-        return to_rgb_array(im)
-
-
-def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, UnidentifiedImageError):
-        return "not an image file PIL can read"
-    if isinstance(exc, Image.DecompressionBombError):
-        return f"too many pixels ({_one_line(str(exc))})"
-    if isinstance(exc, FileNotFoundError):
-        return "file not found (a broken link?)"
-    message = _one_line(str(exc))
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
 
 def check_file(path: Path) -> str | None:
     """None when ``path`` decodes fully and is large enough, else why it is unusable (one line)."""
     try:
         st = path.stat()
     except OSError as exc:
-        return _reason(exc)
+        return read_error(exc)
     key = (str(path.absolute()), st.st_size, st.st_mtime_ns)
     if key in _CHECKED:
         return _CHECKED[key]
@@ -142,7 +91,7 @@ def check_file(path: Path) -> str | None:
         try:
             arr = load_rgb(path)
         except Exception as exc:  # any failure to decode means the file is unusable
-            reason = _reason(exc)
+            reason = read_error(exc)
         else:
             h, w = arr.shape[:2]
             reason = (f"too small: {w}x{h} px, the shorter side must be at least {MIN_SIDE} px"
@@ -154,24 +103,6 @@ def check_file(path: Path) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # Finding files and splitting
 # ---------------------------------------------------------------------------------------------
-
-def find_images(root: Path) -> list[str]:
-    """Relative POSIX paths of the image files under ``root``, sorted; hidden names are skipped."""
-    found = []
-    seen_dirs: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen_dirs:  # a link back to a folder already searched
-            dirnames[:] = []
-            continue
-        seen_dirs.add(real)
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        rel_dir = Path(dirpath).relative_to(root)
-        for name in filenames:
-            if not name.startswith(".") and name.lower().endswith(EXTENSIONS):
-                found.append((rel_dir / name).as_posix())
-    return sorted(found)
-
 
 def split_files(files: list[str], test_fraction: float) -> dict[str, list[str]]:
     """The fixed train/test split of ``files`` (each split keeps the files' order)."""
@@ -194,7 +125,7 @@ def read_manifest(path: str | Path, split: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"data.manifest file {path} is not readable JSON ({_one_line(str(exc))}); {fix}") from None
+        raise UserError(f"data.manifest file {path} is not readable JSON ({one_line(str(exc))}); {fix}") from None
     if isinstance(data, dict) and "files" not in data and isinstance(data.get(split), dict):
         data = data[split]
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
@@ -353,7 +284,7 @@ class ImageFolder(Dataset):
             arr = load_rgb(path)
         except Exception as exc:  # the file was checked in __init__, so it changed on disk since
             raise UserError(
-                f"image file {path} could not be read ({_reason(exc)}) although it was readable when the run "
+                f"image file {path} could not be read ({read_error(exc)}) although it was readable when the run "
                 f"started; restore it, or remove it and start the run again"
             ) from exc
         return torch.from_numpy(arr).permute(2, 0, 1)

@@ -35,7 +35,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from swapbench.data.folder import SPLITS, VIRTUAL_LENGTH, split_files, to_rgb_array
+from swapbench.data.folder import SPLITS, VIRTUAL_LENGTH, split_files
+from swapbench.data.image_io import to_rgb_array
 from swapbench.data.photos import crop_resize
 from swapbench.data.preprocess import MODES
 from swapbench.data.preprocess import preprocess as preprocess_image

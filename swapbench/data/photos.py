@@ -70,7 +70,8 @@ def crop_resize(photo: torch.Tensor, top: int, left: int, side: int, resolution:
     return crop.flip(-1) if flip else crop
 
 
-@DATASETS.register("photos", description="Random crops of the photographs shipped with scikit-image and scikit-learn, split by photo.")
+@DATASETS.register("photos",
+                   description="Random crops of the photographs shipped with scikit-image and scikit-learn, split by photo.")
 class PhotoCrops(Dataset):
     """Item ``i`` is a crop drawn from a generator seeded by (seed, split, i): the same bytes on any
     machine, in any worker, in any order. The training split is a long virtual sequence of crops;

@@ -1,15 +1,11 @@
-"""Registered scores (see swapbench.registry.METRICS), which way each one is better, and what a
-model must be able to do for a score to apply to it."""
+"""Registered scores (see swapbench.registry.METRICS): each metric's direction, what a model needs for
+it and its description are recorded at registration; this module reads them and groups the swap scores."""
 
-from collections.abc import Callable
+from __future__ import annotations
 
-# lower is better for distances and errors, higher for PSNR; a table marks the best value by these
-LOWER_IS_BETTER = frozenset({
-    "recon_l1", "recon_lpips_alex", "recon_lpips_vgg", "swap_fid", "swap_kid", "swap_fid_vs_structure",
-    "sifid", "swap_structure_dist", "swap_texture_dist", "gt_swap_lpips", "sample_fid", "sample_kid", "seconds_per_image",
-})
-HIGHER_IS_BETTER = frozenset({"recon_psnr", "gt_swap_psnr", "speedup", "swap_reencode_structure",
-                              "swap_reencode_texture"})
+from typing import Any
+
+from swapbench.registry import METRICS
 
 # what a swap score measures: realism alone rewards copying, so a table that shows a realism score
 # also shows a texture-transfer and a structure score (and the controls)
@@ -36,21 +32,19 @@ def with_companions(columns: list[str], available: list[str]) -> list[str]:
 
 
 def direction(name: str) -> str | None:
-    """'down' when lower is better, 'up' when higher is better, None for anything else."""
-    if name in LOWER_IS_BETTER:
-        return "down"
-    if name in HIGHER_IS_BETTER:
-        return "up"
-    return None
+    """'down' when lower is better, 'up' when higher is better, None for a name that is no registered metric."""
+    return METRICS.direction(name)
 
 
-def needs(*methods: str) -> Callable:
-    """Mark a metric as applying only to models with these methods (e.g. 'reconstruct', 'swap', 'sample')."""
-    def mark(fn):
-        fn.model_needs = methods
-        return fn
-    return mark
+def arrow(name: str) -> str:
+    """↓ or ↑ after a score's name in a table header ('' for a name without a direction)."""
+    return {"down": "↓", "up": "↑"}.get(direction(name) or "", "")
 
 
-def applies_to(metric: Callable, model) -> bool:
-    return all(hasattr(model, m) for m in getattr(metric, "model_needs", ()))
+def needs(name: str) -> tuple[str, ...]:
+    """The methods ('reconstruct', 'swap', 'encode', 'sample') a model must have for metric ``name``."""
+    return METRICS.needs(name)
+
+
+def applies_to(name: str, model: Any) -> bool:
+    return METRICS.applies_to(name, model)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from swapbench.metrics import needs
 from swapbench.metrics.intervals import ratio_with_interval
 from swapbench.metrics.lpips_net import MIN_SIDE
 from swapbench.registry import METRICS
@@ -71,8 +70,9 @@ def _code_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).norm(dim=1).double()
 
 
-@METRICS.register("swap_reencode_structure", description="1 - mean |s(E(swap_i)) - s(E(A_i))| / mean |s(E(A_i)) - s(E(B_i))|: 1 = A's structure code recovered, 0 = a random pair's distance.")
-@needs("swap", "encode")
+@METRICS.register("swap_reencode_structure", direction="up", needs=("swap", "encode"),
+                  description="1 - mean |s(E(swap_i)) - s(E(A_i))| / mean |s(E(A_i)) - s(E(B_i))|: 1 = A's structure code "
+                              "recovered, 0 = a random pair's distance.")
 def swap_reencode_structure(ctx) -> dict[str, float]:
     (s_img, _), (s_swap, _) = ctx.image_codes, ctx.swap_codes
     a, b = ctx.structure_indices, ctx.texture_indices
@@ -80,8 +80,9 @@ def swap_reencode_structure(ctx) -> dict[str, float]:
                                _code_distance(s_img[a], s_img[b]).numpy(), ctx.resamples(len(a)))
 
 
-@METRICS.register("swap_reencode_texture", description="1 - mean |t(E(swap_i)) - t(E(B_i))| / mean |t(E(A_i)) - t(E(B_i))|: 1 = B's texture code recovered, 0 = a random pair's distance.")
-@needs("swap", "encode")
+@METRICS.register("swap_reencode_texture", direction="up", needs=("swap", "encode"),
+                  description="1 - mean |t(E(swap_i)) - t(E(B_i))| / mean |t(E(A_i)) - t(E(B_i))|: 1 = B's texture code "
+                              "recovered, 0 = a random pair's distance.")
 def swap_reencode_texture(ctx) -> dict[str, float]:
     (_, t_img), (_, t_swap) = ctx.image_codes, ctx.swap_codes
     a, b = ctx.structure_indices, ctx.texture_indices
@@ -89,8 +90,9 @@ def swap_reencode_texture(ctx) -> dict[str, float]:
                                _code_distance(t_img[a], t_img[b]).numpy(), ctx.resamples(len(a)))
 
 
-@METRICS.register("swap_texture_dist", description="Mean over pairs of the relative Frobenius distance of LPIPS-VGG Gram matrices (relu1_2, relu2_2, relu3_3), swap_i vs its texture source B_i: 0 = B's texture statistics.")
-@needs("swap")
+@METRICS.register("swap_texture_dist", direction="down", needs=("swap",),
+                  description="Mean over pairs of the relative Frobenius distance of LPIPS-VGG Gram matrices (relu1_2, "
+                              "relu2_2, relu3_3), swap_i vs its texture source B_i: 0 = B's texture statistics.")
 def swap_texture_dist(ctx) -> dict[str, float]:
     if ctx.images.shape[-1] < MIN_SIDE["vgg"]:
         ctx.notes["swap_texture_dist"] = f"not defined below {MIN_SIDE['vgg']} px (the VGG backbone's minimum)"
@@ -98,8 +100,9 @@ def swap_texture_dist(ctx) -> dict[str, float]:
     return ctx.mean_score("swap_texture_dist", gram_distance(ctx.swap_grams, ctx.image_grams[ctx.texture_indices]))
 
 
-@METRICS.register("swap_structure_dist", description="Mean over pairs of the mean |self-similarity(swap_i) - self-similarity(A_i)| of LPIPS-VGG relu3_3 features: 0 = A's layout kept.")
-@needs("swap")
+@METRICS.register("swap_structure_dist", direction="down", needs=("swap",),
+                  description="Mean over pairs of the mean |self-similarity(swap_i) - self-similarity(A_i)| of LPIPS-VGG "
+                              "relu3_3 features: 0 = A's layout kept.")
 def swap_structure_dist(ctx) -> dict[str, float]:
     if ctx.images.shape[-1] < MIN_SIDE["vgg"]:
         ctx.notes["swap_structure_dist"] = f"not defined below {MIN_SIDE['vgg']} px (the VGG backbone's minimum)"

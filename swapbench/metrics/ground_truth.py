@@ -4,12 +4,11 @@ G(s(A), t(B)) should be, namely render(layout(A), style(B))."""
 from __future__ import annotations
 
 from swapbench.metrics.reconstruction import psnr
-from swapbench.metrics import needs
 from swapbench.registry import METRICS
 
 
-@METRICS.register("gt_swap_lpips", description="Synthetic data only: mean LPIPS (VGG16) of each swap vs render(layout(A_i), style(B_i)).")
-@needs("swap")
+@METRICS.register("gt_swap_lpips", direction="down", needs=("swap",),
+                  description="Synthetic data only: mean LPIPS (VGG16) of each swap vs render(layout(A_i), style(B_i)).")
 def gt_swap_lpips(ctx) -> dict[str, float]:
     gt = ctx.gt_swaps
     if gt is None:
@@ -17,8 +16,8 @@ def gt_swap_lpips(ctx) -> dict[str, float]:
     return ctx.mean_score("gt_swap_lpips", ctx.lpips_distance("vgg", ctx.swaps, gt))
 
 
-@METRICS.register("gt_swap_psnr", description="Synthetic data only: mean PSNR (dB) of each swap vs render(layout(A_i), style(B_i)).")
-@needs("swap")
+@METRICS.register("gt_swap_psnr", direction="up", needs=("swap",),
+                  description="Synthetic data only: mean PSNR (dB) of each swap vs render(layout(A_i), style(B_i)).")
 def gt_swap_psnr(ctx) -> dict[str, float]:
     gt = ctx.gt_swaps
     if gt is None:

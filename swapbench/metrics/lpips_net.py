@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from swapbench.cache import load_cached, save_cached
-
 from swapbench.weights import WEIGHT_FILES, cache_dir, load_numpy_pickle, resolve
 
 NETS = {"alex": ("lpips_alex", "AlexNet_0"), "vgg": ("lpips_vgg", "VGG16_0")}

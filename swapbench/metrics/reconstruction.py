@@ -6,7 +6,6 @@ import logging
 
 import torch
 
-from swapbench.metrics import needs
 from swapbench.registry import METRICS
 
 log = logging.getLogger(__name__)
@@ -20,14 +19,14 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
 
 
-@METRICS.register("recon_l1", description="Mean absolute error of G(E(x)) vs x on [-1, 1], test split.")
-@needs("reconstruct")
+@METRICS.register("recon_l1", direction="down", needs=("reconstruct",),
+                  description="Mean absolute error of G(E(x)) vs x on [-1, 1], test split.")
 def recon_l1(ctx) -> dict[str, float]:
     return ctx.mean_score("recon_l1", (ctx.reconstructions.clamp(-1, 1) - ctx.images).abs().flatten(1).mean(1))
 
 
-@METRICS.register("recon_psnr", description="Mean per-image PSNR (dB, peak 1 on [0, 1]) of G(E(x)) vs x, test split.")
-@needs("reconstruct")
+@METRICS.register("recon_psnr", direction="up", needs=("reconstruct",),
+                  description="Mean per-image PSNR (dB, peak 1 on [0, 1]) of G(E(x)) vs x, test split.")
 def recon_psnr(ctx) -> dict[str, float]:
     return ctx.mean_score("recon_psnr", psnr(ctx.reconstructions, ctx.images))
 
@@ -43,13 +42,13 @@ def _recon_lpips(ctx, net: str) -> dict[str, float]:
     return ctx.mean_score(f"recon_lpips_{net}", ctx.lpips_distance(net, ctx.reconstructions, ctx.images))
 
 
-@METRICS.register("recon_lpips_alex", description="Mean LPIPS (AlexNet) of G(E(x)) vs x, test split (>= 31 px).")
-@needs("reconstruct")
+@METRICS.register("recon_lpips_alex", direction="down", needs=("reconstruct",),
+                  description="Mean LPIPS (AlexNet) of G(E(x)) vs x, test split (>= 31 px).")
 def recon_lpips_alex(ctx) -> dict[str, float]:
     return _recon_lpips(ctx, "alex")
 
 
-@METRICS.register("recon_lpips_vgg", description="Mean LPIPS (VGG16) of G(E(x)) vs x, test split.")
-@needs("reconstruct")
+@METRICS.register("recon_lpips_vgg", direction="down", needs=("reconstruct",),
+                  description="Mean LPIPS (VGG16) of G(E(x)) vs x, test split.")
 def recon_lpips_vgg(ctx) -> dict[str, float]:
     return _recon_lpips(ctx, "vgg")

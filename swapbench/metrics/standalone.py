@@ -11,21 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from swapbench.data.folder import EXTENSIONS, find_images, load_rgb
+from swapbench.data.image_io import EXTENSIONS, find_images, read_image
 from swapbench.errors import UserError
 from swapbench.metrics.distances import frechet_distance, kid_subset_values, sifid_pair
-
-
-def read_image(path: Path) -> np.ndarray:
-    """uint8 RGB (H, W, 3) of one file, or a one-line error naming it."""
-    from swapbench.data.folder import _reason
-
-    if not path.is_file():
-        raise UserError(f"image file {path} does not exist; check the path")
-    try:
-        return load_rgb(path)
-    except Exception as exc:  # any decoding failure is the input's problem
-        raise UserError(f"cannot read image file {path} ({_reason(exc)}); replace or remove it") from None
 
 
 def read_folder(folder: Path) -> dict[str, np.ndarray]:
@@ -67,9 +55,7 @@ def kid_folders(a: Path, b: Path, device: str = "cpu") -> dict:
 
 
 def lpips_files(a: Path, b: Path, net: str = "alex", device: str = "cpu") -> dict:
-    from swapbench.metrics.lpips_net import build_lpips
-
-    from swapbench.metrics.lpips_net import MIN_SIDE
+    from swapbench.metrics.lpips_net import MIN_SIDE, build_lpips
 
     ia, ib = read_image(a), read_image(b)
     if min(ia.shape[:2]) < MIN_SIDE[net]:

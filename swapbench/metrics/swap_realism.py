@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from swapbench.metrics import needs
-from swapbench.metrics.distances import frechet_on_subsets, frechet_distance, kernel_distance, kid_on_subsets, sifid_pair
+from swapbench.metrics.distances import frechet_distance, frechet_on_subsets, kernel_distance, kid_on_subsets, sifid_pair
 from swapbench.metrics.inception import conv4_samples
 from swapbench.metrics.intervals import with_jackknife_interval
 from swapbench.registry import METRICS
@@ -25,8 +24,9 @@ def _reference_or_note(ctx, name: str):
     return ref
 
 
-@METRICS.register("swap_fid", description="FID of the swaps G(s(A_i), t(B_i)) vs held-out real test images that are never a swap source (clean-fid, Inception pool).")
-@needs("swap")
+@METRICS.register("swap_fid", direction="down", needs=("swap",),
+                  description="FID of the swaps G(s(A_i), t(B_i)) vs held-out real test images that are never a swap source "
+                              "(clean-fid, Inception pool).")
 def swap_fid(ctx) -> dict[str, float]:
     ref = _reference_or_note(ctx, "swap_fid")
     if ref is None:
@@ -36,8 +36,8 @@ def swap_fid(ctx) -> dict[str, float]:
             "swap_fid_real_n": len(ref)}
 
 
-@METRICS.register("swap_kid", description="KID (unbiased, clean-fid's subsets) of the swaps vs the held-out real test images.")
-@needs("swap")
+@METRICS.register("swap_kid", direction="down", needs=("swap",),
+                  description="KID (unbiased, clean-fid's subsets) of the swaps vs the held-out real test images.")
 def swap_kid(ctx) -> dict[str, float]:
     ref = _reference_or_note(ctx, "swap_kid")
     if ref is None:
@@ -47,16 +47,19 @@ def swap_kid(ctx) -> dict[str, float]:
             "swap_kid_real_n": len(ref)}
 
 
-@METRICS.register("swap_fid_vs_structure", description="The authors' protocol: FID of the swaps vs their own structure images A_i, pytorch-fid's resize (clean-fid legacy_pytorch).")
-@needs("swap")
+@METRICS.register("swap_fid_vs_structure", direction="down", needs=("swap",),
+                  description="The authors' protocol: FID of the swaps vs their own structure images A_i, pytorch-fid's resize "
+                              "(clean-fid legacy_pytorch).")
 def swap_fid_vs_structure(ctx) -> dict[str, float]:
     structure = ctx.real_features_legacy[ctx.structure_indices]
-    leave_out = frechet_on_subsets(ctx.swap_features_legacy, structure, ctx.jackknife_subsets(len(ctx.pairs)), paired=True)
-    return with_jackknife_interval("swap_fid_vs_structure", frechet_distance(ctx.swap_features_legacy, structure), leave_out, len(ctx.pairs))
+    n = len(ctx.pairs)
+    leave_out = frechet_on_subsets(ctx.swap_features_legacy, structure, ctx.jackknife_subsets(n), paired=True)
+    return with_jackknife_interval("swap_fid_vs_structure", frechet_distance(ctx.swap_features_legacy, structure), leave_out, n)
 
 
-@METRICS.register("sifid", description="Mean over pairs of the Frechet distance of Inception conv_4 samples, swap vs its texture source B_i; only where the map has more positions than its 192 dimensions (>= 71 px), else NaN.")
-@needs("swap")
+@METRICS.register("sifid", direction="down", needs=("swap",),
+                  description="Mean over pairs of the Frechet distance of Inception conv_4 samples, swap vs its texture source "
+                              "B_i; only where the map has more positions than its 192 dimensions (>= 71 px), else NaN.")
 def sifid(ctx) -> dict[str, float]:
     side = ctx.images.shape[-1]
     samples = conv4_samples(side)

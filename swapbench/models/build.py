@@ -1,8 +1,8 @@
-"""Recipe -> networks. Registered constructors receive the settings their signature asks for."""
+"""Recipe -> networks. Registered constructors receive the settings their signature asks for: the model
+settings below and the fields of the recipe section their component declares."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,28 +12,7 @@ from swapbench.checkpoint import load_checkpoint
 from swapbench.errors import UserError
 from swapbench.models.swap_ae import SwappingAutoencoder
 from swapbench.recipe import Recipe
-from swapbench.registry import DISCRIMINATORS, ENCODERS, GENERATORS, Registry
-
-
-def build_from(registry: Registry, name: str, available: Mapping[str, Any]) -> Any:
-    """Call the entry ``name`` with the settings in ``available`` that its signature accepts.
-
-    A constructor that takes ``**kwargs`` receives everything. A required parameter that no setting
-    provides is a user error naming it.
-    """
-    factory = registry.get(name)
-    params = inspect.signature(factory).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return factory(**available)
-    kwargs = {k: v for k, v in available.items() if k in params}
-    missing = [
-        k for k, p in params.items()
-        if p.default is inspect.Parameter.empty and k not in kwargs
-        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    ]
-    if missing:
-        raise UserError(f"{registry.kind} '{name}' needs settings the recipe does not provide: {', '.join(missing)}")
-    return factory(**kwargs)
+from swapbench.registry import DISCRIMINATORS, ENCODERS, GENERATORS
 
 
 def model_settings(recipe: Recipe) -> dict[str, Any]:
@@ -58,22 +37,18 @@ def model_settings(recipe: Recipe) -> dict[str, Any]:
         "mbstd_group": m.discriminator_mbstd,
         "backbone": m.backbone,
         "backbone_weights": m.backbone_weights,
-        "w_dim": recipe.stylegan2.w_dim,
-        "mapping_layers": recipe.stylegan2.mapping_layers,
-        "mapping_lr_mul": recipe.stylegan2.mapping_lr_mul,
-        "w_avg_beta": recipe.stylegan2.w_avg_beta,
     }
 
 
 def build_autoencoder(recipe: Recipe) -> SwappingAutoencoder:
     settings = model_settings(recipe)
-    encoder = build_from(ENCODERS, recipe.model.encoder, settings)
-    generator = build_from(GENERATORS, recipe.model.generator, settings)
+    encoder = ENCODERS.build_from(recipe.model.encoder, settings, recipe.sections())
+    generator = GENERATORS.build_from(recipe.model.generator, settings, recipe.sections())
     return SwappingAutoencoder(encoder, generator)
 
 
 def build_discriminator(recipe: Recipe) -> nn.Module:
-    return build_from(DISCRIMINATORS, recipe.model.discriminator, model_settings(recipe))
+    return DISCRIMINATORS.build_from(recipe.model.discriminator, model_settings(recipe), recipe.sections())
 
 
 def build_cooccur_discriminator(recipe: Recipe) -> nn.Module | None:
@@ -84,7 +59,7 @@ def build_cooccur_discriminator(recipe: Recipe) -> nn.Module | None:
     settings = {"patch_size": co.patch_size, "channels": co.channels, "max_channels": recipe.model.max_channels,
                 "widths": recipe.model.widths, "resample": recipe.model.resample, "capacity": co.capacity,
                 "cooccur_max_channels": co.max_channels, "head": tuple(co.head)}
-    return build_from(DISCRIMINATORS, name, settings)
+    return DISCRIMINATORS.build_from(name, settings, recipe.sections())
 
 
 # Settings that issue 13 added to model.*: a stored recipe without them was written before the networks

@@ -11,7 +11,9 @@ from swapbench.nn.layers import ConvLayer, EqualLinear, ResBlock, channel_table
 from swapbench.registry import DISCRIMINATORS
 
 
-@DISCRIMINATORS.register("cooccur", description="Co-occurrence patch discriminator: patch features, then an MLP on (reference, crop) feature pairs.")
+@DISCRIMINATORS.register("cooccur",
+                         description="Co-occurrence patch discriminator: patch features, "
+                                     "then an MLP on (reference, crop) feature pairs.")
 class CooccurDiscriminator(nn.Module):
     """A patch encoder shared by judged and reference crops (a 3x3 stem, residual blocks halving the
     side down to 4x4, a residual block doubling the width, an unpadded 3x3 conv to a 2x2 map,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
@@ -11,7 +10,8 @@ from swapbench.nn.layers import ConvLayer, EqualLinear, MinibatchStdDev, ResBloc
 from swapbench.registry import DISCRIMINATORS
 
 
-@DISCRIMINATORS.register("stylegan2", description="StyleGAN2 residual discriminator (authors' widths; minibatch stddev optional).")
+@DISCRIMINATORS.register("stylegan2",
+                         description="StyleGAN2 residual discriminator (authors' widths; minibatch stddev optional).")
 class Discriminator(nn.Module):
     """1x1 stem, residual blocks halving the side down to 4x4 (of the nearest power-of-two size: a
     768 px input ends at 3x3, as in the authors' code), [minibatch stddev], a 3x3 conv and two

@@ -30,7 +30,9 @@ def encoder_widths(resolution: int, steps: int, texture_convs: int, texture_dim:
     return trunk
 
 
-@ENCODERS.register("swap_ae", description="SAE encoder: blurred reflection-padded residual trunk, structure and texture branches, unit-norm codes.")
+@ENCODERS.register("swap_ae",
+                   description="SAE encoder: blurred reflection-padded residual trunk, "
+                               "structure and texture branches, unit-norm codes.")
 class SwapEncoder(nn.Module):
     """A 1x1 stem and residual blocks halving the side ``log2(structure_downsample)`` times, then
 

@@ -35,7 +35,9 @@ def generator_widths(resolution: int, upsamplings: int, widths: str, channels: i
     return [table[resolution >> (upsamplings - j)] for j in range(upsamplings + 1)]
 
 
-@GENERATORS.register("swap_ae", description="SAE generator: texture-modulated structure input, modulated residual blocks, noise, one final ToRGB.")
+@GENERATORS.register("swap_ae",
+                     description="SAE generator: texture-modulated structure input, "
+                                 "modulated residual blocks, noise, one final ToRGB.")
 class SwapGenerator(nn.Module):
     """Both codes are L2-normalised again; the texture code scales and shifts the structure code;
     ``generator_blocks`` modulated residual blocks at the code's resolution widen it gradually; one
