@@ -195,6 +195,17 @@ def test_distances_on_jackknife_subsets_equal_recomputing(n, d):
     assert kid == pytest.approx([kernel_distance(a[i], b, num_subsets=5, seed=4) for i in subsets], rel=1e-10)
 
 
+def test_jackknife_needs_three_rows():
+    """Two pairs leave subsets of one row, which have no covariance (SVD of NaN): no interval instead."""
+    from swapbench.metrics.distances import frechet_on_subsets
+    from swapbench.metrics.intervals import jackknife_subsets, with_jackknife_interval
+
+    assert jackknife_subsets(2, seed=0) == [] and len(jackknife_subsets(3, seed=0)) == 3
+    a, b = np.random.default_rng(0).standard_normal((2, 8)), np.random.default_rng(1).standard_normal((9, 8))
+    out = with_jackknife_interval("fid", 1.0, frechet_on_subsets(a, b, jackknife_subsets(2, 0)), 2)
+    assert out == {"fid": 1.0, "fid_n": 2}
+
+
 @pytest.mark.parametrize("n", [7, 20, 63])
 def test_jackknife_groups_leave_every_row_out_exactly_once(n):
     from swapbench.metrics.intervals import JACKKNIFE_GROUPS, jackknife_subsets

@@ -37,9 +37,10 @@ def bootstrap_indices(n: int, count: int, seed: int) -> np.ndarray:
 
 def jackknife_subsets(n: int, seed: int, groups: int = JACKKNIFE_GROUPS) -> list[np.ndarray]:
     """The kept rows of each delete-a-group recomputation: ``range(n)`` split at random (``seed``) into
-    ``min(groups, n)`` groups of near-equal size; subset i is every row not in group i, in order."""
+    ``min(groups, n)`` groups of near-equal size; subset i is every row not in group i, in order. Below 3
+    rows there is none: a kept subset needs 2 rows for a covariance."""
     groups = min(groups, n)
-    if groups < 2:
+    if n < 3 or groups < 2:
         return []
     label = np.empty(n, dtype=int)
     label[np.random.RandomState(seed).permutation(n)] = np.arange(n) % groups
