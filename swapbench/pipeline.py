@@ -33,6 +33,15 @@ class RunSummary:
     train: TrainResult
     scores: dict[str, float]
 
+    def describe(self, resumed: bool = False) -> str:
+        """One line on the training part: steps, images, time, throughput and checkpoint."""
+        t = self.train
+        if resumed:
+            return (f"run {self.run_id}: resumed to {t.steps} steps, {t.images_seen} images; this part took "
+                    f"{t.seconds:.1f} s ({t.images_per_second:.1f} images/s); checkpoint {t.checkpoint}")
+        return (f"run {self.run_id}: {t.steps} steps, {t.images_seen} images in {t.seconds:.1f} s "
+                f"({t.images_per_second:.1f} images/s); checkpoint {t.checkpoint}")
+
 
 def score_model(model: torch.nn.Module, recipe: Recipe, device: torch.device,
                 metrics: Sequence[str] | str | None = None, tracker: Tracker | None = None,

@@ -78,17 +78,17 @@ class Registry:
 
     # -- registration -------------------------------------------------------------------------
     def register(self, name: str, *, description: str | None = None, settings: type[BaseModel] | None = None,
-                 section: str | None = None) -> Callable[[Any], Any]:
+                 section: str | None = None, **info: Any) -> Callable[[Any], Any]:
         """Decorator that registers a class or function under ``name``.
 
         ``settings``: a pydantic model of the component's own settings. Recipes then carry a section
         ``section`` (default: ``name``) validated by it, and :meth:`build_from` passes its fields to the
         constructor (those its signature names). Components that read the same settings name the same
-        section and class.
+        section and class. ``info``: what this kind records besides (see :attr:`Entry.info`).
         """
 
         def decorator(obj: Any) -> Any:
-            self.add(name, obj, description=description, settings=settings, section=section)
+            self.add(name, obj, description=description, settings=settings, section=section, **info)
             return obj
 
         return decorator

@@ -302,7 +302,7 @@ def test_edit_cli_bad_input_is_one_line(trained, args, out, message):
 
 def test_edit_sheets_refuse_bad_input_before_writing(trained, monkeypatch):
     from swapbench import editing
-    from swapbench.cli import parse_floats
+    from swapbench.cli.common import parse_floats
     from swapbench.tracking import checkpoint_of
 
     tmp, env, run_id = trained

@@ -180,7 +180,7 @@ class SG2EncoderTrainer(Trainer):
         return {k: float(v.detach()) for k, v in out.items()}
 
 
-@INVERSIONS.register("sg2_encoder", settings=InversionConfig, section="inversion",
+@INVERSIONS.register("sg2_encoder", default=True, settings=InversionConfig, section="inversion",
                      description="A trained sg2_encoder run: one encoder pass to StyleGAN2's W+.")
 class SG2EncoderPass(SwapAutoencoderEncoding):
     needs = "sg2_encoder"

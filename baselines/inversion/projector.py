@@ -173,13 +173,13 @@ class LatentOptimiser:
         return self.G.synthesis(ws, noise=na).float().cpu()
 
 
-@INVERSIONS.register("sg2_w", settings=InversionConfig, section="inversion",
+@INVERSIONS.register("sg2_w", default=True, settings=InversionConfig, section="inversion",
                      description="StyleGAN2-ADA projection in W: Adam over w and noise maps, LPIPS-VGG, 1000 steps.")
 class ProjectW(LatentOptimiser):
     space = "w"
 
 
-@INVERSIONS.register("sg2_wplus", settings=InversionConfig, section="inversion",
+@INVERSIONS.register("sg2_wplus", default=True, settings=InversionConfig, section="inversion",
                      description="Image2StyleGAN-style optimisation in W+ (one w per layer), LPIPS + MSE.")
 class ProjectWPlus(LatentOptimiser):
     space = "wplus"
