@@ -319,13 +319,13 @@ GENERATORS = Registry("generator", ("swapbench.models.generator",))
 DISCRIMINATORS = Registry(
     "discriminator", ("swapbench.models.discriminator", "swapbench.models.cooccur")
 )
-LOSSES = Registry("loss", ("swapbench.losses",))
+LOSSES = Registry("loss", ("swapbench.training.losses",))
 METRICS = MetricRegistry(
-    "metric", ("swapbench.metrics.reconstruction", "swapbench.metrics.swap_realism", "swapbench.metrics.ground_truth",
-               "swapbench.metrics.sample_realism", "swapbench.metrics.disentanglement")
+    "metric", tuple(f"swapbench.evaluation.metrics.{m}" for m in ("reconstruction", "swap_realism", "ground_truth",
+                                                                  "sample_realism", "disentanglement"))
 )
-OPTIMIZERS = Registry("optimizer", ("swapbench.optim",))
-TRAINERS = Registry("trainer", ("swapbench.swap_ae_trainer",))
+OPTIMIZERS = Registry("optimizer", ("swapbench.training.optim",))
+TRAINERS = Registry("trainer", ("swapbench.training.swap_ae_trainer",))
 INVERSIONS = Registry("inversion", ("swapbench.inversion",))
 
 ALL_REGISTRIES = {

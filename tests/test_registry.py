@@ -129,8 +129,8 @@ def test_broken_plugin_warns_and_the_suite_still_works(tmp_path):
 
 
 def test_every_metric_records_direction_needs_and_description_and_grouped_names_exist():
-    from swapbench.metrics import STRUCTURE_KEPT, SWAP_REALISM, TEXTURE_TRANSFER, applies_to, direction
-    from swapbench.projection import SCORES
+    from swapbench.evaluation.metrics import STRUCTURE_KEPT, SWAP_REALISM, TEXTURE_TRANSFER, applies_to, direction
+    from swapbench.experiments.projection import SCORES
 
     for name in METRICS.names():
         assert direction(name) in ("down", "up") and METRICS.needs(name) and METRICS.describe(name), name

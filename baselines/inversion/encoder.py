@@ -24,13 +24,13 @@ from baselines.stylegan2.generator import default_crossover, style_mix
 from baselines.stylegan2.settings import StyleGAN2Config
 from swapbench.errors import UserError
 from swapbench.inversion import Inversion, SwapAutoencoderEncoding, timed
-from swapbench.losses import WeightedTerms
 from swapbench.models.build import model_settings
 from swapbench.models.swap_ae import Codes
 from swapbench.nn.layers import ConvLayer, EqualConv2d, EqualLinear, ResBlock, channel_table
 from swapbench.recipe import Recipe
 from swapbench.registry import ENCODERS, GENERATORS, INVERSIONS, LOSSES, TRAINERS
-from swapbench.trainer import Trainer
+from swapbench.training.losses import WeightedTerms
+from swapbench.training.trainer import Trainer
 from swapbench.visualize import swap_grid
 
 

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             rv = app(args=argv, prog_name="swapbench", standalone_mode=False)
         finally:
-            from swapbench.distributed import finish
+            from swapbench.training.distributed import finish
 
             finish()  # leave the torchrun process group, if this process joined one
         sys.exit(rv if isinstance(rv, int) else 0)

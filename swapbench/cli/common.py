@@ -47,7 +47,7 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for user errors.")] = False,
 ) -> None:
     logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from swapbench.distributed import from_environment
+    from swapbench.training.distributed import from_environment
 
     if from_environment().world_size > 1 and ctx.invoked_subcommand not in MULTI_PROCESS_COMMANDS:
         raise UserError(f"`swapbench {ctx.invoked_subcommand}` runs in one process; under torchrun start only "

@@ -1,5 +1,5 @@
 """``swapbench edit swap|interpolate|region|texture-pca|attribute|translate``: editing image files with
-a trained swap_ae run (the sheets are made in :mod:`swapbench.editing`)."""
+a trained swap_ae run (the sheets are made in :mod:`swapbench.editing.sheets`)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ Files = Annotated[list[str], typer.Option(help="Image file or folder of images (
 
 def _edit_model(run: str, device: str, out_file: Path):
     """The run's model, after checking the output path (so a bad --out fails before any work)."""
-    from swapbench.editing import load_edit_model
-    from swapbench.figures import png_output_path
+    from swapbench.editing.sheets import load_edit_model
+    from swapbench.experiments.figures import png_output_path
 
     png_output_path(out_file)
     return load_edit_model(run, device)
@@ -41,7 +41,7 @@ def edit_swap(
     cell: EditCell = 128, device: DeviceOption = "auto",
 ) -> None:
     """The structure of each --structure image with the texture of --texture, blended by alpha."""
-    from swapbench.editing import swap_sheet
+    from swapbench.editing.sheets import swap_sheet
 
     _wrote(swap_sheet(_edit_model(run, device, out_file), structure, texture, parse_floats(alpha, "--alpha"), out_file, cell))
 
@@ -54,7 +54,7 @@ def edit_interpolate(
     cell: EditCell = 128, device: DeviceOption = "auto",
 ) -> None:
     """From A to B in the structure code, the texture code, or both."""
-    from swapbench.editing import interpolate_sheet
+    from swapbench.editing.sheets import interpolate_sheet
 
     _wrote(interpolate_sheet(_edit_model(run, device, out_file), a, b, steps, part, out_file, cell))
 
@@ -67,7 +67,7 @@ def edit_region(
     cell: EditCell = 128, device: DeviceOption = "auto",
 ) -> None:
     """Local edit: inside the region, the structure code of --source replaces the target's; the texture stays."""
-    from swapbench.editing import region_sheet
+    from swapbench.editing.sheets import region_sheet
 
     _wrote(region_sheet(_edit_model(run, device, out_file), target, source, out_file, box=box, mask_file=mask, cell=cell))
 
@@ -83,7 +83,7 @@ def edit_texture_pca(
 ) -> None:
     """Global edit: move the texture code along the principal directions of the texture codes of
     the run's training crops (or of --fit images)."""
-    from swapbench.editing import pca_sheet
+    from swapbench.editing.sheets import pca_sheet
 
     _wrote(pca_sheet(_edit_model(run, device, out_file), image, components, parse_floats(strengths, "--strengths"), n,
                      out_file, fit_files=fit, cell=cell))
@@ -98,7 +98,7 @@ def edit_attribute(
     cell: EditCell = 128, device: DeviceOption = "auto",
 ) -> None:
     """Global edit: add the texture-code difference between images with and without an attribute."""
-    from swapbench.editing import attribute_sheet
+    from swapbench.editing.sheets import attribute_sheet
 
     _wrote(attribute_sheet(_edit_model(run, device, out_file), image, with_, without, parse_floats(strengths, "--strengths"), out_file, cell))
 
@@ -109,6 +109,6 @@ def edit_translate(
     cell: EditCell = 128, device: DeviceOption = "auto",
 ) -> None:
     """Each image's structure with the mean texture code of the --domain images."""
-    from swapbench.editing import translate_sheet
+    from swapbench.editing.sheets import translate_sheet
 
     _wrote(translate_sheet(_edit_model(run, device, out_file), image, domain, out_file, cell))

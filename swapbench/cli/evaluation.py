@@ -21,7 +21,7 @@ def evaluate(
     n: Annotated[Optional[int], typer.Option("--n", min=2, help="Test images and swap pairs to use (default: the recipe's).")] = None,
 ) -> None:
     """Score a trained model again (e.g. with metrics added since it was trained)."""
-    from swapbench.pipeline import evaluate_checkpoint
+    from swapbench.experiments.pipeline import evaluate_checkpoint
     from swapbench.tracking import checkpoint_of
 
     names = csv(metrics)
@@ -45,7 +45,7 @@ def leaderboard(
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of printing.")] = None,
 ) -> None:
     """One table per set of comparable runs: a row per variant (mean ± std over seeds), a column per score."""
-    from swapbench.leaderboard import build_tables, load_runs, render
+    from swapbench.experiments.leaderboard import build_tables, load_runs, render
     from swapbench.outputs import writable_file
 
     if out_file is not None:
@@ -62,7 +62,7 @@ def leaderboard(
 @app.command()
 def compare(run_a: str, run_b: str) -> None:
     """What differs between two runs' resolved recipes, and their scores side by side."""
-    from swapbench.leaderboard import compare_runs
+    from swapbench.experiments.leaderboard import compare_runs
 
     settings, scores = compare_runs(run_a, run_b)
     print("settings that differ:\n" + (settings.to_markdown(index=False) if len(settings) else "(none)"))

@@ -32,7 +32,7 @@ def project(
 ) -> None:
     """Invert the same N test images with every method at batch size 1: seconds per image, reconstruction
     and swap scores, speed-up of the SAE's one pass, and the optimisers' quality-vs-steps curve."""
-    from swapbench.projection import run_projection
+    from swapbench.experiments.projection import run_projection
 
     runs = runs_by_family(sae_run=sae_run, sg2_run=sg2_run, encoder_run=encoder_run)
     chosen = None if methods is None else csv(methods) or []
@@ -50,7 +50,7 @@ def figure_swaps(
     cell: Annotated[int, typer.Option(min=16, help="Pixels per image in the figure.")] = 128,
 ) -> None:
     """The same test pairs swapped by several runs side by side (the paper's qualitative ablation figure)."""
-    from swapbench.figures import figure_swaps as make
+    from swapbench.experiments.figures import figure_swaps as make
 
     path = make(csv(runs) or [], out_file, n=n, labels=csv(labels), cell=cell)
     out.print(f"wrote {path} and {path.with_suffix('.json')}")
@@ -65,7 +65,7 @@ def figure_curve(
     experiment: Annotated[Optional[str], typer.Option(help="The runs of this MLflow experiment.")] = None,
 ) -> None:
     """Scores against one setting over a sweep (mean ± std over seeds), e.g. score vs texture_dim."""
-    from swapbench.figures import figure_curve as make
+    from swapbench.experiments.figures import figure_curve as make
 
     path = make(out_file, x, csv(metrics) or [], experiment=experiment, sweep=sweep)
     out.print(f"wrote {path} and {path.with_suffix('.json')}")

@@ -29,7 +29,7 @@ def _print_score(result: dict, as_json: bool) -> None:
 @score_app.command("fid")
 def score_fid(dir_a: Path, dir_b: Path, as_json: JsonOption = False, device: DeviceOption = "auto") -> None:
     """FID between two folders (clean-fid "clean" resize, TF FID Inception pool features)."""
-    from swapbench.metrics.standalone import fid_folders
+    from swapbench.evaluation.metrics.standalone import fid_folders
 
     _print_score(fid_folders(dir_a, dir_b, device_name(device)), as_json)
 
@@ -37,7 +37,7 @@ def score_fid(dir_a: Path, dir_b: Path, as_json: JsonOption = False, device: Dev
 @score_app.command("kid")
 def score_kid(dir_a: Path, dir_b: Path, as_json: JsonOption = False, device: DeviceOption = "auto") -> None:
     """KID (mean and std over 100 subsets) between two folders."""
-    from swapbench.metrics.standalone import kid_folders
+    from swapbench.evaluation.metrics.standalone import kid_folders
 
     _print_score(kid_folders(dir_a, dir_b, device_name(device)), as_json)
 
@@ -46,7 +46,7 @@ def score_kid(dir_a: Path, dir_b: Path, as_json: JsonOption = False, device: Dev
 def score_lpips(img_a: Path, img_b: Path, net: Annotated[str, typer.Option(help="alex or vgg.")] = "alex",
                 as_json: JsonOption = False, device: DeviceOption = "auto") -> None:
     """LPIPS between two image files of the same size."""
-    from swapbench.metrics.standalone import lpips_files
+    from swapbench.evaluation.metrics.standalone import lpips_files
 
     if net not in ("alex", "vgg"):
         raise UserError(f"--net {net} is not an LPIPS network; use alex or vgg")
@@ -56,7 +56,7 @@ def score_lpips(img_a: Path, img_b: Path, net: Annotated[str, typer.Option(help=
 @score_app.command("sifid")
 def score_sifid(dir_a: Path, dir_b: Path, as_json: JsonOption = False, device: DeviceOption = "auto") -> None:
     """Mean SIFID (Inception conv_4, own resolution) over files paired by name."""
-    from swapbench.metrics.standalone import sifid_folders
+    from swapbench.evaluation.metrics.standalone import sifid_folders
 
     _print_score(sifid_folders(dir_a, dir_b, device_name(device)), as_json)
 
@@ -68,7 +68,7 @@ def score_speed(
     device: DeviceOption = "auto",
 ) -> None:
     """Seconds per image of each score network on this machine (best of 3 passes after a warm-up)."""
-    from swapbench.metrics.standalone import network_speed
+    from swapbench.evaluation.metrics.standalone import network_speed
 
     table = Table()
     for col in ("network", "seconds / image", "n", "threads"):

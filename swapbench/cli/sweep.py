@@ -15,7 +15,7 @@ def sweep(
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="Worker processes (each gets cores / jobs threads).")] = 1,
 ) -> None:
     """Run every variant x seed of a sweep as child runs of one MLflow parent run; finished ones are skipped."""
-    from swapbench.sweep import run_sweep
+    from swapbench.experiments.sweep import run_sweep
 
     parent, children, skipped = run_sweep(file, jobs, echo=out.print)
     out.print(f"sweep parent run {parent}: {len(children)} run now, {len(skipped)} skipped as finished; "

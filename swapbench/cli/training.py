@@ -25,7 +25,7 @@ def run(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
 ) -> None:
     """Train a recipe, then score it; everything is logged to one MLflow run."""
-    from swapbench.pipeline import train_and_evaluate
+    from swapbench.experiments.pipeline import train_and_evaluate
     from swapbench.recipe import load_recipe
 
     r = load_recipe(recipe, set_ or [])
@@ -39,7 +39,7 @@ def train(
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Train a recipe without scoring it (`swapbench evaluate` scores it later)."""
-    from swapbench.pipeline import train_and_evaluate
+    from swapbench.experiments.pipeline import train_and_evaluate
     from swapbench.recipe import load_recipe
 
     r = load_recipe(recipe, set_ or [])
@@ -56,7 +56,7 @@ def resume(
 ) -> None:
     """Continue an interrupted run (Ctrl-C, kill, a crash) in the same MLflow run, exactly where its
     last checkpoint left it; then score it."""
-    from swapbench.pipeline import resume_run
+    from swapbench.experiments.pipeline import resume_run
 
     summary = resume_run(run_id, checkpoint, evaluate_after=evaluate_after, progress=progress, force=force)
     _report(summary, f"scores of {run_id}", resumed=True)

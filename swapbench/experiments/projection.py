@@ -166,7 +166,7 @@ def invert_all(method: Any, name: str, images: torch.Tensor, progress=None) -> M
 
 def score_method(result: MethodResult, method: Any, images: torch.Tensor, recipe: Recipe,
                  pairs: list[tuple[int, int]], device: torch.device, test_set) -> dict[str, float]:
-    from swapbench.evaluate import build_context, evaluate
+    from swapbench.evaluation.evaluate import build_context, evaluate
     from swapbench.inversion import InvertedImages
     from swapbench.registry import METRICS
 
@@ -209,7 +209,7 @@ def run_projection(methods: list[str] | None, n: int, runs: dict[str, str | None
 
     from swapbench.data import build_dataset, test_images
     from swapbench.data.pairs import draw_pairs, pairs_record
-    from swapbench.evaluate import held_out_split, reference_record
+    from swapbench.evaluation.evaluate import held_out_split, reference_record
     from swapbench.runtime import resolve_device
     from swapbench.tracking import open_tool_run
     from swapbench.visualize import labelled_columns
