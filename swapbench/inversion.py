@@ -3,6 +3,7 @@
 A method is a class in the ``inversion`` registry::
 
     needs: str                 # the model family whose trained run it uses: swap_ae, stylegan2, sg2_encoder
+                               # (registered with default=True: compared by `swapbench project` by default)
     steps: int | None          # optimisation steps (None for one forward pass)
     __init__(model, settings, device)  # settings: see inversion_settings()
     invert(images) -> Inversion(latents, reconstructions, seconds, curve)
@@ -51,7 +52,21 @@ def timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
-@INVERSIONS.register("sae", description="The Swapping Autoencoder's encoder: one forward pass gives (structure, texture).")
+# the option of `swapbench project` and `swapbench bench` that names the trained run of each model family
+RUN_OPTIONS = {"swap_ae": "--sae-run", "stylegan2": "--sg2-run", "sg2_encoder": "--encoder-run"}
+
+
+def run_option(family: str) -> str:
+    return RUN_OPTIONS.get(family, "--run")
+
+
+def default_methods() -> list[str]:
+    """The methods `swapbench project` compares when none are named: those registered with ``default=True``."""
+    return [n for n in INVERSIONS.names() if INVERSIONS.entry(n).info.get("default")]
+
+
+@INVERSIONS.register("sae", default=True,
+                     description="The Swapping Autoencoder's encoder: one forward pass gives (structure, texture).")
 class SwapAutoencoderEncoding:
     needs = "swap_ae"
     steps = None

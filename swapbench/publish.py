@@ -82,7 +82,7 @@ def training_record(client, run, meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sha256_files(paths: dict[str, Path]) -> dict[str, str] | None:
-    from swapbench.checkpoint import sha256_file
+    from swapbench.training.checkpoint import sha256_file
 
     if not paths or not all(p.is_file() for p in paths.values()):
         return None
@@ -147,11 +147,11 @@ def publish(run_id: str, name: str, description: str | None = None, into: str | 
     import mlflow
 
     from swapbench import __version__
-    from swapbench.checkpoint import load_checkpoint, sha256_file, write_tensors
     from swapbench.models.build import load_model, recipe_of_checkpoint
     from swapbench.outputs import writable_folder
     from swapbench.runtime import git_commit
     from swapbench.tracking import get_run, tracking_uri
+    from swapbench.training.checkpoint import load_checkpoint, sha256_file, write_tensors
 
     check_name(name)
     root = Path(into) if into is not None else default_zoo_dir()

@@ -546,6 +546,12 @@ def list_recipes(sweeps: bool = False) -> dict[str, Path]:
     return found
 
 
+def recipe_descriptions() -> dict[str, str]:
+    """Shipped recipe name -> its ``description`` line (read without resolving extends or checking it)."""
+    return {name: str((yaml.safe_load(path.read_text()) or {}).get("description", ""))
+            for name, path in list_recipes().items()}
+
+
 def find_recipe(ref: str | Path, relative_to: Path | None = None) -> Path:
     """Resolve a recipe file path or a recipe name (``ablation_no_cooc``) to a file."""
     ref = str(ref)

@@ -78,17 +78,17 @@ class Registry:
 
     # -- registration -------------------------------------------------------------------------
     def register(self, name: str, *, description: str | None = None, settings: type[BaseModel] | None = None,
-                 section: str | None = None) -> Callable[[Any], Any]:
+                 section: str | None = None, **info: Any) -> Callable[[Any], Any]:
         """Decorator that registers a class or function under ``name``.
 
         ``settings``: a pydantic model of the component's own settings. Recipes then carry a section
         ``section`` (default: ``name``) validated by it, and :meth:`build_from` passes its fields to the
         constructor (those its signature names). Components that read the same settings name the same
-        section and class.
+        section and class. ``info``: what this kind records besides (see :attr:`Entry.info`).
         """
 
         def decorator(obj: Any) -> Any:
-            self.add(name, obj, description=description, settings=settings, section=section)
+            self.add(name, obj, description=description, settings=settings, section=section, **info)
             return obj
 
         return decorator
@@ -319,13 +319,13 @@ GENERATORS = Registry("generator", ("swapbench.models.generator",))
 DISCRIMINATORS = Registry(
     "discriminator", ("swapbench.models.discriminator", "swapbench.models.cooccur")
 )
-LOSSES = Registry("loss", ("swapbench.losses",))
+LOSSES = Registry("loss", ("swapbench.training.losses",))
 METRICS = MetricRegistry(
-    "metric", ("swapbench.metrics.reconstruction", "swapbench.metrics.swap_realism", "swapbench.metrics.ground_truth",
-               "swapbench.metrics.sample_realism", "swapbench.metrics.disentanglement")
+    "metric", tuple(f"swapbench.evaluation.metrics.{m}" for m in ("reconstruction", "swap_realism", "ground_truth",
+                                                                  "sample_realism", "disentanglement"))
 )
-OPTIMIZERS = Registry("optimizer", ("swapbench.optim",))
-TRAINERS = Registry("trainer", ("swapbench.swap_ae_trainer",))
+OPTIMIZERS = Registry("optimizer", ("swapbench.training.optim",))
+TRAINERS = Registry("trainer", ("swapbench.training.swap_ae_trainer",))
 INVERSIONS = Registry("inversion", ("swapbench.inversion",))
 
 ALL_REGISTRIES = {

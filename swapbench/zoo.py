@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from swapbench.checkpoint import ZOO_MANIFEST, sha256_file
 from swapbench.errors import UserError, did_you_mean
+from swapbench.training.checkpoint import ZOO_MANIFEST, sha256_file
 
 PREFIX = "zoo:"
 MODEL_FILE = "model.safetensors"

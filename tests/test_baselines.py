@@ -16,7 +16,7 @@ from baselines.inversion.settings import InversionConfig
 from baselines.stylegan2.generator import StyleGAN2Generator, style_mix
 from swapbench.errors import UserError
 from swapbench.recipe import recipe_from_dict
-from swapbench.trainer import build_trainer
+from swapbench.training.trainer import build_trainer
 
 SG2 = {**TINY, "name": "tiny_sg2",
        "model": {**TINY["model"], "family": "stylegan2", "generator": "stylegan2", "cooccur_discriminator": None},
@@ -144,9 +144,9 @@ def test_sg2_encoder_trains_and_refinement_lowers_lpips(tmp_path, monkeypatch):
 def test_search_flops_counts_the_latent_search_and_nothing_else():
     from torch.utils.flop_counter import FlopCounterMode
 
+    from swapbench.experiments.projection import search_flops
     from swapbench.inversion import SwapAutoencoderEncoding
     from swapbench.models.build import build_autoencoder
-    from swapbench.projection import search_flops
 
     def counted(fn) -> int:
         with FlopCounterMode(display=False) as counter:

@@ -13,7 +13,7 @@ from conftest import TINY
 from swapbench.errors import UserError
 from swapbench.recipe import describe_fields, read_by, recipe_from_dict
 from swapbench.registry import ENCODERS, SECTIONS
-from swapbench.trainer import build_trainer
+from swapbench.training.trainer import build_trainer
 
 TOY_ENCODER = '''
 """A plugin module: one encoder with one setting of its own."""

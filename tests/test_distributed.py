@@ -17,9 +17,9 @@ import yaml
 from conftest import TINY, run_cli
 from safetensors.torch import load_file, save_file
 
-from swapbench.checkpoint import flatten_state
 from swapbench.errors import UserError
 from swapbench.recipe import recipe_from_dict
+from swapbench.training.checkpoint import flatten_state
 
 STEPS = 3
 RECIPE = {**TINY, "train": {**TINY["train"], "images": 4 * STEPS, "checkpoint_every": 1000, "image_every": 1000}}
@@ -35,8 +35,8 @@ def _train_as(rank: int, world_size: int, port: int, out: str) -> None:
     os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     torch.set_num_threads(1)
-    from swapbench import distributed
-    from swapbench.trainer import build_trainer
+    from swapbench.training import distributed
+    from swapbench.training.trainer import build_trainer
 
     procs, device = distributed.start(torch.device("cpu"))
     # the hook replaces each gradient by the mean over processes
@@ -64,7 +64,7 @@ def test_processes_average_gradients_and_end_with_the_same_weights(tmp_path):
     # each process saw other images; only averaged gradients keep their weights identical
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # and training moved them: they differ from the initial weights
-    from swapbench.trainer import build_trainer
+    from swapbench.training.trainer import build_trainer
 
     initial = flatten_state({k: v.state_dict() for k, v in build_trainer(recipe_from_dict(RECIPE)).networks().items()})[0]
     assert any(not torch.equal(a[k], initial[k]) for k in a)
@@ -73,7 +73,7 @@ def test_processes_average_gradients_and_end_with_the_same_weights(tmp_path):
 def test_world_size_needs_a_process_group_a_batch_that_splits_and_a_swap_ae_recipe(tmp_path):
     from test_baselines import SG2
 
-    from swapbench.trainer import build_trainer
+    from swapbench.training.trainer import build_trainer
 
     with pytest.raises(UserError, match="start swapbench with torchrun"):
         build_trainer(recipe_from_dict(RECIPE), rank=0, world_size=2)

@@ -19,7 +19,7 @@ import torch
 import yaml
 from conftest import TINY, run_cli
 
-from swapbench.checkpoint import flatten_state, load_checkpoint
+from swapbench.training.checkpoint import flatten_state, load_checkpoint
 
 EXE = str(Path(sys.executable).with_name("swapbench"))
 
@@ -108,7 +108,7 @@ def test_sigkill_between_checkpoints_resumes_to_the_same_weights_with_each_step_
 
 def _poison_batch_at(monkeypatch, step: int) -> None:
     """Test-only fault: the batch of ``step`` (1-based) is multiplied by NaN, so every loss term is."""
-    from swapbench.swap_ae_trainer import SwapAutoencoderTrainer
+    from swapbench.training.swap_ae_trainer import SwapAutoencoderTrainer
 
     real_step = SwapAutoencoderTrainer.train_step
 
@@ -127,9 +127,9 @@ def in_tmp_store(tmp_path, monkeypatch):
 
 def test_a_non_finite_loss_stops_at_its_step_keeps_the_last_good_checkpoint_and_fails_the_run(
         tmp_path, in_tmp_store, monkeypatch):
-    from swapbench.pipeline import train_and_evaluate
+    from swapbench.experiments.pipeline import train_and_evaluate
     from swapbench.recipe import load_recipe
-    from swapbench.trainer import TrainingDiverged
+    from swapbench.training.trainer import TrainingDiverged
 
     recipe = load_recipe(_write_recipe(tmp_path, 6, checkpoint_every=1, log_every=1))
     _poison_batch_at(monkeypatch, 4)
@@ -147,7 +147,7 @@ def test_a_non_finite_loss_stops_at_its_step_keeps_the_last_good_checkpoint_and_
 
 
 def test_skip_step_skips_counts_and_logs_non_finite_steps(tmp_path, in_tmp_store, monkeypatch):
-    from swapbench.pipeline import train_and_evaluate
+    from swapbench.experiments.pipeline import train_and_evaluate
     from swapbench.recipe import load_recipe
 
     recipe = load_recipe(_write_recipe(tmp_path, 6, checkpoint_every=100, on_nonfinite="skip_step"))
@@ -164,8 +164,8 @@ def test_skip_step_skips_counts_and_logs_non_finite_steps(tmp_path, in_tmp_store
 
 
 def test_a_non_finite_gradient_with_finite_losses_is_caught_before_the_weights_change(tiny, tmp_path):
-    from swapbench.swap_ae_trainer import SwapAutoencoderTrainer
-    from swapbench.trainer import TrainingDiverged
+    from swapbench.training.swap_ae_trainer import SwapAutoencoderTrainer
+    from swapbench.training.trainer import TrainingDiverged
 
     trainer = SwapAutoencoderTrainer(tiny, checkpoint_dir=tmp_path)
     first = next(trainer.autoencoder.parameters())
@@ -182,9 +182,9 @@ def test_a_non_finite_gradient_with_finite_losses_is_caught_before_the_weights_c
 @pytest.mark.parametrize("fault", ["ENOSPC", "EROFS"])
 def test_a_checkpoint_that_cannot_be_written_stops_with_one_line_and_the_last_one_resumes(
         tmp_path, in_tmp_store, monkeypatch, fault):
-    import swapbench.checkpoint as checkpoint_module
+    import swapbench.training.checkpoint as checkpoint_module
     from swapbench.errors import UserError
-    from swapbench.pipeline import resume_run, train_and_evaluate
+    from swapbench.experiments.pipeline import resume_run, train_and_evaluate
     from swapbench.recipe import load_recipe
 
     recipe = load_recipe(_write_recipe(tmp_path, 6, checkpoint_every=2))
@@ -253,7 +253,7 @@ def test_two_runs_and_a_parallel_sweep_started_together_on_a_fresh_sqlite_store_
 
 @pytest.mark.parametrize("failure", ["user error", "crash"])
 def test_a_rescoring_that_fails_leaves_the_run_status_as_it_was(tmp_path, in_tmp_store, monkeypatch, failure):
-    import swapbench.pipeline as pipeline
+    import swapbench.experiments.pipeline as pipeline
     from swapbench.errors import UserError
     from swapbench.recipe import load_recipe
 
@@ -272,7 +272,7 @@ def test_a_rescoring_that_fails_leaves_the_run_status_as_it_was(tmp_path, in_tmp
 def test_a_damaged_statistics_cache_file_is_rebuilt_not_used(tmp_path, monkeypatch):
     import numpy as np
 
-    from swapbench.metrics.distances import cached_features
+    from swapbench.evaluation.metrics.distances import cached_features
 
     monkeypatch.setenv("SWAPBENCH_HOME", str(tmp_path))
     features = np.arange(24, dtype=np.float32).reshape(4, 6)

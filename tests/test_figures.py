@@ -11,8 +11,8 @@ from PIL import Image
 from swapbench.data import test_images as split_images
 from swapbench.data.pairs import draw_pairs
 from swapbench.errors import UserError
-from swapbench.figures import figure_curve, figure_swaps, load_run_models
-from swapbench.sweep import run_sweep
+from swapbench.experiments.figures import figure_curve, figure_swaps, load_run_models
+from swapbench.experiments.sweep import run_sweep
 from swapbench.visualize import to_uint8
 
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import run_cli
 
 from swapbench.errors import UserError
-from swapbench.leaderboard import best_rows, build_tables, compare_runs, load_runs, render
+from swapbench.experiments.leaderboard import best_rows, build_tables, compare_runs, load_runs, render
 
 
 def log_run(variant: str, seed: int, scores: dict, resolution: int = 32, dataset: str = "photos",

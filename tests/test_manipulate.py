@@ -12,7 +12,7 @@ import yaml
 from conftest import TINY, run_cli
 from PIL import Image
 
-from swapbench import manipulate as M
+from swapbench.editing import manipulate as M
 from swapbench.errors import UserError
 from swapbench.models.build import build_autoencoder
 from swapbench.recipe import recipe_from_dict
@@ -301,8 +301,8 @@ def test_edit_cli_bad_input_is_one_line(trained, args, out, message):
 
 
 def test_edit_sheets_refuse_bad_input_before_writing(trained, monkeypatch):
-    from swapbench import editing
-    from swapbench.cli import parse_floats
+    from swapbench.cli.common import parse_floats
+    from swapbench.editing import sheets as editing
     from swapbench.tracking import checkpoint_of
 
     tmp, env, run_id = trained

@@ -3,8 +3,8 @@ changes only what its name says, plus train.images where its cost per image diff
 
 from __future__ import annotations
 
+from swapbench.experiments.sweep import load_sweep
 from swapbench.recipe import load_recipe
-from swapbench.sweep import load_sweep
 
 
 def test_every_variant_resolves_and_changes_only_its_settings():

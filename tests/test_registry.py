@@ -129,8 +129,8 @@ def test_broken_plugin_warns_and_the_suite_still_works(tmp_path):
 
 
 def test_every_metric_records_direction_needs_and_description_and_grouped_names_exist():
-    from swapbench.metrics import STRUCTURE_KEPT, SWAP_REALISM, TEXTURE_TRANSFER, applies_to, direction
-    from swapbench.projection import SCORES
+    from swapbench.evaluation.metrics import STRUCTURE_KEPT, SWAP_REALISM, TEXTURE_TRANSFER, applies_to, direction
+    from swapbench.experiments.projection import SCORES
 
     for name in METRICS.names():
         assert direction(name) in ("down", "up") and METRICS.needs(name) and METRICS.describe(name), name
@@ -178,3 +178,21 @@ def test_components_that_share_a_settings_section_must_share_its_class():
         reg.remove("one")
         reg.remove("two")
     assert "widget_test_section" not in SECTIONS
+
+
+def test_project_default_methods_are_those_registered_as_defaults():
+    from swapbench.inversion import default_methods, run_option
+    from swapbench.registry import INVERSIONS
+
+    assert default_methods() == ["sae", "sg2_encoder", "sg2_w", "sg2_wplus"]  # sg2_wplus_i2s, sg2_encoder_opt: opt-in
+
+    class ToyInversion:
+        needs = "toy_family"
+
+    INVERSIONS.register("toy_default", default=True, description="toy")(ToyInversion)
+    try:
+        assert "toy_default" in default_methods()
+        assert run_option("toy_family") == "--run" and run_option("stylegan2") == "--sg2-run"
+    finally:
+        INVERSIONS.remove("toy_default")
+    assert "toy_default" not in default_methods()

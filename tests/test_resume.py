@@ -16,7 +16,7 @@ import torch
 import yaml
 from conftest import TINY, run_cli
 
-from swapbench.checkpoint import flatten_state, load_checkpoint
+from swapbench.training.checkpoint import flatten_state, load_checkpoint
 
 STEPS = 60
 
@@ -87,7 +87,7 @@ def test_a_killed_run_resumes_in_the_same_mlflow_run_to_the_same_weights(tmp_pat
 
 def test_resume_refuses_what_it_cannot_continue(tmp_path, monkeypatch):
     from swapbench.errors import UserError
-    from swapbench.pipeline import resume_run
+    from swapbench.experiments.pipeline import resume_run
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -114,7 +114,7 @@ def _longer(tiny, steps: int = 6):
 
 
 def test_a_signal_stops_training_at_a_step_boundary_with_a_checkpoint(tiny, tmp_path):
-    from swapbench.swap_ae_trainer import SwapAutoencoderTrainer
+    from swapbench.training.swap_ae_trainer import SwapAutoencoderTrainer
 
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     trainer = SwapAutoencoderTrainer(_longer(tiny), checkpoint_dir=tmp_path)
@@ -131,7 +131,7 @@ def test_a_signal_stops_training_at_a_step_boundary_with_a_checkpoint(tiny, tmp_
 
 
 def test_a_second_signal_while_the_checkpoint_is_written_waits_for_it(tiny, tmp_path, monkeypatch):
-    from swapbench.swap_ae_trainer import SwapAutoencoderTrainer
+    from swapbench.training.swap_ae_trainer import SwapAutoencoderTrainer
 
     trainer = SwapAutoencoderTrainer(_longer(tiny), checkpoint_dir=tmp_path)
     real_save = trainer.save
@@ -153,7 +153,7 @@ def test_a_second_signal_while_the_checkpoint_is_written_waits_for_it(tiny, tmp_
 def test_outside_the_main_thread_and_with_ignored_signals_nothing_changes(tiny, tmp_path):
     import threading
 
-    from swapbench.swap_ae_trainer import SwapAutoencoderTrainer
+    from swapbench.training.swap_ae_trainer import SwapAutoencoderTrainer
 
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("r", SwapAutoencoderTrainer(tiny).fit()))

@@ -12,7 +12,7 @@ from PIL import Image
 from test_weights import cached_or_skip
 
 from swapbench.data.photos import PhotoCrops
-from swapbench.metrics.inception import conv4_samples, to_uint8_hwc
+from swapbench.evaluation.metrics.inception import conv4_samples, to_uint8_hwc
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,8 @@ def folders(tmp_path_factory, nets):
 def test_fid_equals_clean_fid_compute_fid(folders):
     from cleanfid import fid as cfid
 
-    from swapbench.metrics.inception import InceptionFeatures
-    from swapbench.metrics.standalone import fid_folders
+    from swapbench.evaluation.metrics.inception import InceptionFeatures
+    from swapbench.evaluation.metrics.standalone import fid_folders
 
     a, b = folders
     ours = fid_folders(a, b)["value"]
@@ -60,9 +60,9 @@ def test_fid_equals_clean_fid_compute_fid(folders):
 def test_kid_equals_clean_fid_kernel_distance_on_the_same_features(folders):
     from cleanfid import fid as cfid
 
-    from swapbench.metrics.distances import kernel_distance, kid_subset_values
-    from swapbench.metrics.inception import InceptionFeatures
-    from swapbench.metrics.standalone import read_folder
+    from swapbench.evaluation.metrics.distances import kernel_distance, kid_subset_values
+    from swapbench.evaluation.metrics.inception import InceptionFeatures
+    from swapbench.evaluation.metrics.standalone import read_folder
 
     a, b = folders
     net = InceptionFeatures("cpu")
@@ -78,8 +78,8 @@ def test_kid_equals_clean_fid_kernel_distance_on_the_same_features(folders):
 
 
 def test_fid_of_a_folder_with_itself_is_zero_and_grows_with_noise(tmp_path, nets):
-    from swapbench.metrics.distances import frechet_distance
-    from swapbench.metrics.inception import InceptionFeatures
+    from swapbench.evaluation.metrics.distances import frechet_distance
+    from swapbench.evaluation.metrics.inception import InceptionFeatures
 
     torch.manual_seed(0)
     images = crops(12)
@@ -92,8 +92,8 @@ def test_fid_of_a_folder_with_itself_is_zero_and_grows_with_noise(tmp_path, nets
 
 
 def test_sifid_zero_for_itself_grows_with_texture_change_and_counts_samples(nets):
-    from swapbench.metrics.distances import sifid_pair
-    from swapbench.metrics.inception import InceptionFeatures
+    from swapbench.evaluation.metrics.distances import sifid_pair
+    from swapbench.evaluation.metrics.inception import InceptionFeatures
 
     net = InceptionFeatures("cpu")
     x = crops(2, resolution=128)
@@ -112,8 +112,8 @@ def test_sifid_zero_for_itself_grows_with_texture_change_and_counts_samples(nets
 def test_lpips_matches_the_lpips_package_pipeline_and_recorded_values(tmp_path, nets):
     import lpips
 
-    from swapbench.metrics.lpips_net import build_lpips
-    from swapbench.metrics.standalone import lpips_files
+    from swapbench.evaluation.metrics.lpips_net import build_lpips
+    from swapbench.evaluation.metrics.standalone import lpips_files
 
     img = crops(2, resolution=64)
     save_folder(tmp_path, img, ["x.png", "y.png"])
@@ -130,7 +130,7 @@ def test_lpips_matches_the_lpips_package_pipeline_and_recorded_values(tmp_path, 
 
 
 def test_lpips_to_a_fixed_target_equals_lpips_and_passes_gradients(nets):
-    from swapbench.metrics.lpips_net import LpipsToTarget, build_lpips
+    from swapbench.evaluation.metrics.lpips_net import LpipsToTarget, build_lpips
 
     targets, images = crops(3, resolution=64), crops(6, resolution=64)[3:]
     for net in ("alex", "vgg"):
@@ -179,7 +179,7 @@ def test_score_cli_json_and_bad_input(tmp_path, folders):
 def test_sifid_is_not_invented_for_images_too_small_for_conv4(nets, caplog):
     from types import SimpleNamespace
 
-    from swapbench.metrics.swap_realism import sifid
+    from swapbench.evaluation.metrics.swap_realism import sifid
 
     for side in (16, 32, 64, 70):
         ctx = SimpleNamespace(images=torch.zeros(4, 3, side, side), notes={})
@@ -193,7 +193,7 @@ def test_sifid_is_not_invented_for_images_too_small_for_conv4(nets, caplog):
 def test_frechet_is_exact_where_sqrtm_is_well_posed_and_survives_where_not():
     from cleanfid.fid import frechet_distance as cleanfid_frechet
 
-    from swapbench.metrics.distances import frechet_distance
+    from swapbench.evaluation.metrics.distances import frechet_distance
 
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((40, 8)), rng.standard_normal((30, 8)) * 1.5 + 0.3  # n > d: well posed

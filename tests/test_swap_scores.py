@@ -14,7 +14,7 @@ from PIL import Image
 from test_weights import cached_or_skip
 from torch import nn
 
-from swapbench.evaluate import build_context, evaluate, reference_record
+from swapbench.evaluation.evaluate import build_context, evaluate, reference_record
 from swapbench.recipe import Recipe
 
 CPU = torch.device("cpu")
@@ -151,7 +151,7 @@ def test_no_control_wins_every_column():
 def test_fid_equals_clean_fid_where_it_is_well_posed(d, factor):
     from cleanfid.fid import frechet_distance as cleanfid_frechet
 
-    from swapbench.metrics.distances import fit_gaussian, frechet_distance
+    from swapbench.evaluation.metrics.distances import fit_gaussian, frechet_distance
 
     rng = np.random.default_rng(d)
     n = int(d * factor) + 2
@@ -164,7 +164,7 @@ def test_fid_equals_clean_fid_where_it_is_well_posed(d, factor):
 
 @pytest.mark.parametrize("n,m,d", [(5, 9, 16), (20, 30, 64), (60, 300, 128)])
 def test_sample_space_form_below_the_dimension_is_exact(n, m, d):
-    from swapbench.metrics.distances import fit_gaussian, frechet_distance
+    from swapbench.evaluation.metrics.distances import fit_gaussian, frechet_distance
 
     rng = np.random.default_rng(n)
     a, b = rng.standard_normal((n, d)), rng.standard_normal((m, d)) * 0.7 + 0.2
@@ -179,8 +179,8 @@ def test_sample_space_form_below_the_dimension_is_exact(n, m, d):
 
 @pytest.mark.parametrize("n,d", [(12, 32), (80, 16), (45, 50)])
 def test_distances_on_jackknife_subsets_equal_recomputing(n, d):
-    from swapbench.metrics.distances import frechet_distance, frechet_on_subsets, kernel_distance, kid_on_subsets
-    from swapbench.metrics.intervals import jackknife_subsets
+    from swapbench.evaluation.metrics.distances import frechet_distance, frechet_on_subsets, kernel_distance, kid_on_subsets
+    from swapbench.evaluation.metrics.intervals import jackknife_subsets
 
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((n, d)), rng.standard_normal((40, d)) + 0.3
@@ -208,7 +208,7 @@ def test_jackknife_needs_three_rows():
 
 @pytest.mark.parametrize("n", [7, 20, 63])
 def test_jackknife_groups_leave_every_row_out_exactly_once(n):
-    from swapbench.metrics.intervals import JACKKNIFE_GROUPS, jackknife_subsets
+    from swapbench.evaluation.metrics.intervals import JACKKNIFE_GROUPS, jackknife_subsets
 
     subsets = jackknife_subsets(n, seed=0)
     assert len(subsets) == min(n, JACKKNIFE_GROUPS)
@@ -223,7 +223,7 @@ def test_jackknife_interval_of_a_mean_is_the_t_interval():
     """Delete-one jackknife of the sample mean: SE = s / sqrt(n) exactly (an identity, not an estimate)."""
     from scipy.stats import t
 
-    from swapbench.metrics.intervals import jackknife_interval, jackknife_subsets
+    from swapbench.evaluation.metrics.intervals import jackknife_interval, jackknife_subsets
 
     x = np.random.default_rng(5).standard_normal(20) * 2 + 1
     leave_out = np.array([x[i].mean() for i in jackknife_subsets(20, seed=0, groups=20)])
@@ -235,8 +235,13 @@ def test_jackknife_interval_of_a_mean_is_the_t_interval():
 def test_fid_and_kid_intervals_hold_their_estimate():
     """The bootstrap with replacement put every resampled FID above the estimate (repeated rows shrink the
     fitted covariance); the jackknife interval is centred on it, and narrows as N grows."""
-    from swapbench.metrics.distances import frechet_distance, frechet_on_subsets, kernel_distance, kid_on_subsets
-    from swapbench.metrics.intervals import bootstrap_indices, jackknife_subsets, percentile_interval, with_jackknife_interval
+    from swapbench.evaluation.metrics.distances import frechet_distance, frechet_on_subsets, kernel_distance, kid_on_subsets
+    from swapbench.evaluation.metrics.intervals import (
+        bootstrap_indices,
+        jackknife_subsets,
+        percentile_interval,
+        with_jackknife_interval,
+    )
 
     rng = np.random.default_rng(6)
     ref = rng.standard_normal((300, 24))
@@ -258,7 +263,7 @@ def test_fid_and_kid_intervals_hold_their_estimate():
 def test_kid_equals_clean_fid_with_unequal_sets():
     from cleanfid.fid import kernel_distance as cleanfid_kid
 
-    from swapbench.metrics.distances import kernel_distance
+    from swapbench.evaluation.metrics.distances import kernel_distance
 
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal((30, 16)), rng.standard_normal((50, 16)) + 0.2
@@ -267,7 +272,7 @@ def test_kid_equals_clean_fid_with_unequal_sets():
 
 
 def test_mean_intervals_are_percentiles_of_resampled_means():
-    from swapbench.metrics.intervals import bootstrap_indices, mean_with_interval, ratio_with_interval
+    from swapbench.evaluation.metrics.intervals import bootstrap_indices, mean_with_interval, ratio_with_interval
 
     values = np.random.default_rng(0).standard_normal(50) + 3
     idx = bootstrap_indices(50, 2000, seed=0)
@@ -285,7 +290,7 @@ def test_mean_intervals_are_percentiles_of_resampled_means():
 def test_rank_agreement_with_the_ground_truth():
     import pandas as pd
 
-    from swapbench.metrics.agreement import rank_agreement
+    from swapbench.evaluation.metrics.agreement import rank_agreement
 
     runs = pd.DataFrame({"metrics.gt_swap_lpips": [0.1, 0.2, 0.3, 0.4, 0.5],
                          "metrics.swap_texture_dist": [1.0, 1.5, 1.7, 3.0, 4.0],  # same order, same direction
@@ -302,8 +307,8 @@ def test_legacy_pytorch_features_give_clean_fids_legacy_pytorch_fid(tmp_path):
     cached_or_skip("inception")
     from cleanfid import fid as cfid
 
-    from swapbench.metrics.distances import frechet_distance
-    from swapbench.metrics.inception import InceptionFeatures, to_uint8_hwc
+    from swapbench.evaluation.metrics.distances import frechet_distance
+    from swapbench.evaluation.metrics.inception import InceptionFeatures, to_uint8_hwc
 
     folders = []
     for split in ("test", "train"):

@@ -4,8 +4,8 @@ import mlflow
 import yaml
 from conftest import TINY
 
-from swapbench.leaderboard import build_tables, load_runs
-from swapbench.sweep import load_sweep, run_sweep
+from swapbench.experiments.leaderboard import build_tables, load_runs
+from swapbench.experiments.sweep import load_sweep, run_sweep
 
 
 def write_sweep(tmp_path):

@@ -8,7 +8,7 @@ from test_trainer import load_recipe_with, same, weights
 
 from swapbench.models.patches import draw_boxes, random_crops
 from swapbench.recipe import load_recipe
-from swapbench.swap_ae_trainer import SwapAutoencoderTrainer as Trainer
+from swapbench.training.swap_ae_trainer import SwapAutoencoderTrainer as Trainer
 
 SIDE, P = 256, 8
 

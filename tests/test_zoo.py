@@ -66,7 +66,7 @@ def one_line_error(result: tuple[int, str, str]) -> str:
 @pytest.fixture(scope="module")
 def published(tmp_path_factory) -> dict:
     """A finished 2-step run (scored with recon_psnr only) in a fresh store, published as zoo:tiny_ref."""
-    from swapbench.pipeline import train_and_evaluate
+    from swapbench.experiments.pipeline import train_and_evaluate
     from swapbench.publish import publish
     from swapbench.recipe import load_recipe
 
@@ -111,8 +111,8 @@ def _runs(store: str) -> dict[str, str]:
 def test_publish_keeps_only_the_scored_network_with_its_recipe_and_manifest(in_ws):
     from safetensors import safe_open
 
-    from swapbench.checkpoint import sha256_file
     from swapbench.recipe import load_recipe
+    from swapbench.training.checkpoint import sha256_file
 
     folder, m = in_ws["folder"], in_ws["manifest"]
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.safetensors", "recipe.yaml"]

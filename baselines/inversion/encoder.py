@@ -24,13 +24,13 @@ from baselines.stylegan2.generator import default_crossover, style_mix
 from baselines.stylegan2.settings import StyleGAN2Config
 from swapbench.errors import UserError
 from swapbench.inversion import Inversion, SwapAutoencoderEncoding, timed
-from swapbench.losses import WeightedTerms
 from swapbench.models.build import model_settings
 from swapbench.models.swap_ae import Codes
 from swapbench.nn.layers import ConvLayer, EqualConv2d, EqualLinear, ResBlock, channel_table
 from swapbench.recipe import Recipe
 from swapbench.registry import ENCODERS, GENERATORS, INVERSIONS, LOSSES, TRAINERS
-from swapbench.trainer import Trainer
+from swapbench.training.losses import WeightedTerms
+from swapbench.training.trainer import Trainer
 from swapbench.visualize import swap_grid
 
 
@@ -180,7 +180,7 @@ class SG2EncoderTrainer(Trainer):
         return {k: float(v.detach()) for k, v in out.items()}
 
 
-@INVERSIONS.register("sg2_encoder", settings=InversionConfig, section="inversion",
+@INVERSIONS.register("sg2_encoder", default=True, settings=InversionConfig, section="inversion",
                      description="A trained sg2_encoder run: one encoder pass to StyleGAN2's W+.")
 class SG2EncoderPass(SwapAutoencoderEncoding):
     needs = "sg2_encoder"

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 
 from baselines.inversion.settings import InversionConfig
 from baselines.stylegan2.generator import default_crossover, style_mix
+from swapbench.evaluation.metrics.lpips_net import LpipsToTarget, build_lpips
 from swapbench.inversion import Inversion, synchronize
-from swapbench.metrics.lpips_net import LpipsToTarget, build_lpips
 from swapbench.registry import INVERSIONS
 
 CURVE_STEPS = (10, 30, 100, 300, 1000)  # LPIPS is recorded after these many steps (the quality-vs-steps curve)
@@ -173,13 +173,13 @@ class LatentOptimiser:
         return self.G.synthesis(ws, noise=na).float().cpu()
 
 
-@INVERSIONS.register("sg2_w", settings=InversionConfig, section="inversion",
+@INVERSIONS.register("sg2_w", default=True, settings=InversionConfig, section="inversion",
                      description="StyleGAN2-ADA projection in W: Adam over w and noise maps, LPIPS-VGG, 1000 steps.")
 class ProjectW(LatentOptimiser):
     space = "w"
 
 
-@INVERSIONS.register("sg2_wplus", settings=InversionConfig, section="inversion",
+@INVERSIONS.register("sg2_wplus", default=True, settings=InversionConfig, section="inversion",
                      description="Image2StyleGAN-style optimisation in W+ (one w per layer), LPIPS + MSE.")
 class ProjectWPlus(LatentOptimiser):
     space = "wplus"

@@ -21,7 +21,7 @@ from swapbench.errors import UserError
 from swapbench.models.build import build_discriminator, model_settings
 from swapbench.recipe import Recipe
 from swapbench.registry import GENERATORS, LOSSES, TRAINERS
-from swapbench.trainer import Regularizer, Trainer
+from swapbench.training.trainer import Regularizer, Trainer
 from swapbench.visualize import to_uint8
 
 PREVIEW_SEED = 1234  # the preview samples the same z throughout a run

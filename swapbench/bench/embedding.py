@@ -1,6 +1,6 @@
 """Embedding rows: seconds per image at batch 1 of ``sae`` and each inversion method, by the timing
-rules and code of ``swapbench project`` (:func:`swapbench.projection.invert_all` and
-:func:`swapbench.projection.search_flops`), with the FLOP ratio beside the time ratio.
+rules and code of ``swapbench project`` (:func:`swapbench.experiments.projection.invert_all` and
+:func:`swapbench.experiments.projection.search_flops`), with the FLOP ratio beside the time ratio.
 
 Without trained runs, each method gets a freshly built (untrained) model of the recipe its family
 trains with: the time of a fixed number of steps does not depend on the weights, the reconstruction
@@ -35,7 +35,7 @@ def embed_rows(settings: BenchConfig, device: torch.device, threads: int,
     """Every method of ``embed_methods`` on the same test images (``runs``: trained runs by family,
     as ``swapbench project`` takes them; a family without one gets a fresh model)."""
     from swapbench.data import build_dataset, test_images
-    from swapbench.projection import check_same_data, invert_all, load_method, search_flops
+    from swapbench.experiments.projection import check_same_data, invert_all, load_method, search_flops
 
     runs = runs or {}
     inversion = inversion_settings(**{k: v for k, v in {"steps": settings.embed_steps,

@@ -1,7 +1,7 @@
 """Scoring rows: end-to-end seconds of each registered score through the evaluator, against the bare
 forward passes of the same networks on the same tensors, and the Frechet/kernel distance alone.
 
-End to end: a fresh :class:`~swapbench.evaluate.EvalContext` per score and ``evaluate(ctx, [score])``,
+End to end: a fresh :class:`~swapbench.evaluation.evaluate.EvalContext` per score and ``evaluate(ctx, [score])``,
 exactly what ``swapbench evaluate`` runs (after a first call of all scores together, which loads the
 networks and fills the real-image feature cache; that first call is its own row). Bare: the model's
 own forward pass the score needs (reconstructions, swaps or samples) plus the score network's forward
@@ -68,7 +68,7 @@ def score_model_and_recipe(settings: BenchConfig, run: str | None, threads: int)
 
 def _context(model, recipe, device, test_set, images, pairs):
     """The context `swapbench evaluate` builds: the scored sources, the pairs and the held-out reference."""
-    from swapbench.evaluate import build_context
+    from swapbench.evaluation.evaluate import build_context
 
     return build_context(model.to(device), recipe, device, test_set, pairs, images)
 
@@ -114,7 +114,7 @@ class BarePasses:
         if network == "inception_pool":  # the 299 px inputs, resized untimed
             x = F.interpolate(_uint8_values(judged), size=(299, 299), mode="bicubic", align_corners=False).to(device)
             return lambda: _batched_no_grad(lambda t: layers((t - 128) / 128), x, bs)
-        from swapbench.metrics.inception import CONV4_LAYERS
+        from swapbench.evaluation.metrics.inception import CONV4_LAYERS
 
         both = torch.cat([_uint8_values(judged), _uint8_values(other)]).to(device)
 
@@ -137,7 +137,7 @@ def score_rows(settings: BenchConfig, device: torch.device, threads: int, run: s
     """(rows, what was scored)."""
     from swapbench.data import test_images
     from swapbench.data.pairs import draw_pairs
-    from swapbench.evaluate import applicable, evaluate, held_out_split, metric_names
+    from swapbench.evaluation.evaluate import applicable, evaluate, held_out_split, metric_names
 
     model, recipe, described = score_model_and_recipe(settings, run, threads)
     requested = settings.score_metrics
@@ -182,16 +182,16 @@ def distance_rows(settings: BenchConfig, new_ctx, names: list[str]) -> list[dict
     swap_scores = {"swap_fid", "swap_kid", "swap_fid_vs_structure"} & set(names)
     if not swap_scores:
         return [{"score": s, "note": "no swap score was timed"} for s in ("fid_alone", "kid_alone")]
-    from swapbench.metrics.distances import frechet_distance, kernel_distance
+    from swapbench.evaluation.metrics.distances import frechet_distance, kernel_distance
 
     ctx = new_ctx()
     fake, real = ctx.swap_features, ctx.real_features  # untimed
     n = f"{len(fake)} vs {len(real)}"
     kid = {"score": "kid_alone", "n": len(fake), "end_to_end_seconds": _seconds(lambda: kernel_distance(fake, real)),
-           "note": f"swapbench.metrics.distances.kernel_distance on {n} features of {fake.shape[1]} dims"}
+           "note": f"swapbench.evaluation.metrics.distances.kernel_distance on {n} features of {fake.shape[1]} dims"}
     if not settings.fid_alone:
         fid = {"score": "fid_alone", "n": len(fake), "note": "not timed (bench setting fid_alone is off)"}
     else:
         fid = {"score": "fid_alone", "n": len(fake), "end_to_end_seconds": _seconds(lambda: frechet_distance(fake, real)),
-               "note": f"swapbench.metrics.distances.frechet_distance on {n} features of {fake.shape[1]} dims"}
+               "note": f"swapbench.evaluation.metrics.distances.frechet_distance on {n} features of {fake.shape[1]} dims"}
     return [fid, kid]

@@ -74,7 +74,7 @@ def time_steps(trainer, settings: BenchConfig, device: torch.device, *, count: b
     """Warm up, then time a window of steps that starts with a lazy-R1 step; optionally count the FLOPs
     of exactly those steps. Under torchrun every process stops at the same step (when any has used
     up the time budget)."""
-    from swapbench.distributed import any_process
+    from swapbench.training.distributed import any_process
 
     recipe = trainer.recipe
     interval = r1_interval(trainer)
@@ -134,7 +134,7 @@ def time_steps(trainer, settings: BenchConfig, device: torch.device, *, count: b
 def train_row(name: str, settings: BenchConfig, device: torch.device, threads: int) -> dict[str, Any]:
     """One training row: the machine's limits, then the recipe's step timed and counted."""
     from swapbench.tracking import Tracker
-    from swapbench.trainer import build_trainer
+    from swapbench.training.trainer import build_trainer
 
     recipe = training_recipe(name, settings, device, threads)
     baseline = rss_bytes() if device.type == "cpu" else None
@@ -169,7 +169,7 @@ def profile_rows(name: str, settings: BenchConfig, threads: int) -> list[dict[st
     from torch.profiler import ProfilerActivity, profile
 
     from swapbench.tracking import Tracker
-    from swapbench.trainer import build_trainer
+    from swapbench.training.trainer import build_trainer
 
     recipe = training_recipe(name, settings, torch.device("cpu"), threads)
     trainer = build_trainer(recipe, device=torch.device("cpu"), tracker=Tracker())

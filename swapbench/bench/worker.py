@@ -13,10 +13,10 @@ import torch
 
 
 def main(job_text: str) -> None:
-    from swapbench import distributed
     from swapbench.bench.training import time_steps, training_recipe
     from swapbench.recipe import BenchConfig
-    from swapbench.trainer import build_trainer
+    from swapbench.training import distributed
+    from swapbench.training.trainer import build_trainer
 
     job = json.loads(job_text)
     settings = BenchConfig.model_validate(job["settings"])

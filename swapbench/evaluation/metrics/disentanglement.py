@@ -27,8 +27,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from swapbench.metrics.intervals import ratio_with_interval
-from swapbench.metrics.lpips_net import MIN_SIDE
+from swapbench.evaluation.metrics.intervals import ratio_with_interval
+from swapbench.evaluation.metrics.lpips_net import MIN_SIDE
 from swapbench.registry import METRICS
 
 SELFSIM_LAYER = 2  # relu3_3 of LPIPS's VGG16 (1/4 of the image side)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from swapbench.metrics import direction
+from swapbench.evaluation.metrics import direction
 
 
 def rank_agreement(runs: pd.DataFrame, scores: list[str], truth: str = "gt_swap_lpips") -> pd.DataFrame:

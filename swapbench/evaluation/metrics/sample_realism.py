@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from swapbench.metrics.distances import frechet_distance, frechet_on_subsets, kernel_distance, kid_on_subsets
-from swapbench.metrics.intervals import with_jackknife_interval
+from swapbench.evaluation.metrics.distances import frechet_distance, frechet_on_subsets, kernel_distance, kid_on_subsets
+from swapbench.evaluation.metrics.intervals import with_jackknife_interval
 from swapbench.registry import METRICS
 
 

@@ -1,6 +1,6 @@
 """Training: the loop shared by every model family (:class:`Trainer`). Each family subclasses it and
 registers in the ``trainer`` registry under the name a recipe gives as ``model.family``: ``swap_ae`` in
-:mod:`swapbench.swap_ae_trainer`, the StyleGAN2 baselines in baselines/.
+:mod:`swapbench.training.swap_ae_trainer`, the StyleGAN2 baselines in baselines/.
 
 The base class owns everything that is the same for every family: data order, EMA of the scored
 network, logging, checkpoints with exact resume, throughput, optimisers built from the recipe with the
@@ -29,15 +29,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from swapbench import __version__
-from swapbench.checkpoint import load_checkpoint, save_checkpoint
 from swapbench.data import SeededInfiniteSampler, build_dataset, test_images
-from swapbench.distributed import any_process, mean_over_processes
 from swapbench.errors import UserError
-from swapbench.optim import lazy_regularization_scaled
 from swapbench.recipe import Recipe
 from swapbench.registry import OPTIMIZERS, TRAINERS
 from swapbench.runtime import git_commit, resolve_device, seed_everything
 from swapbench.tracking import Tracker
+from swapbench.training.checkpoint import load_checkpoint, save_checkpoint
+from swapbench.training.distributed import any_process, mean_over_processes
+from swapbench.training.optim import lazy_regularization_scaled
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +169,8 @@ class Trainer:
 
     def _join_processes(self) -> None:
         """Train as one of ``world_size`` processes: start from rank 0's weights and average every
-        optimiser's gradients over the processes before it steps (see swapbench.distributed)."""
-        from swapbench import distributed
+        optimiser's gradients over the processes before it steps (see swapbench.training.distributed)."""
+        from swapbench.training import distributed
 
         family, batch, n = self.recipe.model.family, self.recipe.train.batch_size, self.world_size
         if not self.multi_process:

@@ -3,7 +3,7 @@ G(s(A), t(B)) should be, namely render(layout(A), style(B))."""
 
 from __future__ import annotations
 
-from swapbench.metrics.reconstruction import psnr
+from swapbench.evaluation.metrics.reconstruction import psnr
 from swapbench.registry import METRICS
 
 

@@ -13,18 +13,18 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from swapbench import distributed
 from swapbench.data import build_dataset
 from swapbench.data.pairs import pairs_record
 from swapbench.errors import UserError
-from swapbench.evaluate import EvalContext, applicable, build_context, evaluate, metric_names, reference_record
+from swapbench.evaluation.evaluate import EvalContext, applicable, build_context, evaluate, metric_names, reference_record
 from swapbench.models.build import load_model, recipe_of_checkpoint
 from swapbench.outputs import writable_folder
 from swapbench.progress import TrainingProgress
 from swapbench.recipe import Recipe
 from swapbench.runtime import git_commit, resolve_device
 from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, Tracker, check_reachable, open_run, tracking_uri
-from swapbench.trainer import TrainResult, build_trainer
+from swapbench.training import distributed
+from swapbench.training.trainer import TrainResult, build_trainer
 
 
 @dataclass
@@ -32,6 +32,15 @@ class RunSummary:
     run_id: str | None
     train: TrainResult
     scores: dict[str, float]
+
+    def describe(self, resumed: bool = False) -> str:
+        """One line on the training part: steps, images, time, throughput and checkpoint."""
+        t = self.train
+        if resumed:
+            return (f"run {self.run_id}: resumed to {t.steps} steps, {t.images_seen} images; this part took "
+                    f"{t.seconds:.1f} s ({t.images_per_second:.1f} images/s); checkpoint {t.checkpoint}")
+        return (f"run {self.run_id}: {t.steps} steps, {t.images_seen} images in {t.seconds:.1f} s "
+                f"({t.images_per_second:.1f} images/s); checkpoint {t.checkpoint}")
 
 
 def score_model(model: torch.nn.Module, recipe: Recipe, device: torch.device,
@@ -134,9 +143,9 @@ def resume_run(run_id: str, checkpoint: str | Path | None = None, *, evaluate_af
 
     A run MLflow still shows as RUNNING may have a live process; ``force`` resumes it anyway (for a
     run whose process died without ending it: a hard crash, an out-of-memory kill)."""
-    from swapbench.checkpoint import load_checkpoint
     from swapbench.errors import UserError
     from swapbench.tracking import get_run
+    from swapbench.training.checkpoint import load_checkpoint
 
     meta = load_checkpoint(checkpoint)[1] if checkpoint is not None else None
     # a checkpoint names the recipe, and so the tracking store the run was logged to

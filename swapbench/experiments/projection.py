@@ -26,7 +26,7 @@ import torch
 
 from swapbench.data import data_differences
 from swapbench.errors import UserError
-from swapbench.inversion import inversion_settings
+from swapbench.inversion import default_methods, inversion_settings, run_option
 from swapbench.recipe import Recipe
 
 # scores of reconstructions and swaps in the table (those that apply to the data); swap realism always
@@ -34,7 +34,6 @@ from swapbench.recipe import Recipe
 SCORES = ("recon_lpips_vgg", "recon_lpips_alex", "recon_psnr", "swap_fid", "swap_kid", "swap_fid_vs_structure",
           "swap_texture_dist", "sifid", "swap_structure_dist", "gt_swap_lpips", "gt_swap_psnr")
 SWAP_SCORES = tuple(s for s in SCORES if not s.startswith("recon_"))
-RUN_FLAGS = {"swap_ae": "--sae-run", "stylegan2": "--sg2-run", "sg2_encoder": "--encoder-run"}
 EXPERIMENT = "projection"
 
 
@@ -87,11 +86,11 @@ def load_method(name: str, runs: dict[str, str | None], settings: Any,
     cls = INVERSIONS.get(name)
     ref = runs.get(cls.needs)
     if ref is None:
-        flag = RUN_FLAGS.get(cls.needs, "--run")
+        flag = run_option(cls.needs)
         raise UserError(f"method '{name}' needs a trained {cls.needs} run; pass {flag} RUN_ID (an MLflow run id or a checkpoint)")
     model, recipe, _ = load_model(checkpoint_of(ref))
     if recipe.model.family != cls.needs:
-        raise UserError(f"{RUN_FLAGS.get(cls.needs, '--run')} {ref} is a '{recipe.model.family}' run; "
+        raise UserError(f"{run_option(cls.needs)} {ref} is a '{recipe.model.family}' run; "
                         f"method '{name}' needs a {cls.needs} run")
     return cls(model, settings, device), recipe, ref
 
@@ -167,7 +166,7 @@ def invert_all(method: Any, name: str, images: torch.Tensor, progress=None) -> M
 
 def score_method(result: MethodResult, method: Any, images: torch.Tensor, recipe: Recipe,
                  pairs: list[tuple[int, int]], device: torch.device, test_set) -> dict[str, float]:
-    from swapbench.evaluate import build_context, evaluate
+    from swapbench.evaluation.evaluate import build_context, evaluate
     from swapbench.inversion import InvertedImages
     from swapbench.registry import METRICS
 
@@ -200,20 +199,23 @@ def curve_figure(results: list[MethodResult]):
     return fig
 
 
-def run_projection(methods: list[str], n: int, runs: dict[str, str | None], steps: int | None = None,
+def run_projection(methods: list[str] | None, n: int, runs: dict[str, str | None], steps: int | None = None,
                    device: str = "auto", progress: bool = True) -> tuple[pd.DataFrame, str, str]:
     """Invert ``n`` test images with every method, score them, log one MLflow run; (table, its
-    markdown with the settings it was measured under, run id)."""
+    markdown with the settings it was measured under, run id). ``methods`` None: the registered
+    defaults (:func:`swapbench.inversion.default_methods`)."""
     from rich.console import Console
     from rich.progress import Progress
 
     from swapbench.data import build_dataset, test_images
     from swapbench.data.pairs import draw_pairs, pairs_record
-    from swapbench.evaluate import held_out_split, reference_record
+    from swapbench.evaluation.evaluate import held_out_split, reference_record
     from swapbench.runtime import resolve_device
     from swapbench.tracking import open_tool_run
     from swapbench.visualize import labelled_columns
 
+    if methods is None:
+        methods = default_methods()
     if not methods:
         raise UserError("no methods given; pass --methods sae,sg2_w,...")
     dev = resolve_device(device)

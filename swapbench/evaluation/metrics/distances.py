@@ -1,5 +1,5 @@
 """Frechet and kernel distances on features, their values on row subsets (for the jackknife
-intervals of :mod:`swapbench.metrics.intervals`), and the cache of real-image
+intervals of :mod:`swapbench.evaluation.metrics.intervals`), and the cache of real-image
 features.
 
 One exact Frechet computation for every N. FID = |mu_a - mu_b|^2 + tr S_a + tr S_b - 2 tr sqrt(S_a S_b),

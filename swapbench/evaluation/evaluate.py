@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from swapbench.errors import UserError
-from swapbench.metrics import CONTROLS, applies_to, needs
+from swapbench.evaluation.metrics import CONTROLS, applies_to, needs
 from swapbench.recipe import Recipe
 from swapbench.registry import METRICS
 
@@ -81,7 +81,7 @@ class EvalContext:
     # -- Inception features ------------------------------------------------------------------
     @cached_property
     def inception(self):
-        from swapbench.metrics.inception import InceptionFeatures
+        from swapbench.evaluation.metrics.inception import InceptionFeatures
 
         return InceptionFeatures(self.device, batch_size=self.batch_size)
 
@@ -92,7 +92,7 @@ class EvalContext:
                 "data": self.recipe.data.model_dump(mode="json", exclude={"num_workers"})}
 
     def _test_features(self, resize: str) -> np.ndarray:
-        from swapbench.metrics.distances import cached_features
+        from swapbench.evaluation.metrics.distances import cached_features
 
         return cached_features(self._feature_key("sources", resize, self.n),
                                lambda: self.inception.pool(self.images, resize))
@@ -110,7 +110,7 @@ class EvalContext:
     @cached_property
     def reference_features(self) -> np.ndarray:
         """Pool features of the held-out reference images (never a swap source), cached on disk."""
-        from swapbench.metrics.distances import cached_features
+        from swapbench.evaluation.metrics.distances import cached_features
 
         ref = self.reference
 
@@ -146,7 +146,7 @@ class EvalContext:
     def lpips(self, net: str) -> torch.nn.Module:
         """The LPIPS network ('alex' or 'vgg') on the evaluation device, built once per context."""
         if net not in self._lpips:
-            from swapbench.metrics.lpips_net import build_lpips
+            from swapbench.evaluation.metrics.lpips_net import build_lpips
 
             self._lpips[net] = build_lpips(net, self.device)
         return self._lpips[net]
@@ -163,14 +163,14 @@ class EvalContext:
 
     def selfsim(self, images: torch.Tensor) -> torch.Tensor:
         """Self-similarity matrices of LPIPS-VGG relu3_3 features (see metrics.disentanglement)."""
-        from swapbench.metrics.disentanglement import self_similarity
+        from swapbench.evaluation.metrics.disentanglement import self_similarity
 
         model = self.lpips("vgg")
         return self.batched(lambda x: self_similarity(model, x.clamp(-1, 1)), images)
 
     def grams(self, images: torch.Tensor) -> torch.Tensor:
         """Gram matrices of LPIPS-VGG features (see metrics.disentanglement)."""
-        from swapbench.metrics.disentanglement import gram_matrices
+        from swapbench.evaluation.metrics.disentanglement import gram_matrices
 
         model = self.lpips("vgg")
         return self.batched(lambda x: gram_matrices(model, x.clamp(-1, 1)), images)
@@ -222,20 +222,20 @@ class EvalContext:
     # -- intervals -----------------------------------------------------------------------------
     def resamples(self, n: int) -> np.ndarray:
         """(eval.bootstrap_samples, n) row indices drawn with replacement from eval.bootstrap_seed."""
-        from swapbench.metrics.intervals import bootstrap_indices
+        from swapbench.evaluation.metrics.intervals import bootstrap_indices
 
         return bootstrap_indices(n, self.recipe.eval.bootstrap_samples, self.recipe.eval.bootstrap_seed)
 
     def jackknife_subsets(self, n: int) -> list[np.ndarray]:
         """The kept rows of each delete-a-group recomputation of a distance (FID, KID) over ``n`` rows,
         grouped at random from eval.bootstrap_seed; none when eval.bootstrap_samples is 0."""
-        from swapbench.metrics.intervals import jackknife_subsets
+        from swapbench.evaluation.metrics.intervals import jackknife_subsets
 
         return jackknife_subsets(n, self.recipe.eval.bootstrap_seed) if self.recipe.eval.bootstrap_samples else []
 
     def mean_score(self, name: str, per_item: torch.Tensor | np.ndarray) -> dict[str, float]:
         """{name: mean, name_ci_low/high: bootstrap 95 % interval, name_n} of per-pair or per-image values."""
-        from swapbench.metrics.intervals import mean_with_interval
+        from swapbench.evaluation.metrics.intervals import mean_with_interval
 
         return mean_with_interval(name, per_item, self.resamples(len(per_item)))
 

@@ -118,7 +118,7 @@ def _experiment(spec: SweepFile, path: Path) -> str:
 
 
 def _run_job(job: Job, experiment: str, parent: str, threads: int | None) -> str:
-    from swapbench.pipeline import train_and_evaluate
+    from swapbench.experiments.pipeline import train_and_evaluate
 
     if threads:
         import torch

@@ -100,7 +100,7 @@ def metric_curve(df: pd.DataFrame, x: str, metrics: list[str]):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from swapbench.metrics import arrow, direction
+    from swapbench.evaluation.metrics import arrow, direction
 
     col = f"params.{x}"
     if col not in df.columns:
@@ -129,7 +129,7 @@ def metric_curve(df: pd.DataFrame, x: str, metrics: list[str]):
 def figure_curve(out: str | Path, x: str, metrics: list[str], experiment: str | None = None,
                  sweep: str | None = None) -> Path:
     """Plot ``metrics`` against setting ``x`` over the finished runs of a sweep or experiment."""
-    from swapbench.leaderboard import load_runs
+    from swapbench.experiments.leaderboard import load_runs
 
     out = png_output_path(out)
     df = load_runs(experiment, sweep)

@@ -1,5 +1,5 @@
 """The Swapping Autoencoder's trainer (``model.family: swap_ae``) on the shared loop of
-:mod:`swapbench.trainer`.
+:mod:`swapbench.training.trainer`.
 
 On a batch of B images x, whose texture sources are x' = x rolled by one (so A != B within the batch):
 
@@ -28,12 +28,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from swapbench.losses import WeightedTerms
 from swapbench.models.build import build_autoencoder, build_cooccur_discriminator, build_discriminator
 from swapbench.models.patches import random_crops
 from swapbench.recipe import Recipe
 from swapbench.registry import LOSSES, TRAINERS
-from swapbench.trainer import Regularizer, Trainer, set_requires_grad
+from swapbench.training.losses import WeightedTerms
+from swapbench.training.trainer import Regularizer, Trainer, set_requires_grad
 from swapbench.visualize import swap_grid
 
 log = logging.getLogger(__name__)

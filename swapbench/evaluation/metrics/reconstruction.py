@@ -32,7 +32,7 @@ def recon_psnr(ctx) -> dict[str, float]:
 
 
 def _recon_lpips(ctx, net: str) -> dict[str, float]:
-    from swapbench.metrics.lpips_net import MIN_SIDE
+    from swapbench.evaluation.metrics.lpips_net import MIN_SIDE
 
     side = ctx.images.shape[-1]
     if side < MIN_SIDE[net]:

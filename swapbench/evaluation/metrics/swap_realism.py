@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import logging
 
-from swapbench.metrics.distances import frechet_distance, frechet_on_subsets, kernel_distance, kid_on_subsets, sifid_pair
-from swapbench.metrics.inception import conv4_samples
-from swapbench.metrics.intervals import with_jackknife_interval
+from swapbench.evaluation.metrics.distances import (
+    frechet_distance,
+    frechet_on_subsets,
+    kernel_distance,
+    kid_on_subsets,
+    sifid_pair,
+)
+from swapbench.evaluation.metrics.inception import conv4_samples
+from swapbench.evaluation.metrics.intervals import with_jackknife_interval
 from swapbench.registry import METRICS
 
 log = logging.getLogger(__name__)

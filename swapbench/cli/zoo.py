@@ -1,4 +1,4 @@
-"""``swapbench zoo list`` and ``swapbench zoo publish``: the reference models (see swapbench.zoo)."""
+"""``swapbench zoo list|publish|verify``: the reference models (see swapbench.zoo)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from swapbench.cli.common import app
+
 zoo_app = typer.Typer(help="Reference models trained by swapbench, usable by name (zoo:NAME) wherever a command "
                       "takes a run id or checkpoint: evaluate, edit, project, figure swaps.", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
 out = Console(soft_wrap=True)  # paths and sizes stay on one line
 
 

@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from swapbench.errors import UserError
-from swapbench.metrics import CONTROLS, STRUCTURE_KEPT, SWAP_REALISM, TEXTURE_TRANSFER, arrow, direction, with_companions
+from swapbench.evaluation.metrics import (
+    CONTROLS,
+    STRUCTURE_KEPT,
+    SWAP_REALISM,
+    TEXTURE_TRANSFER,
+    arrow,
+    direction,
+    with_companions,
+)
 
 # the settings that must be equal for two rows' scores to be comparable
 # (runs scored before the held-out reference existed have no eval.reference_images: their swap_fid was

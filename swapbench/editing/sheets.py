@@ -1,5 +1,5 @@
 """What the ``swapbench edit`` commands do: load a trained swap_ae run, read image files at its
-resolution, apply one operation of :mod:`swapbench.manipulate`, and write a labelled PNG sheet with
+resolution, apply one operation of :mod:`swapbench.editing.manipulate`, and write a labelled PNG sheet with
 a ``.json`` beside it naming the run, its commit, the input files and the settings.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from swapbench import manipulate as M
+from swapbench.editing import manipulate as M
 from swapbench.errors import UserError
 from swapbench.visualize import labelled_columns
 
@@ -47,7 +47,7 @@ def load_edit_model(run: str, device: str = "auto") -> EditModel:
 
 def write_sheet(out: str | Path, columns: list[torch.Tensor], labels: list[str], record: dict, cell: int = 128) -> Path:
     """Save the labelled columns as PNG and ``record`` as the .json beside it; returns the PNG path."""
-    from swapbench.figures import png_output_path, write_provenance
+    from swapbench.experiments.figures import png_output_path, write_provenance
 
     png = png_output_path(out)
     labelled_columns(columns, labels, cell=cell).save(png)

@@ -13,7 +13,7 @@ import torch
 
 from swapbench.data.image_io import EXTENSIONS, find_images, read_image
 from swapbench.errors import UserError
-from swapbench.metrics.distances import frechet_distance, kid_subset_values, sifid_pair
+from swapbench.evaluation.metrics.distances import frechet_distance, kid_subset_values, sifid_pair
 
 
 def read_folder(folder: Path) -> dict[str, np.ndarray]:
@@ -33,7 +33,7 @@ def _to_tensor(img: np.ndarray) -> torch.Tensor:
 
 def pool_features(a: Path, b: Path, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Inception pool features of every image in two folders (both read before any network runs)."""
-    from swapbench.metrics.inception import InceptionFeatures
+    from swapbench.evaluation.metrics.inception import InceptionFeatures
 
     images_a, images_b = list(read_folder(a).values()), list(read_folder(b).values())
     net = InceptionFeatures(device)
@@ -55,7 +55,7 @@ def kid_folders(a: Path, b: Path, device: str = "cpu") -> dict:
 
 
 def lpips_files(a: Path, b: Path, net: str = "alex", device: str = "cpu") -> dict:
-    from swapbench.metrics.lpips_net import MIN_SIDE, build_lpips
+    from swapbench.evaluation.metrics.lpips_net import MIN_SIDE, build_lpips
 
     ia, ib = read_image(a), read_image(b)
     if min(ia.shape[:2]) < MIN_SIDE[net]:
@@ -70,7 +70,7 @@ def lpips_files(a: Path, b: Path, net: str = "alex", device: str = "cpu") -> dic
 
 def sifid_folders(a: Path, b: Path, device: str = "cpu") -> dict:
     """Mean SIFID over files paired by relative path (a/x.png with b/x.png)."""
-    from swapbench.metrics.inception import InceptionFeatures
+    from swapbench.evaluation.metrics.inception import InceptionFeatures
 
     images_a, images_b = read_folder(a), read_folder(b)
     only_a, only_b = sorted(set(images_a) - set(images_b)), sorted(set(images_b) - set(images_a))
@@ -99,8 +99,8 @@ def network_speed(resolution: int = 64, n: int = 32, batch_size: int = 16, repea
     import time
 
     from swapbench.data.photos import PhotoCrops
-    from swapbench.metrics.inception import InceptionFeatures
-    from swapbench.metrics.lpips_net import build_lpips
+    from swapbench.evaluation.metrics.inception import InceptionFeatures
+    from swapbench.evaluation.metrics.lpips_net import build_lpips
 
     ds = PhotoCrops("test", resolution, test_images=n)
     images = torch.stack([ds[i] for i in range(n)])

@@ -1,0 +1,71 @@
+"""``swapbench project`` and ``swapbench figure swaps|curve``: studies across trained runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from swapbench.cli.common import DeviceOption, app, csv, out, runs_by_family
+
+figure_app = typer.Typer(help="Figures from runs in MLflow: cross-run swaps, score-vs-setting curves.",
+                         no_args_is_help=True)
+app.add_typer(figure_app, name="figure")
+
+SaeRun = Annotated[Optional[str], typer.Option(help="MLflow run id, checkpoint or zoo:NAME of a trained swap_ae recipe.")]
+Sg2Run = Annotated[Optional[str], typer.Option(help="MLflow run id, checkpoint or zoo:NAME of a trained stylegan2 recipe.")]
+EncoderRun = Annotated[Optional[str], typer.Option(help="MLflow run id, checkpoint or zoo:NAME of a trained sg2_encoder recipe.")]
+
+
+@app.command()
+def project(
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated inversion methods (`swapbench registry inversion`; "
+                                                   "default: those registered with default=True).")] = None,
+    n: Annotated[int, typer.Option("--n", min=2, help="Test images to invert (the same for every method).")] = 32,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Optimisation steps of sg2_w / sg2_wplus (default 1000).")] = None,
+    sae_run: SaeRun = None,
+    sg2_run: Sg2Run = None,
+    encoder_run: EncoderRun = None,
+    device: DeviceOption = "auto",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Invert the same N test images with every method at batch size 1: seconds per image, reconstruction
+    and swap scores, speed-up of the SAE's one pass, and the optimisers' quality-vs-steps curve."""
+    from swapbench.experiments.projection import run_projection
+
+    runs = runs_by_family(sae_run=sae_run, sg2_run=sg2_run, encoder_run=encoder_run)
+    chosen = None if methods is None else csv(methods) or []
+    _, markdown, run_id = run_projection(chosen, n, runs, steps=steps, device=device, progress=progress)
+    print(markdown, end="")
+    out.print(f"logged to MLflow run {run_id} (experiment 'projection')")
+
+
+@figure_app.command("swaps")
+def figure_swaps(
+    runs: Annotated[str, typer.Option(help="Comma-separated MLflow run ids or zoo:NAME models, one column each.")],
+    out_file: Annotated[Path, typer.Option("--out", help="PNG file to write (a .json with provenance goes beside it).")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Test (structure, texture) pairs, one row each.")] = 6,
+    labels: Annotated[Optional[str], typer.Option(help="Comma-separated column labels (default: each run's variant).")] = None,
+    cell: Annotated[int, typer.Option(min=16, help="Pixels per image in the figure.")] = 128,
+) -> None:
+    """The same test pairs swapped by several runs side by side (the paper's qualitative ablation figure)."""
+    from swapbench.experiments.figures import figure_swaps as make
+
+    path = make(csv(runs) or [], out_file, n=n, labels=csv(labels), cell=cell)
+    out.print(f"wrote {path} and {path.with_suffix('.json')}")
+
+
+@figure_app.command("curve")
+def figure_curve(
+    x: Annotated[str, typer.Option("--x", help="Recipe setting on the x axis, e.g. model.texture_dim.")],
+    metrics: Annotated[str, typer.Option(help="Comma-separated scores, one panel each.")],
+    out_file: Annotated[Path, typer.Option("--out", help="PNG file to write (a .json with provenance goes beside it).")],
+    sweep: Annotated[Optional[str], typer.Option(help="The child runs of this sweep's parent run id.")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="The runs of this MLflow experiment.")] = None,
+) -> None:
+    """Scores against one setting over a sweep (mean ± std over seeds), e.g. score vs texture_dim."""
+    from swapbench.experiments.figures import figure_curve as make
+
+    path = make(out_file, x, csv(metrics) or [], experiment=experiment, sweep=sweep)
+    out.print(f"wrote {path} and {path.with_suffix('.json')}")

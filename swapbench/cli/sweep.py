@@ -1,0 +1,22 @@
+"""``swapbench sweep``: every variant x seed of a sweep file as child runs of one MLflow parent run."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from swapbench.cli.common import app, out
+
+
+@app.command()
+def sweep(
+    file: Annotated[str, typer.Argument(help="Sweep YAML file, or a name from recipes/sweeps/.")],
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Worker processes (each gets cores / jobs threads).")] = 1,
+) -> None:
+    """Run every variant x seed of a sweep as child runs of one MLflow parent run; finished ones are skipped."""
+    from swapbench.experiments.sweep import run_sweep
+
+    parent, children, skipped = run_sweep(file, jobs, echo=out.print)
+    out.print(f"sweep parent run {parent}: {len(children)} run now, {len(skipped)} skipped as finished; "
+              f"`swapbench leaderboard --sweep {parent}` tabulates it")

@@ -1,0 +1,1 @@
+"""Evaluation: the evaluator and the registered metrics."""

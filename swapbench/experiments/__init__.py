@@ -1,0 +1,1 @@
+"""Experiments across runs: train-and-score pipeline, sweeps, projection, leaderboards, figures."""
