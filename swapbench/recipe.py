@@ -222,7 +222,7 @@ class EvalConfig(Section):
     )
     bootstrap_samples: int = Field(
         1000, ge=0, description="Bootstrap resamples of the 95 % interval logged beside every mean score (over pairs; over "
-        "images for reconstruction); FID and KID use a 20-group jackknife instead (metrics/intervals.py); "
+        "images for reconstruction); FID and KID use a 20-group jackknife instead (evaluation/metrics/intervals.py); "
         "0 logs no intervals."
     )
     bootstrap_seed: int = Field(

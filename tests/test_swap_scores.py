@@ -197,8 +197,8 @@ def test_distances_on_jackknife_subsets_equal_recomputing(n, d):
 
 def test_jackknife_needs_three_rows():
     """Two pairs leave subsets of one row, which have no covariance (SVD of NaN): no interval instead."""
-    from swapbench.metrics.distances import frechet_on_subsets
-    from swapbench.metrics.intervals import jackknife_subsets, with_jackknife_interval
+    from swapbench.evaluation.metrics.distances import frechet_on_subsets
+    from swapbench.evaluation.metrics.intervals import jackknife_subsets, with_jackknife_interval
 
     assert jackknife_subsets(2, seed=0) == [] and len(jackknife_subsets(3, seed=0)) == 3
     a, b = np.random.default_rng(0).standard_normal((2, 8)), np.random.default_rng(1).standard_normal((9, 8))
