@@ -52,6 +52,34 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) 
     return subprocess.run([str(exe), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def invoke_cli(argv: list[str]) -> tuple[int, str, str]:
+    """swapbench's console entry point in this process: (exit status, stdout, stderr). The SIGTERM handler
+    and the root logger's handlers the CLI installs are put back afterwards."""
+    import logging
+    import signal
+
+    from typer.testing import CliRunner
+
+    from swapbench.cli import main
+
+    previous = signal.getsignal(signal.SIGTERM)
+    handlers = logging.root.handlers[:]
+    logging.root.handlers = []  # the CLI configures logging onto this call's stderr
+    try:
+        with CliRunner().isolation() as (out, err, _):
+            try:
+                main(argv)
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            sys.stdout.flush()  # plain print() output waits in the text wrapper's buffer
+            sys.stderr.flush()
+            return code, out.getvalue().decode(), err.getvalue().decode()
+    finally:
+        logging.root.handlers = handlers
+        signal.signal(signal.SIGTERM, previous)
+
+
 def free_port() -> int:
     import socket
 

@@ -11,11 +11,9 @@ every way, image folders and sweep files. The README's table of bad inputs is ge
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import shutil
-import signal
 from pathlib import Path
 
 import mlflow
@@ -23,6 +21,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import ROOT, TINY, free_port
+from conftest import invoke_cli as invoke
 from PIL import Image
 
 TINY_RECIPE = {**TINY, "train": {**TINY["train"], "images": 8, "checkpoint_every": 1000, "image_every": 1000,
@@ -244,26 +243,6 @@ def _fill(text: str, ids: dict[str, str]) -> str:
     return text.format(**ids) if "{" in text else text
 
 
-def invoke(argv: list[str]) -> tuple[int, str, str]:
-    """swapbench's console entry point in this process: (exit status, stdout, stderr)."""
-    from typer.testing import CliRunner
-
-    from swapbench.cli import main
-
-    previous = signal.getsignal(signal.SIGTERM)
-    handlers = logging.root.handlers[:]
-    logging.root.handlers = []  # the CLI configures logging onto this call's stderr
-    try:
-        with CliRunner().isolation() as (out, err, _):
-            try:
-                main(argv)
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            return code, out.getvalue().decode(), err.getvalue().decode()
-    finally:
-        logging.root.handlers = handlers
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _snapshot(folder: Path, store: str) -> tuple[set[str], dict[str, str]]:

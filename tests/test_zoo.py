@@ -4,11 +4,8 @@ edit, figure swaps and project; damaged, missing and unknown models are one-line
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
-import signal
-import sys
 from pathlib import Path
 
 import mlflow
@@ -16,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import TINY
+from conftest import invoke_cli as invoke
 from PIL import Image
 
 TINY_RUN = {**TINY, "name": "tiny_zoo",
@@ -30,28 +28,6 @@ SG2_RUN = {**TINY_RUN, "name": "tiny_zoo_sg2",
            "eval": {**TINY_RUN["eval"], "metrics": ["sample_kid"]}}  # trained without scoring
 
 
-def invoke(argv: list[str]) -> tuple[int, str, str]:
-    """swapbench's console entry point in this process: (exit status, stdout, stderr)."""
-    from typer.testing import CliRunner
-
-    from swapbench.cli import main
-
-    previous = signal.getsignal(signal.SIGTERM)
-    handlers = logging.root.handlers[:]
-    logging.root.handlers = []  # the CLI configures logging onto this call's stderr
-    try:
-        with CliRunner().isolation() as (out, err, _):
-            try:
-                main(argv)
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            sys.stdout.flush()  # plain print() output waits in the text wrapper's buffer
-            sys.stderr.flush()
-            return code, out.getvalue().decode(), err.getvalue().decode()
-    finally:
-        logging.root.handlers = handlers
-        signal.signal(signal.SIGTERM, previous)
 
 
 def one_line_error(result: tuple[int, str, str]) -> str:
