@@ -48,7 +48,8 @@ STAND_IN_DATASET = "photos"
 def bench_recipe(name: str, overrides: list[str]) -> Recipe:
     """``name`` with ``overrides``; a recipe whose dataset needs a data.root it lacks reads the shipped
     photo crops instead (a step or a score costs the same whatever the images)."""
-    if load_recipe(name).data.dataset in NEEDS_ROOT and load_recipe(name).data.root is None:
+    own = load_recipe(name)
+    if own.data.dataset in NEEDS_ROOT and own.data.root is None:
         overrides = [*overrides, f"data.dataset={STAND_IN_DATASET}", "data.preprocess=square"]
     return load_recipe(name, overrides)
 
@@ -69,6 +70,18 @@ def r1_interval(trainer) -> int:
     return r1.interval if r1 is not None else 1
 
 
+def warmed_up(trainer, settings: BenchConfig, steps: int) -> list:
+    """Draw the warm-up and ``steps`` more batches from the trainer's loader, put its networks in training
+    mode and run the warm-up steps; the ``steps`` batches still to run."""
+    batches_iter = iter(trainer.loader())
+    batches = [next(batches_iter) for _ in range(settings.warmup_steps + steps)]
+    for net in trainer.networks().values():
+        net.train()
+    for batch in batches[: settings.warmup_steps]:
+        trainer.train_step(batch)
+    return batches[settings.warmup_steps :]
+
+
 def time_steps(trainer, settings: BenchConfig, device: torch.device, *, count: bool = True,
                memory_baseline: int | None = None) -> dict[str, Any]:
     """Warm up, then time a window of steps that starts with a lazy-R1 step; optionally count the FLOPs
@@ -79,18 +92,13 @@ def time_steps(trainer, settings: BenchConfig, device: torch.device, *, count: b
     recipe = trainer.recipe
     interval = r1_interval(trainer)
     window = settings.train_steps or max(interval, 2)
-    batches_iter = iter(trainer.loader())
-    batches = [next(batches_iter) for _ in range(settings.warmup_steps + window)]
-    for net in trainer.networks().values():
-        net.train()
-    for batch in batches[: settings.warmup_steps]:
-        trainer.train_step(batch)
+    batches = warmed_up(trainer, settings, window)
     trainer.step = math.ceil(trainer.step / interval) * interval  # the window starts with an R1 step
     snapshot = copy.deepcopy(trainer.state_dict()) if count else None
 
     times, r1_flags = [], []
     with PeakMemory(device, memory_baseline) as memory:
-        for batch in batches[settings.warmup_steps :]:
+        for batch in batches:
             r1_flags.append(trainer.step % interval == 0)
             synchronize(device)
             start = time.perf_counter()
@@ -99,7 +107,7 @@ def time_steps(trainer, settings: BenchConfig, device: torch.device, *, count: b
             times.append(time.perf_counter() - start)
             if any_process(len(times) >= 2 and sum(times) > settings.train_seconds, device):
                 break
-    timed = batches[settings.warmup_steps : settings.warmup_steps + len(times)]
+    timed = batches[: len(times)]
     flops = None
     if count:
         trainer.load_state_dict(snapshot)
@@ -174,15 +182,10 @@ def profile_rows(name: str, settings: BenchConfig, threads: int) -> list[dict[st
     recipe = training_recipe(name, settings, torch.device("cpu"), threads)
     trainer = build_trainer(recipe, device=torch.device("cpu"), tracker=Tracker())
     torch.set_num_threads(threads)
-    batches_iter = iter(trainer.loader())
-    batches = [next(batches_iter) for _ in range(settings.warmup_steps + settings.profile_steps)]
-    for net in trainer.networks().values():
-        net.train()
-    for batch in batches[: settings.warmup_steps]:
-        trainer.train_step(batch)
+    batches = warmed_up(trainer, settings, settings.profile_steps)
     start = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for batch in batches[settings.warmup_steps :]:
+        for batch in batches:
             trainer.train_step(batch)
     wall_us = (time.perf_counter() - start) * 1e6
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[: settings.profile_top]
