@@ -123,9 +123,9 @@ def scores_record(run) -> dict[str, float]:
 
 def inference_state(state: dict[str, Any], recipe) -> tuple[str, dict[str, Any]]:
     """(key, {key: weights}): the network the run's scores used, nothing else."""
-    from swapbench.registry import TRAINERS
+    from swapbench.registry import MODELS
 
-    scored = TRAINERS.get(recipe.model.family).scored
+    scored = MODELS.checkpoint_key(recipe.model.family)
     key = "ema" if recipe.eval.use_ema and "ema" in state else scored
     if key not in state:
         raise UserError(f"the run's checkpoint has no '{key}' network; it was not written by a swapbench trainer")

@@ -160,29 +160,6 @@ class CooccurConfig(Section):
     )
 
 
-class LossConfig(Section):
-    gan: str = Field("nonsaturating", description="Registered GAN loss used by every adversarial term.")
-    recon_l1: float = Field(1.0, ge=0, description="L1 reconstruction weight.")
-    recon_l2: float = Field(0.0, ge=0, description="Mean squared error reconstruction weight; 0 disables.")
-    recon_lpips: float = Field(0.0, ge=0, description="LPIPS (VGG) reconstruction weight; 0 disables.")
-    g_recon: float = Field(0.5, ge=0, description="Generator GAN weight on reconstructions.")
-    g_swap: float = Field(1.0, ge=0, description="Generator GAN weight on swaps.")
-    d_real: float = Field(1.0, ge=0, description="Discriminator weight on real images.")
-    d_recon: float = Field(0.5, ge=0, description="Discriminator weight on reconstructions.")
-    d_swap: float = Field(0.5, ge=0, description="Discriminator weight on swaps.")
-    cooccur: float = Field(1.0, ge=0, description="Co-occurrence patch GAN weight (G and patch D).")
-    r1: float = Field(10.0, ge=0, description="R1 penalty weight on the image discriminator.")
-    patch_r1: float = Field(1.0, ge=0, description="R1 penalty weight on the co-occurrence discriminator.")
-    r1_interval: int = Field(16, ge=1, description="Lazy R1: apply every this many discriminator steps.")
-    recon_images: Literal["all", "first_half"] = Field(
-        "all", description="Images reconstructed for the reconstruction and GAN-on-reconstruction terms: 'all' of "
-        "the batch, or its 'first_half' (the authors' code, to save memory; swaps still use the whole batch).")
-    cooccur_reference: Literal["mean", "per_crop"] = Field(
-        "mean", description="Reference a judged patch is compared with: 'mean' of the texture image's reference-crop "
-        "features (the authors' default, patch_use_aggregation) or 'per_crop' (reference crop i for judged crop i; "
-        "their church and bedroom launchers; needs cooccur.n_ref = cooccur.n_crops).")
-
-
 class OptimConfig(Section):
     name: str = Field("adam", description="Registered optimizer name.")
     lr: float = Field(0.002, gt=0, description="Learning rate (the discriminators' is lazy-R1 corrected).")
@@ -314,13 +291,13 @@ class Recipe(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     cooccur: CooccurConfig = Field(default_factory=CooccurConfig)
-    loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     # Besides these sections a recipe holds one section per settings class that registered components
-    # declare (``stylegan2``, ``inversion`` from baselines/, a plugin's own): see component_sections().
+    # declare (``loss``, read by the trainers; ``stylegan2``, ``inversion`` from baselines/; a plugin's own):
+    # see component_sections().
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     @model_validator(mode="before")

@@ -49,6 +49,7 @@ class Entry:
     obj: Any
     description: str
     section: str | None = None  # the recipe section holding this component's own settings
+    reads: tuple[str, ...] = ()  # further recipe sections it reads, which other components read too
     info: Mapping[str, Any] = field(default_factory=dict)  # what a kind records besides (a metric's direction)
 
 
@@ -78,23 +79,26 @@ class Registry:
 
     # -- registration -------------------------------------------------------------------------
     def register(self, name: str, *, description: str | None = None, settings: type[BaseModel] | None = None,
-                 section: str | None = None, **info: Any) -> Callable[[Any], Any]:
+                 section: str | None = None, reads: Mapping[str, type[BaseModel]] | None = None,
+                 **info: Any) -> Callable[[Any], Any]:
         """Decorator that registers a class or function under ``name``.
 
         ``settings``: a pydantic model of the component's own settings. Recipes then carry a section
         ``section`` (default: ``name``) validated by it, and :meth:`build_from` passes its fields to the
         constructor (those its signature names). Components that read the same settings name the same
-        section and class. ``info``: what this kind records besides (see :attr:`Entry.info`).
+        section and class. ``reads``: further sections the component reads, by key (e.g. the trainers'
+        shared ``{"loss": LossConfig}``), declared in the same way. ``info``: what this kind records
+        besides (see :attr:`Entry.info`).
         """
 
         def decorator(obj: Any) -> Any:
-            self.add(name, obj, description=description, settings=settings, section=section, **info)
+            self.add(name, obj, description=description, settings=settings, section=section, reads=reads, **info)
             return obj
 
         return decorator
 
     def add(self, name: str, obj: Any, *, description: str | None = None, settings: type[BaseModel] | None = None,
-            section: str | None = None, **info: Any) -> None:
+            section: str | None = None, reads: Mapping[str, type[BaseModel]] | None = None, **info: Any) -> None:
         if not name or not isinstance(name, str):
             raise ValueError(f"{self.kind} registry: name must be a non-empty string, got {name!r}")
         old = self._entries.get(name)
@@ -111,17 +115,22 @@ class Registry:
             _declare_section(section, settings, f"{self.kind} '{name}'")
         elif section is not None:
             raise ValueError(f"{self.kind} '{name}': section '{section}' given without its settings class")
-        self._entries[name] = Entry(name, obj, description, section if settings is not None else None, dict(info))
+        for key, read in (reads or {}).items():
+            _declare_section(key, read, f"{self.kind} '{name}'")
+        self._entries[name] = Entry(name, obj, description, section if settings is not None else None,
+                                    tuple(reads or ()), dict(info))
 
     def remove(self, name: str) -> None:
         """Take ``name`` out again (tests and interactive sessions; its settings section stays declared
         while another component reads it)."""
         entry = self._entries.pop(name, None)
-        if entry is not None and entry.section is not None:
-            declared = SECTIONS[entry.section]
+        if entry is None:
+            return
+        for key in ([entry.section] if entry.section is not None else []) + list(entry.reads):
+            declared = SECTIONS[key]
             declared.owners.remove(f"{self.kind} '{name}'")
             if not declared.owners:
-                del SECTIONS[entry.section]
+                del SECTIONS[key]
 
     # -- lookup -------------------------------------------------------------------------------
     def _ensure_loaded(self) -> None:
@@ -195,8 +204,9 @@ class Registry:
 
     def details(self, name: str) -> str:
         """What else the registration of ``name`` says, in words (e.g. its settings section)."""
-        section = self.entry(name).section
-        return f"settings: {section}.*" if section else ""
+        entry = self.entry(name)
+        keys = ([entry.section] if entry.section else []) + list(entry.reads)
+        return f"settings: {', '.join(f'{key}.*' for key in keys)}" if keys else ""
 
     def names(self) -> list[str]:
         self._ensure_loaded()
@@ -285,6 +295,39 @@ class MetricRegistry(Registry):
         return f"{better} is better" + (f"; needs a model that can {', '.join(needs)}" if needs else "")
 
 
+class ModelRegistry(Registry):
+    """Model families (``model.family``): how to build a family's scored network from a recipe (the
+    network that is evaluated, published and loaded from a checkpoint) and its key in a checkpoint
+    (``checkpoint_key``). Evaluation, publishing and the bench build models from here, without the
+    training loop; the family's trainer (:data:`TRAINERS`) registers under the same name.
+
+        @MODELS.register("my_family", checkpoint_key="autoencoder", description="...")
+        def build_my_model(recipe) -> nn.Module: ...
+    """
+
+    def register(self, name: str, *, checkpoint_key: str,  # type: ignore[override]
+                 description: str | None = None) -> Callable[[Any], Any]:
+        def decorator(obj: Any) -> Any:
+            self.add(name, obj, description=description, checkpoint_key=checkpoint_key)
+            return obj
+
+        return decorator
+
+    def add(self, name: str, obj: Any, *, description: str | None = None, checkpoint_key: str = "",  # type: ignore[override]
+            **info: Any) -> None:
+        if not checkpoint_key or not isinstance(checkpoint_key, str):
+            raise ValueError(f"model family '{name}': checkpoint_key must name the scored network's key in its "
+                             f"checkpoints, got {checkpoint_key!r}")
+        super().add(name, obj, description=description, checkpoint_key=checkpoint_key, **info)
+
+    def checkpoint_key(self, name: str) -> str:
+        """The key of family ``name``'s scored network in a checkpoint (besides ``ema``, its average)."""
+        return self.entry(name).info["checkpoint_key"]
+
+    def details(self, name: str) -> str:
+        return f"checkpoint key: {self.checkpoint_key(name)}"
+
+
 _plugins_loaded = False
 _plugins_lock = threading.RLock()
 
@@ -325,10 +368,11 @@ METRICS = MetricRegistry(
                                                                   "sample_realism", "disentanglement"))
 )
 OPTIMIZERS = Registry("optimizer", ("swapbench.training.optim",))
+MODELS = ModelRegistry("model", ("swapbench.models.build",))
 TRAINERS = Registry("trainer", ("swapbench.training.swap_ae_trainer",))
 INVERSIONS = Registry("inversion", ("swapbench.inversion",))
 
 ALL_REGISTRIES = {
-    r.kind: r for r in (DATASETS, ENCODERS, GENERATORS, DISCRIMINATORS, LOSSES, METRICS, OPTIMIZERS, TRAINERS,
-                        INVERSIONS)
+    r.kind: r for r in (DATASETS, ENCODERS, GENERATORS, DISCRIMINATORS, LOSSES, METRICS, OPTIMIZERS, MODELS,
+                        TRAINERS, INVERSIONS)
 }

@@ -129,7 +129,7 @@ def test_a_non_finite_loss_stops_at_its_step_keeps_the_last_good_checkpoint_and_
         tmp_path, in_tmp_store, monkeypatch):
     from swapbench.experiments.pipeline import train_and_evaluate
     from swapbench.recipe import load_recipe
-    from swapbench.training.trainer import TrainingDiverged
+    from swapbench.training.nonfinite import TrainingDiverged
 
     recipe = load_recipe(_write_recipe(tmp_path, 6, checkpoint_every=1, log_every=1))
     _poison_batch_at(monkeypatch, 4)
@@ -164,8 +164,8 @@ def test_skip_step_skips_counts_and_logs_non_finite_steps(tmp_path, in_tmp_store
 
 
 def test_a_non_finite_gradient_with_finite_losses_is_caught_before_the_weights_change(tiny, tmp_path):
+    from swapbench.training.nonfinite import TrainingDiverged
     from swapbench.training.swap_ae_trainer import SwapAutoencoderTrainer
-    from swapbench.training.trainer import TrainingDiverged
 
     trainer = SwapAutoencoderTrainer(tiny, checkpoint_dir=tmp_path)
     first = next(trainer.autoencoder.parameters())

@@ -81,7 +81,7 @@ def test_builtins_present():
     assert {"recon_l1", "recon_psnr"} <= set(METRICS.names())
     assert "photos" in DATASETS
     assert set(ALL_REGISTRIES) == {"dataset", "encoder", "generator", "discriminator", "loss", "metric", "optimizer",
-                                  "trainer", "inversion"}
+                                  "model", "trainer", "inversion"}
 
 
 def _fake_distribution(root, module_source: str, entry: str) -> None:
@@ -196,3 +196,23 @@ def test_project_default_methods_are_those_registered_as_defaults():
     finally:
         INVERSIONS.remove("toy_default")
     assert "toy_default" not in default_methods()
+
+
+def test_every_trainer_family_has_a_model_entry_whose_checkpoint_key_is_one_of_its_networks(tiny):
+    """Evaluation builds a family's scored network from the ``model`` registry, training from ``trainer``: the
+    two must agree on the name of the scored network in a checkpoint."""
+    from swapbench.registry import MODELS, TRAINERS
+    from swapbench.training.trainer import build_trainer
+
+    assert set(TRAINERS.names()) <= set(MODELS.names())
+    trainer = build_trainer(tiny)
+    key = MODELS.checkpoint_key(tiny.model.family)
+    assert key in trainer.networks() and trainer.model is trainer.networks()[key]
+    built = MODELS.get(tiny.model.family)(tiny)
+    assert built.state_dict().keys() == trainer.model.state_dict().keys()
+
+
+def test_the_loss_section_is_declared_by_the_trainers_that_read_it():
+    from swapbench.recipe import read_by
+
+    assert {"trainer 'swap_ae'", "trainer 'stylegan2'", "trainer 'sg2_encoder'"} <= set(read_by("loss.r1").split(", "))

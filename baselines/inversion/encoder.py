@@ -28,8 +28,8 @@ from swapbench.models.build import model_settings
 from swapbench.models.swap_ae import Codes
 from swapbench.nn.layers import ConvLayer, EqualConv2d, EqualLinear, ResBlock, channel_table
 from swapbench.recipe import Recipe
-from swapbench.registry import ENCODERS, GENERATORS, INVERSIONS, LOSSES, TRAINERS
-from swapbench.training.losses import WeightedTerms
+from swapbench.registry import ENCODERS, GENERATORS, INVERSIONS, LOSSES, MODELS, TRAINERS
+from swapbench.training.losses import LossConfig, WeightedTerms
 from swapbench.training.trainer import Trainer
 from swapbench.visualize import swap_grid
 
@@ -129,26 +129,28 @@ def load_generator(ref: str, recipe: Recipe) -> nn.Module:
     return generator
 
 
-@TRAINERS.register("sg2_encoder", settings=InversionConfig, section="inversion",
+@MODELS.register("sg2_encoder", checkpoint_key="inverter",
+                 description="W+ encoder in front of a frozen StyleGAN2 generator (reconstructs; swaps W+ layers).")
+def build_inverter(recipe: Recipe, generator: nn.Module | None = None) -> nn.Module:
+    """The encoder and its generator (a fresh one unless ``generator``, e.g. the trained one, is given)."""
+    settings = model_settings(recipe)
+    generator = GENERATORS.build_from(recipe.model.generator, settings, recipe.sections()) if generator is None else generator
+    encoder = ENCODERS.build_from(recipe.model.encoder, {**settings, "num_ws": generator.num_ws}, recipe.sections())
+    return EncoderInverter(encoder, generator, recipe.inversion.crossover)
+
+
+@TRAINERS.register("sg2_encoder", settings=InversionConfig, section="inversion", reads={"loss": LossConfig},
                    description="pSp-like W+ encoder for a frozen StyleGAN2 (inversion.generator), L2 + LPIPS.")
 class SG2EncoderTrainer(Trainer):
-    scored = "inverter"
     preview_name = "swap_grid.png"
     preview_dir = "swap_grids"
-
-    @classmethod
-    def build_model(cls, recipe: Recipe, generator: nn.Module | None = None) -> nn.Module:
-        settings = model_settings(recipe)
-        generator = GENERATORS.build_from(recipe.model.generator, settings, recipe.sections()) if generator is None else generator
-        encoder = ENCODERS.build_from(recipe.model.encoder, {**settings, "num_ws": generator.num_ws}, recipe.sections())
-        return EncoderInverter(encoder, generator, recipe.inversion.crossover)
 
     def build(self) -> None:
         recipe, L = self.recipe, self.recipe.loss
         if recipe.inversion.generator is None:
             raise UserError("model.family 'sg2_encoder' needs inversion.generator: the MLflow run id (or checkpoint) "
                             "of a trained stylegan2 recipe; set it with --set inversion.generator=RUN_ID")
-        self.inverter = self.build_model(recipe, load_generator(recipe.inversion.generator, recipe)).to(self.device)
+        self.inverter = build_inverter(recipe, load_generator(recipe.inversion.generator, recipe)).to(self.device)
         self.l1, self.l2 = LOSSES.get("l1"), LOSSES.get("l2")
         self.lpips = LOSSES.build("lpips", device=self.device) if L.recon_lpips > 0 else None
         self.optim = self.build_optimizer("optim", self.inverter.encoder.parameters())

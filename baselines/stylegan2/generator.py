@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from baselines.stylegan2.settings import StyleGAN2Config
+from swapbench.models.build import model_settings
 from swapbench.nn.layers import EqualLinear, StyledConv, ToRGB, channel_table
-from swapbench.registry import GENERATORS
+from swapbench.registry import GENERATORS, MODELS
 
 
 class MappingNetwork(nn.Module):
@@ -112,3 +113,10 @@ def style_mix(ws_a: torch.Tensor, ws_b: torch.Tensor, crossover: int) -> torch.T
 def default_crossover(num_ws: int, crossover: int | None) -> int:
     """The recipe's crossover layer, or half the layers when it gives none."""
     return num_ws // 2 if crossover is None else crossover
+
+
+@MODELS.register("stylegan2", checkpoint_key="generator",
+                 description="StyleGAN2's generator (mapping and synthesis networks); its EMA copy is scored.")
+def build_generator(recipe) -> nn.Module:
+    """The recipe's StyleGAN2-style generator (``model.generator``) with its ``stylegan2`` settings."""
+    return GENERATORS.build_from(recipe.model.generator, model_settings(recipe), recipe.sections())

@@ -16,31 +16,27 @@ import torch
 from torch import nn
 from torchvision.utils import make_grid
 
+from baselines.stylegan2.generator import build_generator
 from baselines.stylegan2.settings import StyleGAN2Config
 from swapbench.errors import UserError
-from swapbench.models.build import build_discriminator, model_settings
-from swapbench.recipe import Recipe
-from swapbench.registry import GENERATORS, LOSSES, TRAINERS
+from swapbench.models.build import build_discriminator
+from swapbench.registry import LOSSES, TRAINERS
+from swapbench.training.losses import LossConfig
 from swapbench.training.trainer import Regularizer, Trainer
 from swapbench.visualize import to_uint8
 
 PREVIEW_SEED = 1234  # the preview samples the same z throughout a run
 
 
-@TRAINERS.register("stylegan2", settings=StyleGAN2Config,
+@TRAINERS.register("stylegan2", settings=StyleGAN2Config, reads={"loss": LossConfig},
                    description="StyleGAN2 (baselines/): G with mapping network and D, style mixing, lazy R1 and path length.")
 class StyleGAN2Trainer(Trainer):
-    scored = "generator"
     preview_name = "samples.png"
     preview_dir = "samples"
 
-    @classmethod
-    def build_model(cls, recipe: Recipe) -> nn.Module:
-        return GENERATORS.build_from(recipe.model.generator, model_settings(recipe), recipe.sections())
-
     def build(self) -> None:
         recipe, L = self.recipe, self.recipe.loss
-        self.generator = self.build_model(recipe).to(self.device)
+        self.generator = build_generator(recipe).to(self.device)
         if not hasattr(self.generator, "synthesis"):
             raise UserError(f"model.family 'stylegan2' needs a StyleGAN2-style generator; "
                             f"model.generator '{recipe.model.generator}' has no mapping/synthesis (use 'stylegan2')")

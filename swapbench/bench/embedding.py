@@ -22,11 +22,11 @@ FRESH_RECIPES = {"swap_ae": "swap_ae", "stylegan2": "stylegan2", "sg2_encoder": 
 
 
 def _fresh_method(name: str, settings: Any, device: torch.device, threads: int):
-    from swapbench.registry import INVERSIONS, TRAINERS
+    from swapbench.registry import INVERSIONS, MODELS
 
     cls = INVERSIONS.get(name)
     recipe = load_recipe(FRESH_RECIPES[cls.needs], [f"train.threads={threads}"])
-    model = TRAINERS.get(recipe.model.family).build_model(recipe)
+    model = MODELS.get(recipe.model.family)(recipe)
     return cls(model, settings, device), recipe, f"fresh (untrained) {recipe.name}"
 
 

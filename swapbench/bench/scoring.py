@@ -49,7 +49,7 @@ def _seconds(fn: Callable[[], Any]) -> float:
 def score_model_and_recipe(settings: BenchConfig, run: str | None, threads: int):
     """(model in eval mode, recipe, description): a run's scored network, or a fresh one."""
     from swapbench.models.build import load_model
-    from swapbench.registry import TRAINERS
+    from swapbench.registry import MODELS
     from swapbench.tracking import checkpoint_of
 
     if run is not None:
@@ -59,7 +59,7 @@ def score_model_and_recipe(settings: BenchConfig, run: str | None, threads: int)
         from swapbench.bench.training import bench_recipe
 
         recipe = bench_recipe(settings.score_recipe, [f"train.threads={threads}"])
-        model = TRAINERS.get(recipe.model.family).build_model(recipe).eval()
+        model = MODELS.get(recipe.model.family)(recipe).eval()
         described = f"fresh (untrained) {recipe.name}, {recipe.data.dataset} test images"
     if settings.score_images is not None:
         recipe = recipe.with_test_images(settings.score_images)

@@ -1,5 +1,9 @@
 """Recipe -> networks. Registered constructors receive the settings their signature asks for: the model
-settings below and the fields of the recipe section their component declares."""
+settings below and the fields of the recipe section their component declares.
+
+A model family's scored network (what evaluation, publishing and :func:`load_model` build) comes from the
+``model`` registry (:data:`swapbench.registry.MODELS`); the Swapping Autoencoder's is registered here, the
+StyleGAN2 baselines' in baselines/. None of this imports the training loop."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from torch import nn
 from swapbench.errors import UserError
 from swapbench.models.swap_ae import SwappingAutoencoder
 from swapbench.recipe import Recipe
-from swapbench.registry import DISCRIMINATORS, ENCODERS, GENERATORS
+from swapbench.registry import DISCRIMINATORS, ENCODERS, GENERATORS, MODELS
 from swapbench.training.checkpoint import load_checkpoint
 
 
@@ -40,6 +44,8 @@ def model_settings(recipe: Recipe) -> dict[str, Any]:
     }
 
 
+@MODELS.register("swap_ae", checkpoint_key="autoencoder",
+                 description="The Swapping Autoencoder: encoder (structure code, texture vector) and generator.")
 def build_autoencoder(recipe: Recipe) -> SwappingAutoencoder:
     settings = model_settings(recipe)
     encoder = ENCODERS.build_from(recipe.model.encoder, settings, recipe.sections())
@@ -91,13 +97,10 @@ def load_model(path, prefer_ema: bool = True, map_location: str = "cpu") -> tupl
 
     The EMA weights are used when the checkpoint has them and ``prefer_ema`` is set.
     """
-    from swapbench.registry import TRAINERS
-
     state, meta = load_checkpoint(path, map_location=map_location)
     recipe = recipe_of_checkpoint(meta, path)
-    trainer = TRAINERS.get(recipe.model.family)
-    model = trainer.build_model(recipe)
-    key = "ema" if prefer_ema and "ema" in state else trainer.scored
+    model = MODELS.get(recipe.model.family)(recipe)
+    key = "ema" if prefer_ema and "ema" in state else MODELS.checkpoint_key(recipe.model.family)
     if key not in state:
         raise UserError(f"checkpoint {path} has no '{key}' network for a '{recipe.model.family}' model; it was not "
                         "written by that family's trainer, pass a checkpoint a swapbench run wrote")

@@ -1,14 +1,44 @@
-"""Loss functions, registered by name. The trainer weighs them as the recipe's ``loss`` section says
-and never computes a term whose weight is 0."""
+"""Loss functions, registered by name, and the recipe's ``loss`` section (:class:`LossConfig`), which the
+trainers declare when they register. A trainer weighs the terms as that section says and never computes
+a term whose weight is 0."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
+from swapbench.recipe import Section
 from swapbench.registry import LOSSES
+
+
+class LossConfig(Section):
+    """The recipe's ``loss`` section: the loss terms' weights and options. Every trainer reads ``gan`` and its
+    own terms' weights; the rest are the Swapping Autoencoder's (other families leave them unused)."""
+
+    gan: str = Field("nonsaturating", description="Registered GAN loss used by every adversarial term.")
+    recon_l1: float = Field(1.0, ge=0, description="L1 reconstruction weight.")
+    recon_l2: float = Field(0.0, ge=0, description="Mean squared error reconstruction weight; 0 disables.")
+    recon_lpips: float = Field(0.0, ge=0, description="LPIPS (VGG) reconstruction weight; 0 disables.")
+    g_recon: float = Field(0.5, ge=0, description="Generator GAN weight on reconstructions.")
+    g_swap: float = Field(1.0, ge=0, description="Generator GAN weight on swaps.")
+    d_real: float = Field(1.0, ge=0, description="Discriminator weight on real images.")
+    d_recon: float = Field(0.5, ge=0, description="Discriminator weight on reconstructions.")
+    d_swap: float = Field(0.5, ge=0, description="Discriminator weight on swaps.")
+    cooccur: float = Field(1.0, ge=0, description="Co-occurrence patch GAN weight (G and patch D).")
+    r1: float = Field(10.0, ge=0, description="R1 penalty weight on the image discriminator.")
+    patch_r1: float = Field(1.0, ge=0, description="R1 penalty weight on the co-occurrence discriminator.")
+    r1_interval: int = Field(16, ge=1, description="Lazy R1: apply every this many discriminator steps.")
+    recon_images: Literal["all", "first_half"] = Field(
+        "all", description="Images reconstructed for the reconstruction and GAN-on-reconstruction terms: 'all' of "
+        "the batch, or its 'first_half' (the authors' code, to save memory; swaps still use the whole batch).")
+    cooccur_reference: Literal["mean", "per_crop"] = Field(
+        "mean", description="Reference a judged patch is compared with: 'mean' of the texture image's reference-crop "
+        "features (the authors' default, patch_use_aggregation) or 'per_crop' (reference crop i for judged crop i; "
+        "their church and bedroom launchers; needs cooccur.n_ref = cooccur.n_crops).")
 
 
 @LOSSES.register("l1", description="Mean absolute error between two image batches.")

@@ -30,25 +30,20 @@ from torch import nn
 
 from swapbench.models.build import build_autoencoder, build_cooccur_discriminator, build_discriminator
 from swapbench.models.patches import random_crops
-from swapbench.recipe import Recipe
 from swapbench.registry import LOSSES, TRAINERS
-from swapbench.training.losses import WeightedTerms
+from swapbench.training.losses import LossConfig, WeightedTerms
 from swapbench.training.trainer import Regularizer, Trainer, set_requires_grad
 from swapbench.visualize import swap_grid
 
 log = logging.getLogger(__name__)
 
 
-@TRAINERS.register("swap_ae", description="The Swapping Autoencoder: E, G, image D and co-occurrence patch D (Park et al. 2020).")
+@TRAINERS.register("swap_ae", reads={"loss": LossConfig},
+                   description="The Swapping Autoencoder: E, G, image D and co-occurrence patch D (Park et al. 2020).")
 class SwapAutoencoderTrainer(Trainer):
-    scored = "autoencoder"
     multi_process = True  # crops come from a per-rank generator, pairs are formed within each process's share
     preview_name = "swap_grid.png"
     preview_dir = "swap_grids"
-
-    @classmethod
-    def build_model(cls, recipe: Recipe) -> nn.Module:
-        return build_autoencoder(recipe)
 
     def build(self) -> None:
         recipe, L = self.recipe, self.recipe.loss

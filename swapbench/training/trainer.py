@@ -7,17 +7,17 @@ network, logging, checkpoints with exact resume, throughput, optimisers built fr
 lazy-regularisation correction of the regularisers a family declares. A family says which networks and
 optimisers it has, what one step does, and what preview image to log.
 
-All training state (networks, optimisers, EMA, RNG, data position) lives in :meth:`Trainer.state_dict`,
-which a checkpoint holds.
+The class is put together from three parts, each in its own module: the loop and the family hooks here;
+checkpoints and exact resume in :mod:`swapbench.training.state` (all training state -- networks, optimisers,
+EMA, RNG, data position -- lives in :meth:`Trainer.state_dict`, which a checkpoint holds); non-finite
+losses and gradients in :mod:`swapbench.training.nonfinite`. Stopping at a step boundary on Ctrl-C or
+``kill`` is :mod:`swapbench.training.signals`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,67 +28,19 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from swapbench import __version__
 from swapbench.data import SeededInfiniteSampler, build_dataset, test_images
 from swapbench.errors import UserError
 from swapbench.recipe import Recipe
-from swapbench.registry import OPTIMIZERS, TRAINERS
-from swapbench.runtime import git_commit, resolve_device, seed_everything
+from swapbench.registry import MODELS, OPTIMIZERS, TRAINERS
+from swapbench.runtime import resolve_device, seed_everything
 from swapbench.tracking import Tracker
-from swapbench.training.checkpoint import load_checkpoint, save_checkpoint
 from swapbench.training.distributed import any_process, mean_over_processes
+from swapbench.training.nonfinite import NonFiniteGuard
 from swapbench.training.optim import lazy_regularization_scaled
+from swapbench.training.signals import StopRequest, ignore_interrupts_in_worker, stop_at_step_boundary
+from swapbench.training.state import TrainingState
 
 log = logging.getLogger(__name__)
-
-
-class StopRequest:
-    """Set by Ctrl-C or ``kill`` during :meth:`Trainer.fit`; the loop stops at the next step boundary.
-    While ``saving`` is set, even a second signal waits until the checkpoint is whole."""
-
-    requested = False
-    saving = False
-
-
-@contextlib.contextmanager
-def stop_at_step_boundary():
-    """While training, SIGINT and SIGTERM only ask the loop to stop: it finishes the step it is in,
-    writes a checkpoint, and then raises ``KeyboardInterrupt`` (so the MLflow run ends KILLED and
-    ``swapbench resume`` continues from exactly there). A second signal interrupts at once, except
-    while a checkpoint is being written. A signal the process ignores (SIG_IGN) stays ignored.
-    Outside the main thread signals cannot be caught and nothing changes."""
-    stop = StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def ask_to_stop(signum, frame):
-        if stop.requested and not stop.saving:
-            raise KeyboardInterrupt
-        if not stop.requested:
-            log.warning("stopping after this step (a second Ctrl-C stops at once, without a checkpoint)")
-        stop.requested = True
-
-    for sig, handler in previous.items():
-        if handler is not signal.SIG_IGN:
-            signal.signal(sig, ask_to_stop)
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-
-
-def ignore_interrupts_in_worker(worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C (sent to the whole process group) to the training loop,
-    which stops them itself after writing its checkpoint."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-class TrainingDiverged(UserError):
-    """A non-finite loss or gradient with ``train.on_nonfinite: stop``: the run ends FAILED with this
-    message (the term and the step) as its ``swapbench.failure`` tag; the last good checkpoint is kept."""
 
 
 def set_requires_grad(module: nn.Module | None, flag: bool) -> None:
@@ -117,17 +69,16 @@ class TrainResult:
     final_losses: dict[str, float]
 
 
-class Trainer:
+class Trainer(TrainingState, NonFiniteGuard):
     """The loop shared by every model family; ``rank``/``world_size`` make it DDP-ready (only rank 0
     logs and checkpoints).
 
-    A subclass sets ``scored`` (the name, in :meth:`networks`, of the network that is evaluated and
-    averaged by the EMA) and implements :meth:`build_model`, :meth:`build`, :meth:`networks`,
-    :meth:`optimizers`, :meth:`train_step` and :meth:`preview`; it may declare :meth:`regularizers` and set
-    ``multi_process``.
+    A subclass implements :meth:`build`, :meth:`networks`, :meth:`optimizers`, :meth:`train_step` and
+    :meth:`preview`; it may declare :meth:`regularizers` and set ``multi_process``. The family's scored
+    network (evaluated, and averaged by the EMA) is the one its ``model`` registry entry names
+    (:data:`swapbench.registry.MODELS`), which also builds it for evaluation without a trainer.
     """
 
-    scored: str = "model"
     multi_process: bool = False  # trains as several processes (its per-step random draws differ per rank)
     preview_name: str = "preview.png"  # the final preview's artifact name
     preview_dir: str = "previews"  # where the previews during training go
@@ -186,11 +137,13 @@ class Trainer:
         for optimizer in self.optimizers().values():
             optimizer.register_step_pre_hook(distributed.average_gradients)
 
+    @property
+    def scored(self) -> str:
+        """The key, in :meth:`networks` and in checkpoints, of the network that is scored (its family's
+        ``checkpoint_key`` in the ``model`` registry)."""
+        return MODELS.checkpoint_key(self.recipe.model.family)
+
     # -- what a family defines -------------------------------------------------------------------
-    @classmethod
-    def build_model(cls, recipe: Recipe) -> nn.Module:
-        """The scored network alone (what a checkpoint is loaded into for evaluation)."""
-        raise NotImplementedError
 
     def build(self) -> None:
         """Create the networks (on ``self.device``), losses and optimisers."""
@@ -253,128 +206,6 @@ class Trainer:
         self.step += 1
         self.images_seen += batch_size * self.world_size
 
-    # -- state --------------------------------------------------------------------------------
-    def eval_model(self) -> nn.Module:
-        """The model to score: the EMA copy when there is one and the recipe asks for it."""
-        if self.ema is not None and self.recipe.eval.use_ema:
-            return self.ema.module
-        return self.model
-
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {name: net.state_dict() for name, net in self.networks().items()}
-        state.update({name: opt.state_dict() for name, opt in self.optimizers().items()})
-        state.update(self.extra_state())
-        state.update({"step": self.step, "images_seen": self.images_seen, "skipped_steps": self.skipped_steps,
-                      "rng": {"torch": torch.get_rng_state()}})
-        if self.device.type == "cuda":  # this process's GPU only: the same on every rank, and resumable on fewer GPUs
-            state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
-        if self.ema is not None:
-            state["ema"] = self.ema.module.state_dict()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, net in self.networks().items():
-            net.load_state_dict(state[name])
-        if self.ema is not None and "ema" in state:
-            self.ema.module.load_state_dict(state["ema"])
-        for name, opt in self.optimizers().items():
-            opt.load_state_dict(state[name])
-        self.load_extra_state(state)
-        self.step = int(state["step"])
-        self.images_seen = int(state["images_seen"])
-        self.skipped_steps = int(state.get("skipped_steps", 0))
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            saved = state["rng"]["cuda"]
-            if isinstance(saved, (list, tuple)):  # checkpoints before per-device states held every GPU's
-                saved = saved[0]
-            torch.cuda.set_rng_state(saved, self.device)
-
-    def checkpoint_meta(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "images_seen": self.images_seen,
-            "recipe": self.recipe.to_dict(),
-            "recipe_hash": self.recipe.hash(),
-            "git_commit": git_commit(),
-            "swapbench_version": __version__,
-            "run_id": self.tracker.run_id,
-        }
-
-    def save(self, path: str | Path | None = None) -> Path | None:
-        if self.rank != 0:
-            return None
-        if path is None:
-            if self.checkpoint_dir is None:
-                return None
-            path = self.checkpoint_dir / "last.safetensors"
-        try:
-            return save_checkpoint(path, self.state_dict(), self.checkpoint_meta())
-        except OSError as exc:  # a full disk, a read-only or vanished folder: the previous pair is untouched
-            raise UserError(f"cannot write the checkpoint {path} at step {self.step} ({exc.strerror or exc}); "
-                            f"{self._last_good(path)}; free space or make the folder writable, then "
-                            f"{self._resume_hint()}") from None
-
-    def _last_good(self, path: Path) -> str:
-        """Which checkpoint a failed save or a divergence leaves (its step), in words."""
-        try:
-            _, meta = load_checkpoint(path)
-            return f"the last good checkpoint {path} (step {meta['step']}) is intact"
-        except UserError:
-            return "no earlier checkpoint was written"
-
-    def _resume_hint(self) -> str:
-        return f"`swapbench resume {self.tracker.run_id}`" if self.tracker.run_id else "resume from that checkpoint"
-
-    # -- non-finite losses and gradients ------------------------------------------------------
-    def _finite_gradients_only(self, name: str):
-        """An optimiser step pre-hook: gradients with a NaN or inf are dropped before they reach the
-        weights (the optimiser then leaves them unchanged) and the optimiser is noted for the loop."""
-
-        def check(optimizer, args, kwargs):
-            grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-            if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
-                self.nonfinite_gradients.append(name)
-                for group in optimizer.param_groups:
-                    for p in group["params"]:
-                        p.grad = None
-
-        return check
-
-    def _check_finite(self, losses: dict[str, float], last_checkpoint: Path | None) -> bool:
-        """After a step: False when it was fine; True when it had a non-finite loss or gradient and
-        train.on_nonfinite is skip_step (it is counted); raises :class:`TrainingDiverged` for stop."""
-        terms = [k for k, v in losses.items() if not math.isfinite(v)]
-        grads, self.nonfinite_gradients = self.nonfinite_gradients, []
-        if not any_process(bool(terms or grads), self.device):
-            return False
-        what = (f"non-finite loss term {', '.join(repr(t) for t in terms)} ({losses[terms[0]]})" if terms
-                else f"non-finite gradients in {', '.join(sorted(set(grads)))}" if grads
-                else "a non-finite loss or gradient in another process")
-        if self.recipe.train.on_nonfinite == "skip_step":
-            self.skipped_steps += 1
-            log.warning("step %d skipped: %s (%d skipped so far)", self.step, what, self.skipped_steps)
-            return True
-        path = last_checkpoint or (self.checkpoint_dir / "last.safetensors" if self.checkpoint_dir else None)
-        kept = self._last_good(path) if path is not None else "no checkpoint is written without a checkpoint folder"
-        raise TrainingDiverged(f"training diverged at step {self.step}: {what}; {kept}; lower optim.lr, or set "
-                               f"train.on_nonfinite=skip_step to skip such steps")
-
-    def resume(self, path: str | Path) -> None:
-        state, meta = load_checkpoint(path, map_location="cpu")
-        if meta.get("recipe_hash") != self.recipe.hash():
-            log.warning("checkpoint %s was written by a different recipe (hash %s, this one %s)",
-                        path, meta.get("recipe_hash"), self.recipe.hash())
-        self.load_state_dict(state)
-
-    def _save_whole(self, stop: StopRequest) -> Path | None:
-        """``save``, with Ctrl-C and ``kill`` held back until the checkpoint is complete."""
-        stop.saving = True
-        try:
-            return self.save()
-        finally:
-            stop.saving = False
-
     def _stop_here(self, stop: StopRequest) -> None:
         """Write a checkpoint at this step boundary and end training as interrupted."""
         path = self._save_whole(stop)
@@ -388,6 +219,13 @@ class Trainer:
         if self.amp:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    # -- state --------------------------------------------------------------------------------
+    def eval_model(self) -> nn.Module:
+        """The model to score: the EMA copy when there is one and the recipe asks for it."""
+        if self.ema is not None and self.recipe.eval.use_ema:
+            return self.ema.module
+        return self.model
 
     # -- the loop -----------------------------------------------------------------------------
     def loader(self) -> DataLoader:
