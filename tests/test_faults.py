@@ -44,9 +44,9 @@ def _history(uri: str, run_id: str, key: str = "train/recon_l1") -> list[int]:
     return sorted(m.step for m in mlflow.MlflowClient(uri).get_metric_history(run_id, key))
 
 
-def _journal_last_step(folder: Path) -> int:
+def _journal_last_step(folder: Path, runs: str = "*") -> int:
     steps = [0]
-    for path in folder.glob("checkpoints/*/journal.jsonl"):
+    for path in folder.glob(f"checkpoints/{runs}/journal.jsonl"):
         for line in path.read_text().splitlines():
             try:
                 r = json.loads(line)
@@ -247,6 +247,39 @@ def test_two_runs_and_a_parallel_sweep_started_together_on_a_fresh_sqlite_store_
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         tables = [t for (t,) in db.execute("select name from sqlite_master where type = 'table'")]
     assert not [t for t in tables if t.startswith("_alembic_tmp_")]  # the schema migrated once, whole
+
+
+def test_sigterm_to_a_parallel_sweep_stops_its_running_runs_with_checkpoints_and_starts_no_queued_one(tmp_path):
+    _write_recipe(tmp_path, 2000, checkpoint_every=1000)  # long enough to be running when the signal comes
+    (tmp_path / "three.yaml").write_text(yaml.safe_dump({"base": "tiny.yaml", "seeds": [1, 2, 3]}))
+    uri = _store(tmp_path)
+    proc = subprocess.Popen([EXE, "sweep", "three.yaml", "--jobs", "2"], cwd=tmp_path,
+                            env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    def steps_per_run() -> list[int]:
+        return sorted(_journal_last_step(tmp_path, run.name) for run in tmp_path.glob("checkpoints/*"))
+
+    while len(steps_per_run()) < 2 or min(steps_per_run()) < 3:  # both runs are training
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    gone = time.monotonic() + 30
+    while [pid for pid in workers if Path(f"/proc/{pid}").exists()] and time.monotonic() < gone:
+        time.sleep(0.1)
+    left = {pid: Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ") for pid in workers
+            if Path(f"/proc/{pid}").exists()}
+    assert not left, left  # no worker outlives the sweep
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    children = [r for r in runs if "swapbench.sweep_key" in r.data.tags]
+    assert len(children) == 2 and {r.info.status for r in runs} == {"KILLED"}  # the parent too; seed 3 never started
+    for child in children:  # each stopped at a step boundary with a whole checkpoint, resumable
+        state, meta = load_checkpoint(tmp_path / "checkpoints" / child.info.run_id / "last.safetensors")
+        assert 0 < meta["step"] < 2000
 
 
 # -- re-scoring and caches --------------------------------------------------------------------

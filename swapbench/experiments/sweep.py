@@ -13,6 +13,11 @@ of one MLflow parent run, skipping what already finished.
 Every variant and seed is validated before the first one trains. A child run is identified by a
 key over (variant, seed, resolved recipe hash); running the sweep again skips every key that has a
 FINISHED child under the same parent, so an interrupted sweep resumes without redoing work.
+
+With ``--jobs N`` the runs train in N worker processes. Ctrl-C or ``kill`` (SIGINT or SIGTERM) of the
+sweep process stops the whole sweep: no queued run starts, each running one is asked (SIGTERM) to stop at
+its next step boundary with a checkpoint and ends KILLED, as does the parent run; a second signal stops
+them at once. The workers ignore a terminal's Ctrl-C themselves, so that each is asked exactly once.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import multiprocessing
 import os
+import signal
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -118,6 +126,19 @@ def _experiment(spec: SweepFile, path: Path) -> str:
 
 
 def _run_job(job: Job, experiment: str, parent: str, threads: int | None) -> str:
+    if _Worker.stopping:  # queued before the sweep was stopped: never started
+        raise KeyboardInterrupt
+    _Worker.in_run = True
+    try:
+        return _train_job(job, experiment, parent, threads)
+    except KeyboardInterrupt:
+        _Worker.stopping = True
+        raise
+    finally:
+        _Worker.in_run = False
+
+
+def _train_job(job: Job, experiment: str, parent: str, threads: int | None) -> str:
     from swapbench.experiments.pipeline import train_and_evaluate
 
     if threads:
@@ -129,6 +150,56 @@ def _run_job(job: Job, experiment: str, parent: str, threads: int | None) -> str
     tags = {"mlflow.parentRunId": parent, "swapbench.variant": job.variant, "swapbench.sweep_key": job.key,
             "swapbench.seed": str(job.seed), "swapbench.overrides": " ".join(job.overrides)}
     return train_and_evaluate(recipe, progress=False, tags=tags).run_id
+
+
+class _Worker:
+    """A sweep worker process's state: whether it is in a run, and whether it was asked to stop."""
+
+    in_run = False
+    stopping = False
+
+
+def _init_worker() -> None:
+    """Worker initialiser. A terminal's Ctrl-C reaches the whole process group, so workers ignore SIGINT:
+    the sweep process alone decides and sends SIGTERM (see :func:`_stop_workers`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_asked_to_stop)
+
+
+def _worker_asked_to_stop(signum, frame) -> None:
+    """SIGTERM outside the training loop (which handles it itself, with a checkpoint): a run being scored
+    ends KILLED as after a Ctrl-C; an idle worker only remembers not to start another run."""
+    _Worker.stopping = True
+    if _Worker.in_run:
+        raise KeyboardInterrupt
+
+
+def _stop_workers(signum, frame) -> None:
+    """The sweep process's SIGINT/SIGTERM handler: ask every worker to stop at its next step boundary
+    (SIGTERM, which the training loop turns into a checkpoint and a KILLED run), then stop waiting."""
+    for worker in multiprocessing.active_children():
+        worker.terminate()
+    raise KeyboardInterrupt
+
+
+def _run_in_workers(todo: list[Job], experiment: str, parent: str, jobs_in_parallel: int) -> list[str]:
+    threads = max(1, (os.cpu_count() or 1) // jobs_in_parallel)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only there can signals be caught
+    sigs = (signal.SIGINT, signal.SIGTERM) if in_main_thread else ()
+    previous = {sig: signal.signal(sig, _stop_workers) for sig in sigs}
+    try:
+        with ProcessPoolExecutor(jobs_in_parallel, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
+            futures = [pool.submit(_run_job, job, experiment, parent, threads) for job in todo]
+            try:
+                return [f.result() for f in futures]
+            except KeyboardInterrupt:  # queued runs must not start; the running ones write their checkpoints
+                for future in futures:
+                    future.cancel()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_sweep(path: str | Path, jobs_in_parallel: int = 1, echo=print) -> tuple[str, list[str], list[str]]:
@@ -162,13 +233,10 @@ def run_sweep(path: str | Path, jobs_in_parallel: int = 1, echo=print) -> tuple[
             echo(f"  {job.variant} seed {job.seed} ...")
             children.append(_run_job(job, experiment, parent, None))
     else:
-        threads = max(1, (os.cpu_count() or 1) // jobs_in_parallel)
-        with ProcessPoolExecutor(jobs_in_parallel, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_run_job, job, experiment, parent, threads) for job in todo]
-            try:
-                children = [f.result() for f in futures]
-            except KeyboardInterrupt:  # the running jobs stop themselves; queued ones must not start
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        try:
+            children = _run_in_workers(todo, experiment, parent, jobs_in_parallel)
+        except KeyboardInterrupt:
+            client.set_terminated(parent, "KILLED")
+            raise
     client.set_terminated(parent, "FINISHED")
     return parent, children, skipped
