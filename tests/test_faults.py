@@ -323,3 +323,17 @@ def test_a_damaged_statistics_cache_file_is_rebuilt_not_used(tmp_path, monkeypat
     path.write_bytes(bytes(data))
     assert np.array_equal(cached_features({"n": 4}, compute), features) and len(computed) == 2  # rebuilt
     assert np.array_equal(cached_features({"n": 4}, compute), features) and len(computed) == 2  # whole again
+
+
+def test_all_finite_finds_a_nan_or_an_inf_anywhere_and_accepts_huge_finite_values():
+    from swapbench.training.nonfinite import all_finite
+
+    tensors = [torch.randn(3, 3), torch.randn(5, dtype=torch.bfloat16), torch.randn(2, 2, 3)]
+    assert all_finite(tensors)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        broken = [t.clone() for t in tensors]
+        broken[2][1, 0, 2] = bad
+        assert not all_finite(broken), bad
+    huge = [t.clone() for t in tensors]
+    huge[0][0, 0], huge[2][0, 0, 0] = 3e38, -3e38  # their squares would overflow a 2-norm
+    assert all_finite(huge)

@@ -21,6 +21,13 @@ class TrainingDiverged(UserError):
     message (the term and the step) as its ``swapbench.failure`` tag; the last good checkpoint is kept."""
 
 
+def all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether every element of ``tensors`` is finite, in one foreach pass: their largest magnitude (the
+    inf-norm, which a NaN propagates to) is finite exactly then. Checking tensor by tensor costs two small
+    operators per parameter, several milliseconds per step at the quickstart size (issue 16)."""
+    return bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors, norm_type=math.inf, foreach=True)))
+
+
 class NonFiniteGuard:
     """For :class:`~swapbench.training.trainer.Trainer`: a pre-hook on every optimiser that drops non-finite
     gradients (:meth:`_finite_gradients_only`) and the check after each step (:meth:`_check_finite`)."""
@@ -31,7 +38,7 @@ class NonFiniteGuard:
 
         def check(optimizer, args, kwargs):
             grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-            if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+            if grads and not all_finite(grads):
                 self.nonfinite_gradients.append(name)
                 for group in optimizer.param_groups:
                     for p in group["params"]:
