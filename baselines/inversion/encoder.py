@@ -167,7 +167,7 @@ class SG2EncoderTrainer(Trainer):
 
     def train_step(self, real: torch.Tensor) -> dict[str, float]:
         L = self.recipe.loss
-        x = real.to(self.device, non_blocking=True)
+        x = self.on_device(real)
         out: dict[str, torch.Tensor] = {}
         with self._autocast():
             recon = self.inverter.reconstruct(x).float()
