@@ -180,10 +180,6 @@ class TrainConfig(Section):
         "steps alternate on different minibatches, each step counting its batch in train.images (the authors' "
         "optimizer); 'same_batch': each batch drives both updates through one E/G forward pass (the CPU recipes).")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; null keeps torch's default.")
-    channels_last: bool = Field(
-        False, description="Keep the trained networks' weights and the training batches in channels-last memory order "
-        "(NHWC), which oneDNN convolutions prefer on the CPU (results/bench.md has the measured effect). Changes no "
-        "setting of the model; rounding may differ in the last bits.")
     on_nonfinite: Literal["stop", "skip_step"] = Field(
         "stop", description="A non-finite loss or gradient: stop (the run FAILED, its last good checkpoint kept) "
         "or skip_step (no update from that step; counted as train/skipped_steps)."

@@ -167,7 +167,7 @@ class SG2EncoderTrainer(Trainer):
 
     def train_step(self, real: torch.Tensor) -> dict[str, float]:
         L = self.recipe.loss
-        x = self.on_device(real)
+        x = real.to(self.device, non_blocking=True)
         out: dict[str, torch.Tensor] = {}
         with self._autocast():
             recon = self.inverter.reconstruct(x).float()

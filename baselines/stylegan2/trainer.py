@@ -85,7 +85,7 @@ class StyleGAN2Trainer(Trainer):
     def train_step(self, real: torch.Tensor) -> dict[str, float]:
         L = self.recipe.loss
         G, D = self.generator, self.discriminator
-        x = self.on_device(real)
+        x = real.to(self.device, non_blocking=True)
         n = x.shape[0]
         out: dict[str, torch.Tensor] = {}
 

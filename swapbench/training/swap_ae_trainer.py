@@ -161,7 +161,7 @@ class SwapAutoencoderTrainer(Trainer):
         and a generator update on this batch; with 'alternate' one of the two (see :meth:`next_update`).
         Returns the unweighted value of every term computed (a term with weight 0 never appears); with
         'alternate' the other side's terms are their values at its last update."""
-        x = self.on_device(real)
+        x = real.to(self.device, non_blocking=True)
         update = self.next_update()
         out: dict[str, torch.Tensor] = {}
         if update == "both":

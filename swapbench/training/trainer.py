@@ -96,10 +96,6 @@ class Trainer(TrainingState, NonFiniteGuard):
         seed_everything(recipe.seed)
         self.amp = recipe.train.amp and self.device.type == "cuda"
         self.build()
-        self.memory_format = torch.channels_last if recipe.train.channels_last else torch.contiguous_format
-        if recipe.train.channels_last:  # before the EMA copy; the optimisers keep the same parameter objects
-            for net in self.networks().values():
-                net.to(memory_format=torch.channels_last)
         if world_size > 1:
             self._join_processes()  # before the EMA copies the weights
         self.model = self.networks()[self.scored]
@@ -202,10 +198,6 @@ class Trainer(TrainingState, NonFiniteGuard):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
-
-    def on_device(self, images: torch.Tensor) -> torch.Tensor:
-        """A batch of training images on the trainer's device, in its memory order (``train.channels_last``)."""
-        return images.to(self.device, non_blocking=True, memory_format=self.memory_format)
 
     def _finish_step(self, batch_size: int, update_ema: bool = True) -> None:
         """Count the step and its images (every step counts its batch, whichever networks it updated)."""
