@@ -50,6 +50,11 @@ class Entry:
     description: str
     section: str | None = None  # the recipe section holding this component's own settings
     reads: tuple[str, ...] = ()  # further recipe sections it reads, which other components read too
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        """Every recipe section this component reads: its own, then the ones in ``reads``."""
+        return ((self.section,) if self.section is not None else ()) + self.reads
     info: Mapping[str, Any] = field(default_factory=dict)  # what a kind records besides (a metric's direction)
 
 
@@ -126,7 +131,7 @@ class Registry:
         entry = self._entries.pop(name, None)
         if entry is None:
             return
-        for key in ([entry.section] if entry.section is not None else []) + list(entry.reads):
+        for key in entry.sections:
             declared = SECTIONS[key]
             declared.owners.remove(f"{self.kind} '{name}'")
             if not declared.owners:
@@ -204,8 +209,7 @@ class Registry:
 
     def details(self, name: str) -> str:
         """What else the registration of ``name`` says, in words (e.g. its settings section)."""
-        entry = self.entry(name)
-        keys = ([entry.section] if entry.section else []) + list(entry.reads)
+        keys = self.entry(name).sections
         return f"settings: {', '.join(f'{key}.*' for key in keys)}" if keys else ""
 
     def names(self) -> list[str]:

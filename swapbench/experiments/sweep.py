@@ -193,8 +193,6 @@ def _run_in_workers(todo: list[Job], experiment: str, parent: str, jobs_in_paral
             try:
                 return [f.result() for f in futures]
             except KeyboardInterrupt:  # queued runs must not start; the running ones write their checkpoints
-                for future in futures:
-                    future.cancel()
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     finally:

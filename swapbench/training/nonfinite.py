@@ -24,7 +24,8 @@ class TrainingDiverged(UserError):
 def all_finite(tensors: list[torch.Tensor]) -> bool:
     """Whether every element of ``tensors`` is finite, in one foreach pass: their largest magnitude (the
     inf-norm, which a NaN propagates to) is finite exactly then. Checking tensor by tensor costs two small
-    operators per parameter, several milliseconds per step at the quickstart size (issue 16)."""
+    operators per parameter (issue 16 measured the check alone at 8.8 ms against 68 ms for the quickstart's
+    132 gradients on a busy 2-core machine; the training step did not change measurably)."""
     return bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors, norm_type=math.inf, foreach=True)))
 
 

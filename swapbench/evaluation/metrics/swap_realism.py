@@ -30,27 +30,29 @@ def _reference_or_note(ctx, name: str):
     return ref
 
 
+def _against_reference(ctx, name: str, distance, on_subsets) -> dict[str, float]:
+    """Score ``name``: ``distance`` of the swaps' Inception features from the held-out reference set's, with
+    its jackknife interval (``on_subsets``: the same distance on the leave-one-group-out subsets) and the
+    reference size; NaN with a note when there is no reference set."""
+    ref = _reference_or_note(ctx, name)
+    if ref is None:
+        return {name: float("nan")}
+    n = len(ctx.pairs)
+    leave_out = on_subsets(ctx.swap_features, ref, ctx.jackknife_subsets(n))
+    return {**with_jackknife_interval(name, distance(ctx.swap_features, ref), leave_out, n), f"{name}_real_n": len(ref)}
+
+
 @METRICS.register("swap_fid", direction="down", needs=("swap",),
                   description="FID of the swaps G(s(A_i), t(B_i)) vs held-out real test images that are never a swap source "
                               "(clean-fid, Inception pool).")
 def swap_fid(ctx) -> dict[str, float]:
-    ref = _reference_or_note(ctx, "swap_fid")
-    if ref is None:
-        return {"swap_fid": float("nan")}
-    leave_out = frechet_on_subsets(ctx.swap_features, ref, ctx.jackknife_subsets(len(ctx.pairs)))
-    return {**with_jackknife_interval("swap_fid", frechet_distance(ctx.swap_features, ref), leave_out, len(ctx.pairs)),
-            "swap_fid_real_n": len(ref)}
+    return _against_reference(ctx, "swap_fid", frechet_distance, frechet_on_subsets)
 
 
 @METRICS.register("swap_kid", direction="down", needs=("swap",),
                   description="KID (unbiased, clean-fid's subsets) of the swaps vs the held-out real test images.")
 def swap_kid(ctx) -> dict[str, float]:
-    ref = _reference_or_note(ctx, "swap_kid")
-    if ref is None:
-        return {"swap_kid": float("nan")}
-    leave_out = kid_on_subsets(ctx.swap_features, ref, ctx.jackknife_subsets(len(ctx.pairs)))
-    return {**with_jackknife_interval("swap_kid", kernel_distance(ctx.swap_features, ref), leave_out, len(ctx.pairs)),
-            "swap_kid_real_n": len(ref)}
+    return _against_reference(ctx, "swap_kid", kernel_distance, kid_on_subsets)
 
 
 @METRICS.register("swap_fid_vs_structure", direction="down", needs=("swap",),
