@@ -160,3 +160,31 @@ def test_patch_discriminator_contract(tiny_yaml):
     swapped = Dc.discriminate(f, agg)
     assert not torch.allclose(logits, swapped)
     assert torch.allclose(Dc(patches, reference=patches), logits.view(2, 3), atol=1e-5)
+
+
+def test_minibatch_stddev_keeps_its_statistics_inside_each_part():
+    from swapbench.nn.layers import MinibatchStdDev
+
+    torch.manual_seed(0)
+    mbstd = MinibatchStdDev(4)
+    real, fake, small = torch.randn(8, 5, 4, 4), torch.randn(8, 5, 4, 4) * 3, torch.randn(6, 5, 4, 4)
+    # equal parts (vectorised) and unequal parts (one pass each): exactly what separate calls give
+    for parts in ([real, fake], [real, fake, small]):
+        joint = mbstd(torch.cat(parts), parts=[p.shape[0] for p in parts])
+        assert torch.equal(joint, torch.cat([mbstd(p) for p in parts]))
+    # without parts the samples of both sides share groups, so the feature differs
+    assert not torch.allclose(mbstd(torch.cat([real, fake]))[:8], mbstd(real))
+    # one group of 4 samples with values 2, 0, 0, 0: std sqrt(0.75) (biased variance)
+    x = torch.zeros(4, 1, 1, 1)
+    x[0] = 2.0
+    assert torch.allclose(mbstd(x)[:, 1], torch.full((4, 1, 1), (0.75 + 1e-8) ** 0.5))
+
+
+def test_discriminator_judges_concatenated_parts_as_separate_calls(tiny):
+    torch.manual_seed(0)
+    D = build_discriminator(tiny)
+    assert D.mbstd is not None and D.judges_parts
+    side = tiny.data.resolution
+    a, b = torch.randn(4, 3, side, side), torch.randn(4, 3, side, side)
+    joint = D(torch.cat([a, b]), parts=[4, 4])
+    assert torch.allclose(joint, torch.cat([D(a), D(b)]), atol=1e-5, rtol=0)

@@ -22,3 +22,14 @@ def test_every_variant_resolves_and_changes_only_its_settings():
     for same in ("base", "lr_0.001", "lr_0.004", "no_ema", "ema_0.99", "cooccur_x2", "swap_gan_x2"):
         assert images[same] == 36000, same
     assert images["width_8"] > images["base"] > images["width_32"] and images["alternate"] > images["base"]
+
+
+def test_the_quickstart_size_screening_sweep_changes_one_thing_per_variant():
+    spec, jobs, _ = load_sweep("quality_per_cpu_small")
+    assert spec.base == "synthetic_quickstart" and len(jobs) == 20
+    base = load_recipe("synthetic_quickstart").flat()
+    for job in jobs:
+        flat = job.recipe.flat()
+        changed = {k for k in flat if flat[k] != base[k]} - {"name"}
+        assert changed == {o.split("=", 1)[0] for o in job.overrides} - {"seed"}, job.variant
+    assert {j.recipe.data.resolution for j in jobs} == {32}

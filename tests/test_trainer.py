@@ -132,3 +132,29 @@ def test_optional_lpips_reconstruction_term(tiny):
     losses = t.train_step(next(iter(t.loader())))
     assert losses["recon_lpips"] > 0
     assert "recon_lpips" not in Trainer(tiny).train_step(next(iter(t.loader())))
+
+
+def test_one_discriminator_pass_judges_every_term_as_separate_calls_would(tiny):
+    t = Trainer(tiny)
+    x = next(iter(t.loader()))
+    recon, swap = t._forward(x)
+    terms = {"d_real": (1.0, x), "d_recon": (0.5, recon.detach()), "d_swap": (0.5, swap.detach())}
+    joint = t._image_logits(terms)
+    for name, (_, images) in terms.items():
+        assert torch.allclose(joint[name], t.discriminator(images), atol=1e-5, rtol=0), name
+    # zero weights and missing batches are left out
+    assert set(t._image_logits({"g_recon": (0.0, recon), "g_swap": (1.0, swap), "d_swap": (1.0, None)})) == {"g_swap"}
+
+    # a registered discriminator that cannot keep batch statistics apart gets one call per term
+    class PerCall(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.sizes = []
+
+        def forward(self, images):
+            self.sizes.append(images.shape[0])
+            return images.flatten(1).mean(1)
+
+    t.discriminator = PerCall()
+    t._image_logits(terms)
+    assert t.discriminator.sizes == [x.shape[0]] * 3

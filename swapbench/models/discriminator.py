@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -42,8 +44,13 @@ class Discriminator(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), EqualLinear(ch[4] * final_side ** 2, ch[4], activate=True),
                                   EqualLinear(ch[4], 1))
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    #: ``forward`` takes ``parts``: several batches judged in one call give each batch the logits that a
+    #: call of its own would (the only cross-sample layer, minibatch stddev, keeps to each part).
+    judges_parts = True
+
+    def forward(self, image: torch.Tensor, parts: Sequence[int] | None = None) -> torch.Tensor:
+        """One logit per image; ``parts``: sizes of the batches concatenated in ``image``."""
         x = self.blocks(self.stem(image))
         if self.mbstd is not None:
-            x = self.mbstd(x)
+            x = self.mbstd(x, parts)
         return self.head(self.final_conv(x)).squeeze(1)

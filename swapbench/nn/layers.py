@@ -20,6 +20,7 @@ weights, but runs as one ordinary convolution.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -337,16 +338,29 @@ class ToRGB(nn.Module):
 
 
 class MinibatchStdDev(nn.Module):
-    """Appends the mean standard deviation over groups of samples as one extra feature map."""
+    """Appends the mean standard deviation over groups of samples as one extra feature map.
+
+    ``parts`` (sizes summing to the batch) keeps the statistics inside each part, as if every part
+    were its own forward call: a discriminator judging real and generated images in one batched
+    pass must not let one side's samples into the other's groups."""
 
     def __init__(self, group_size: int = 4):
         super().__init__()
         self.group_size = group_size
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
+    def forward(self, x: torch.Tensor, parts: Sequence[int] | None = None) -> torch.Tensor:
+        if parts is None or len(parts) == 1:
+            return torch.cat([x, self._stddev(x.unsqueeze(0))[0]], dim=1)
+        if len(set(parts)) == 1:  # equal parts: one vectorised pass over (parts, part size, ...)
+            stats = self._stddev(x.view(len(parts), parts[0], *x.shape[1:]))
+            return torch.cat([x, stats.flatten(0, 1)], dim=1)
+        return torch.cat([torch.cat([p, self._stddev(p.unsqueeze(0))[0]], dim=1) for p in x.split(list(parts))])
+
+    def _stddev(self, x: torch.Tensor) -> torch.Tensor:
+        """(k, n, c, h, w) -> (k, n, 1, h, w): sample i of a part is grouped with the samples i + j n/g
+        (g the largest divisor of n up to ``group_size``), the feature is the group's mean std."""
+        k, n, c, h, w = x.shape
         g = max(d for d in range(1, min(self.group_size, n) + 1) if n % d == 0)
-        y = x.view(g, n // g, c, h, w)
-        y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (n // g,)
-        y = y.view(1, n // g, 1, 1, 1).expand(g, -1, 1, h, w).reshape(n, 1, h, w)
-        return torch.cat([x, y], dim=1)
+        y = x.view(k, g, n // g, c, h, w)
+        y = (y.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(2, 3, 4))  # (k, n // g)
+        return y.view(k, 1, n // g, 1, 1, 1).expand(-1, g, -1, 1, h, w).reshape(k, n, 1, h, w)
