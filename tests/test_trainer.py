@@ -158,3 +158,18 @@ def test_one_discriminator_pass_judges_every_term_as_separate_calls_would(tiny):
     t.discriminator = PerCall()
     t._image_logits(terms)
     assert t.discriminator.sizes == [x.shape[0]] * 3
+
+
+@pytest.mark.parametrize("reference", ["mean", "per_crop"])
+def test_one_patch_encoder_pass_gives_the_logits_of_separate_passes(tiny, reference):
+    co = {**tiny.cooccur.model_dump(), "n_ref": tiny.cooccur.n_crops} if reference == "per_crop" else tiny.cooccur.model_dump()
+    t = Trainer(load_recipe_with(tiny, loss={**tiny.loss.model_dump(), "cooccur_reference": reference}, cooccur=co))
+    x = next(iter(t.loader()))
+    real, fake = x.roll(1, dims=0), t._forward(x)[1].detach()
+    state = t.crop_rng.get_state()
+    joint = t._patch_logits_real_and_fake(real, fake)
+    t.crop_rng.set_state(state)  # the same crops, judged one call at a time
+    ref = t._reference_features(t._crops(real, t.recipe.cooccur.n_ref))
+    separate = (t._patch_logits(ref, real), t._patch_logits(ref, fake))
+    for a, b in zip(joint, separate):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5, rtol=0)

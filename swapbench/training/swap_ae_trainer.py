@@ -132,19 +132,34 @@ class SwapAutoencoderTrainer(Trainer):
         return random_crops(images, n, co.crop_min, co.crop_max, co.patch_size, generator=self.crop_rng)
 
     def _reference_features(self, crops: torch.Tensor) -> torch.Tensor:
-        """Features (B * n_crops, F) of reference crops (B, n_ref, C, p, p), one row per judged crop:
-        their mean per image (loss.cooccur_reference 'mean') or crop i for judged crop i ('per_crop')."""
+        """Features (B * n_crops, F) of reference crops (B, n_ref, C, p, p), one row per judged crop."""
+        return self._as_reference(self.cooccur.extract_features(crops), crops.shape[0])
+
+    def _as_reference(self, features: torch.Tensor, b: int) -> torch.Tensor:
+        """Reference crop features (B * n_ref, F) -> one row per judged crop (B * n_crops, F): their
+        mean per image (loss.cooccur_reference 'mean') or crop i for judged crop i ('per_crop')."""
+        if self.recipe.loss.cooccur_reference == "per_crop":
+            return features
         n_crops = self.recipe.cooccur.n_crops
-        b, n_ref = crops.shape[:2]
-        aggregate = self.recipe.loss.cooccur_reference == "mean"
-        feats = self.cooccur.extract_features(crops, aggregate=aggregate)
-        if aggregate and n_ref != n_crops:  # the mean repeated n_ref times: repeat it n_crops times instead
-            feats = feats.view(b, n_ref, -1)[:, :1].expand(-1, n_crops, -1).reshape(b * n_crops, -1)
-        return feats
+        return features.view(b, -1, features.shape[-1]).mean(dim=1, keepdim=True).expand(-1, n_crops, -1).flatten(0, 1)
 
     def _patch_logits(self, reference: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         judged = self.cooccur.extract_features(self._crops(images, self.recipe.cooccur.n_crops))
         return self.cooccur.discriminate(reference, judged)
+
+    def _patch_logits_real_and_fake(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The patch discriminator's logits for crops of ``real`` and of ``fake``, both judged against
+        reference crops of ``real``: the crops drawn in the order of separate calls (references, real,
+        fake), their features in one pass of the patch encoder (features are per patch, so batching
+        them changes nothing but the number of calls), the pairs in one pass of the classifier."""
+        co = self.recipe.cooccur
+        crops = [self._crops(real, co.n_ref), self._crops(real, co.n_crops), self._crops(fake, co.n_crops)]
+        flat = [c.flatten(0, 1) for c in crops]
+        features = self.cooccur.extract_features(torch.cat(flat).unsqueeze(1))
+        ref, judged_real, judged_fake = features.split([f.shape[0] for f in flat])
+        ref = self._as_reference(ref, real.shape[0])
+        logits = self.cooccur.discriminate(torch.cat([ref, ref]), torch.cat([judged_real, judged_fake]))
+        return logits.chunk(2)
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Reconstructions G(E(x)) (of the first half of x only with ``loss.recon_images: first_half``)
@@ -212,9 +227,7 @@ class SwapAutoencoderTrainer(Trainer):
         set_requires_grad(self.cooccur, True)
 
         def d_cooccur() -> torch.Tensor:  # real crops of the texture source, then crops of the swaps
-            ref = self._reference_features(self._crops(texture_src, self.recipe.cooccur.n_ref))
-            real_logits = self._patch_logits(ref, texture_src)
-            fake_logits = self._patch_logits(ref, swap)
+            real_logits, fake_logits = self._patch_logits_real_and_fake(texture_src, swap)
             return self.gan.d_real(real_logits) + self.gan.d_fake(fake_logits)
 
         with self._autocast():
