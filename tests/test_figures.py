@@ -111,3 +111,31 @@ def test_figure_cli_errors_are_one_line(in_store, tmp_path):
     labels = run_cli("figure", "swaps", "--runs", children[0], "--labels", "a,b", "--out", str(tmp_path / "f.png"),
                      cwd=tmp, env=env)
     assert labels.returncode == 2 and "2 labels for 1 runs" in labels.stderr
+
+
+def test_curve_against_a_logged_cost_shows_each_runs_interval_variant_and_the_copy_controls():
+    import pandas as pd
+
+    from swapbench.experiments.figures import metric_curve
+
+    m = "metrics.gt_swap_lpips"
+    df = pd.DataFrame({
+        "run_id": ["r1", "r2", "r3"], "tags.swapbench.variant": ["base", "budget_50", "width_32"],
+        "metrics.train/cpu_seconds": [300.0, 150.0, 700.0],
+        m: [0.6, 0.7, 0.55], f"{m}_ci_low": [0.55, 0.66, 0.5], f"{m}_ci_high": [0.65, 0.74, 0.6],
+        # the same pairs in every run: one line each; recon_a is each model's own row: no line
+        "metrics.control/copy_a/gt_swap_lpips": [0.64] * 3, "metrics.control/copy_a/gt_swap_lpips_ci_low": [0.61] * 3,
+        "metrics.control/copy_a/gt_swap_lpips_ci_high": [0.67] * 3,
+        "metrics.control/copy_b/gt_swap_lpips": [0.28] * 3, "metrics.control/recon_a/gt_swap_lpips": [0.7, 0.8, 0.75],
+    })
+    ax = metric_curve(df, "train/cpu_seconds", ["gt_swap_lpips"]).axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["base", "budget_50", "width_32"]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) >= {"control: copy_a", "control: copy_b"} and "control: recon_a" not in lines
+    assert lines["control: copy_b"].get_ydata()[0] == 0.28
+    points = ax.containers[0].lines[0]  # the errorbar's markers, in x order
+    assert list(points.get_xdata()) == [150.0, 300.0, 700.0] and list(points.get_ydata()) == [0.7, 0.6, 0.55]
+    low, high = ax.containers[0].lines[2][0].get_segments()[0][:, 1]  # budget_50's interval
+    assert (low, high) == pytest.approx((0.66, 0.74))
+    with pytest.raises(UserError, match="no setting or logged number"):
+        metric_curve(df, "train/nope", ["gt_swap_lpips"])

@@ -58,13 +58,14 @@ def figure_swaps(
 
 @figure_app.command("curve")
 def figure_curve(
-    x: Annotated[str, typer.Option("--x", help="Recipe setting on the x axis, e.g. model.texture_dim.")],
+    x: Annotated[str, typer.Option("--x", help="Recipe setting (model.texture_dim) or logged number (train/cpu_seconds) on the x axis.")],
     metrics: Annotated[str, typer.Option(help="Comma-separated scores, one panel each.")],
     out_file: Annotated[Path, typer.Option("--out", help="PNG file to write (a .json with provenance goes beside it).")],
     sweep: Annotated[Optional[str], typer.Option(help="The child runs of this sweep's parent run id.")] = None,
     experiment: Annotated[Optional[str], typer.Option(help="The runs of this MLflow experiment.")] = None,
 ) -> None:
-    """Scores against one setting over a sweep (mean ± std over seeds), e.g. score vs texture_dim."""
+    """Scores against a setting or a logged cost over a sweep, with the copy controls drawn across
+    (mean ± std over seeds, or each run's 95 % interval and variant name when each x has one run)."""
     from swapbench.experiments.figures import figure_curve as make
 
     path = make(out_file, x, csv(metrics) or [], experiment=experiment, sweep=sweep)

@@ -93,8 +93,29 @@ def figure_swaps(run_ids: list[str], out: str | Path, n: int = 6, labels: list[s
     return out
 
 
+def curve_x(df: pd.DataFrame, x: str) -> pd.Series:
+    """The x value of every run: the recipe setting ``x``, else the logged number ``x`` (a cost such as
+    ``train/cpu_seconds``, so that runs with different settings can share one cost axis)."""
+    col = f"params.{x}" if f"params.{x}" in df.columns else f"metrics.{x}"
+    if col not in df.columns:
+        raise UserError(f"the runs have no setting or logged number '{x}'; name a recipe key such as "
+                        "model.texture_dim or a logged number such as train/cpu_seconds")
+    xs = pd.to_numeric(df[col], errors="coerce")
+    if xs.isna().any():
+        raise UserError(f"'{x}' is not numeric in every run ({sorted(set(df[col].astype(str)))}); "
+                        "a curve needs numbers on its x axis")
+    return xs
+
+
 def metric_curve(df: pd.DataFrame, x: str, metrics: list[str]):
-    """A matplotlib figure: one panel per metric, mean ± std over seeds against setting ``x``."""
+    """A matplotlib figure: one panel per metric against ``x`` (see :func:`curve_x`).
+
+    Where several runs share an x value (seeds), the point is their mean with ± their std; where every
+    x value has one run, the point carries that run's own 95 % interval (``<metric>_ci_low/_high``)
+    and, when the runs are a sweep's variants, the variant's name. The reference rows the evaluator
+    logs with a score (``control/<name>/<metric>``: copying A, copying B) are drawn as horizontal
+    lines with their intervals shaded, so a model's point reads against them; a control whose value
+    differs between runs (the model's own reconstruction) is a per-model row and is left out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,45 +123,72 @@ def metric_curve(df: pd.DataFrame, x: str, metrics: list[str]):
 
     from swapbench.evaluation.metrics import arrow, direction
 
-    col = f"params.{x}"
-    if col not in df.columns:
-        raise UserError(f"the runs have no setting '{x}'; name a recipe key such as model.texture_dim")
-    xs = pd.to_numeric(df[col], errors="coerce")
-    if xs.isna().any():
-        raise UserError(f"setting '{x}' is not numeric in every run ({sorted(set(df[col].astype(str)))}); "
-                        "a curve needs numbers on its x axis")
+    xs = curve_x(df, x)
     missing = [m for m in metrics if f"metrics.{m}" not in df.columns]
     if missing:
         raise UserError(f"no run logged {', '.join(missing)}; logged scores: "
                         f"{', '.join(sorted(c[8:] for c in df.columns if c.startswith('metrics.') and direction(c[8:])))}")
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
+    one_run_each = xs.is_unique
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.8 * len(metrics), 4.0), squeeze=False)
     for ax, m in zip(axes[0], metrics):
-        stats = df.assign(_x=xs).groupby("_x")[f"metrics.{m}"].agg(["mean", "std", "count"]).sort_index()
-        ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3)
-        if stats.index.min() > 0 and stats.index.max() / stats.index.min() >= 16:
+        col = f"metrics.{m}"
+        if one_run_each and f"{col}_ci_low" in df.columns:
+            order = xs.sort_values().index
+            y = df.loc[order, col]
+            err = [(y - df.loc[order, f"{col}_ci_low"]).clip(lower=0).fillna(0),
+                   (df.loc[order, f"{col}_ci_high"] - y).clip(lower=0).fillna(0)]
+            ax.errorbar(xs[order], y, yerr=err, fmt="o", capsize=3, label="model (95 % interval)")
+            if "tags.swapbench.variant" in df.columns:
+                for i in order:
+                    ax.annotate(str(df.at[i, "tags.swapbench.variant"]), (xs[i], df.at[i, col]), fontsize=6,
+                                xytext=(3, 3), textcoords="offset points")
+        else:
+            stats = df.assign(_x=xs).groupby("_x")[col].agg(["mean", "std"]).sort_index()
+            ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3,
+                        label="model (mean ± std over seeds)")
+        for k, control in enumerate(sorted({c.split("/")[1] for c in df.columns
+                                            if c.startswith("metrics.control/") and c.endswith(f"/{m}")})):
+            base = f"metrics.control/{control}/{m}"
+            if df[base].dropna().round(9).nunique() != 1:  # a control of each model (recon_a), not one line
+                continue
+            colour = f"C{k + 1}"
+            ax.axhline(df[base].mean(), color=colour, linestyle="--", linewidth=1, label=f"control: {control}")
+            if f"{base}_ci_low" in df.columns:
+                ax.axhspan(df[f"{base}_ci_low"].mean(), df[f"{base}_ci_high"].mean(), color=colour, alpha=0.12)
+        if xs.min() > 0 and xs.max() / xs.min() >= 16:
             ax.set_xscale("log", base=2)
         ax.set_title(f"{m} {arrow(m)}")
         ax.set_xlabel(x)
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def figure_curve(out: str | Path, x: str, metrics: list[str], experiment: str | None = None,
                  sweep: str | None = None) -> Path:
-    """Plot ``metrics`` against setting ``x`` over the finished runs of a sweep or experiment."""
+    """Plot ``metrics`` against ``x`` (a setting or a logged number) over the finished runs of a sweep
+    or experiment; a .json beside the PNG holds every plotted value with its run id."""
     from swapbench.experiments.leaderboard import load_runs
 
     out = png_output_path(out)
     df = load_runs(experiment, sweep)
     fig = metric_curve(df, x, metrics)
     fig.savefig(out, dpi=120)
+    xs = curve_x(df, x)
     write_provenance(out, {
         "figure": "curve", "x": x, "metrics": metrics, "sweep": sweep, "experiment": experiment,
-        "runs": [{"run_id": r["run_id"], "x": r[f"params.{x}"], "git_commit": r.get("tags.swapbench.git_commit"),
-                  **{m: _number(r[f"metrics.{m}"]) for m in metrics}} for _, r in df.iterrows()],
+        "runs": [{"run_id": r["run_id"], "variant": r.get("tags.swapbench.variant"), "x": _number(xs[i]),
+                  "git_commit": r.get("tags.swapbench.git_commit"),
+                  **{f"{m}{part}": _number(r.get(f"metrics.{m}{part}")) for m in metrics for part in CURVE_PARTS}}
+                 for i, r in df.iterrows()],
+        "controls": {c[len("metrics.control/"):]: _number(df[c].mean()) for c in df.columns
+                     if c.startswith("metrics.control/") and any(c.endswith(f"/{m}{p}") for m in metrics for p in CURVE_PARTS)},
     })
     return out
+
+
+CURVE_PARTS = ("", "_ci_low", "_ci_high")  # what the provenance keeps of each plotted score
 
 
 def _number(value) -> float | None:
