@@ -26,7 +26,7 @@ def test_every_variant_resolves_and_changes_only_its_settings():
 
 def test_the_quickstart_size_screening_sweep_changes_one_thing_per_variant():
     spec, jobs, _ = load_sweep("quality_per_cpu_small")
-    assert spec.base == "synthetic_quickstart" and len(jobs) == 20
+    assert spec.base == "synthetic_quickstart" and len(jobs) == 22
     base = load_recipe("synthetic_quickstart").flat()
     for job in jobs:
         flat = job.recipe.flat()
