@@ -282,6 +282,24 @@ def test_sigterm_to_a_parallel_sweep_stops_its_running_runs_with_checkpoints_and
         assert 0 < meta["step"] < 2000
 
 
+def test_sigterm_to_a_one_job_sweep_ends_its_run_and_the_parent_killed(tmp_path):
+    _write_recipe(tmp_path, 2000, checkpoint_every=1000)
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump({"base": "tiny.yaml", "seeds": [1, 2]}))
+    uri = _store(tmp_path)
+    proc = subprocess.Popen([EXE, "sweep", "two.yaml"], cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not [run for run in tmp_path.glob("checkpoints/*") if _journal_last_step(tmp_path, run.name) >= 3]:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"KILLED"}  # the run and its parent; seed 2 never started
+
+
 # -- re-scoring and caches --------------------------------------------------------------------
 
 @pytest.mark.parametrize("failure", ["user error", "crash"])

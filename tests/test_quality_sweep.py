@@ -26,10 +26,13 @@ def test_every_variant_resolves_and_changes_only_its_settings():
 
 def test_the_quickstart_size_screening_sweep_changes_one_thing_per_variant():
     spec, jobs, _ = load_sweep("quality_per_cpu_small")
-    assert spec.base == "synthetic_quickstart" and len(jobs) == 22
+    assert spec.base == "synthetic_quickstart" and len(jobs) == 20
     base = load_recipe("synthetic_quickstart").flat()
     for job in jobs:
         flat = job.recipe.flat()
         changed = {k for k in flat if flat[k] != base[k]} - {"name"}
         assert changed == {o.split("=", 1)[0] for o in job.overrides} - {"seed"}, job.variant
     assert {j.recipe.data.resolution for j in jobs} == {32}
+    _, combos, _ = load_sweep("quality_per_cpu_small_combo")
+    assert {j.variant: (j.recipe.model.structure_downsample, j.recipe.loss.cooccur, j.recipe.train.images)
+            for j in combos} == {"combo": (4, 2.0, 8000), "combo_budget_400": (4, 2.0, 32000)}

@@ -226,15 +226,15 @@ def run_sweep(path: str | Path, jobs_in_parallel: int = 1, echo=print) -> tuple[
     skipped = [j.key for j in jobs if j.key in done]
     echo(f"sweep {path.stem}: parent run {parent}, {len(jobs)} runs, {len(skipped)} already finished, {len(todo)} to run")
     children = []
-    if jobs_in_parallel <= 1:
-        for job in todo:
-            echo(f"  {job.variant} seed {job.seed} ...")
-            children.append(_run_job(job, experiment, parent, None))
-    else:
-        try:
+    try:
+        if jobs_in_parallel <= 1:
+            for job in todo:
+                echo(f"  {job.variant} seed {job.seed} ...")
+                children.append(_run_job(job, experiment, parent, None))
+        else:
             children = _run_in_workers(todo, experiment, parent, jobs_in_parallel)
-        except KeyboardInterrupt:
-            client.set_terminated(parent, "KILLED")
-            raise
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, with one job or several: the parent ends KILLED too
+        client.set_terminated(parent, "KILLED")
+        raise
     client.set_terminated(parent, "FINISHED")
     return parent, children, skipped
