@@ -50,12 +50,12 @@ class Entry:
     description: str
     section: str | None = None  # the recipe section holding this component's own settings
     reads: tuple[str, ...] = ()  # further recipe sections it reads, which other components read too
+    info: Mapping[str, Any] = field(default_factory=dict)  # what a kind records besides (a metric's direction)
 
     @property
     def sections(self) -> tuple[str, ...]:
         """Every recipe section this component reads: its own, then the ones in ``reads``."""
         return ((self.section,) if self.section is not None else ()) + self.reads
-    info: Mapping[str, Any] = field(default_factory=dict)  # what a kind records besides (a metric's direction)
 
 
 @dataclass

@@ -107,6 +107,14 @@ def curve_x(df: pd.DataFrame, x: str) -> pd.Series:
     return xs
 
 
+def shared_controls(df: pd.DataFrame, metric: str) -> list[str]:
+    """The controls logged with ``metric`` (``control/<name>/<metric>``) that are one value for every
+    run (copying A or B on the same pairs); a control whose value differs between runs (the model's
+    own reconstruction) belongs to each model, not to the figure."""
+    names = sorted({c.split("/")[1] for c in df.columns if c.startswith("metrics.control/") and c.endswith(f"/{metric}")})
+    return [n for n in names if df[f"metrics.control/{n}/{metric}"].dropna().round(9).nunique() == 1]
+
+
 def metric_curve(df: pd.DataFrame, x: str, metrics: list[str]):
     """A matplotlib figure: one panel per metric against ``x`` (see :func:`curve_x`).
 
@@ -146,11 +154,8 @@ def metric_curve(df: pd.DataFrame, x: str, metrics: list[str]):
             stats = df.assign(_x=xs).groupby("_x")[col].agg(["mean", "std"]).sort_index()
             ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3,
                         label="model (mean ± std over seeds)")
-        for k, control in enumerate(sorted({c.split("/")[1] for c in df.columns
-                                            if c.startswith("metrics.control/") and c.endswith(f"/{m}")})):
+        for k, control in enumerate(shared_controls(df, m)):
             base = f"metrics.control/{control}/{m}"
-            if df[base].dropna().round(9).nunique() != 1:  # a control of each model (recon_a), not one line
-                continue
             colour = f"C{k + 1}"
             ax.axhline(df[base].mean(), color=colour, linestyle="--", linewidth=1, label=f"control: {control}")
             if f"{base}_ci_low" in df.columns:
@@ -182,8 +187,9 @@ def figure_curve(out: str | Path, x: str, metrics: list[str], experiment: str | 
                   "git_commit": r.get("tags.swapbench.git_commit"),
                   **{f"{m}{part}": _number(r.get(f"metrics.{m}{part}")) for m in metrics for part in CURVE_PARTS}}
                  for i, r in df.iterrows()],
-        "controls": {c[len("metrics.control/"):]: _number(df[c].mean()) for c in df.columns
-                     if c.startswith("metrics.control/") and any(c.endswith(f"/{m}{p}") for m in metrics for p in CURVE_PARTS)},
+        "controls": {f"{name}/{m}{part}": _number(df[f"metrics.control/{name}/{m}{part}"].mean())
+                     for m in metrics for name in shared_controls(df, m) for part in CURVE_PARTS
+                     if f"metrics.control/{name}/{m}{part}" in df.columns},
     })
     return out
 

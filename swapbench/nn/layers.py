@@ -349,12 +349,11 @@ class MinibatchStdDev(nn.Module):
         self.group_size = group_size
 
     def forward(self, x: torch.Tensor, parts: Sequence[int] | None = None) -> torch.Tensor:
-        if parts is None or len(parts) == 1:
-            return torch.cat([x, self._stddev(x.unsqueeze(0))[0]], dim=1)
-        if len(set(parts)) == 1:  # equal parts: one vectorised pass over (parts, part size, ...)
-            stats = self._stddev(x.view(len(parts), parts[0], *x.shape[1:]))
-            return torch.cat([x, stats.flatten(0, 1)], dim=1)
-        return torch.cat([torch.cat([p, self._stddev(p.unsqueeze(0))[0]], dim=1) for p in x.split(list(parts))])
+        parts = list(parts) if parts else [x.shape[0]]
+        if len(set(parts)) > 1:  # unequal parts: one call each
+            return torch.cat([self(p) for p in x.split(parts)])
+        stats = self._stddev(x.view(len(parts), parts[0], *x.shape[1:]))  # equal parts: one vectorised pass
+        return torch.cat([x, stats.flatten(0, 1)], dim=1)
 
     def _stddev(self, x: torch.Tensor) -> torch.Tensor:
         """(k, n, c, h, w) -> (k, n, 1, h, w): sample i of a part is grouped with the samples i + j n/g
