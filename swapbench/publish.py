@@ -39,24 +39,6 @@ def default_zoo_dir() -> Path:
     return Path(first)
 
 
-def run_checkpoint(run) -> Path:
-    """The final checkpoint a run logged to MLflow, else the one in its local checkpoint folder."""
-    from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, download_run_artifact
-
-    run_id = run.info.run_id
-    local = Path(run.data.params.get("tracking.checkpoint_dir", "checkpoints")) / run_id / "last.safetensors"
-    try:
-        path = download_run_artifact(run_id, CHECKPOINT_ARTIFACT_DIR) / "last.safetensors"
-        if path.is_file():
-            return path
-    except UserError:
-        pass
-    if local.is_file():
-        return local
-    raise UserError(f"run {run_id} logged no checkpoint to MLflow and {local} does not exist; publish from the folder "
-                    "the run was started in, or a run that logged its checkpoint (tracking.log_checkpoint: true)")
-
-
 def metric_sum(client, run_id: str, key: str) -> float | None:
     """Sum of every value a run logged for ``key`` (one per training part), or None if it logged none."""
     history = client.get_metric_history(run_id, key)
@@ -141,16 +123,48 @@ def readable(folder: Path) -> None:
         path.chmod(0o666 & ~mask)
 
 
+STOPPED = ("KILLED", "FAILED")
+
+
+def check_status(run, unfinished: bool) -> None:
+    """A FINISHED run may be published; with ``unfinished`` also one stopped before its planned images."""
+    run_id, status = run.info.run_id, run.info.status
+    if status == "FINISHED" or (unfinished and status in STOPPED):
+        return
+    hint = ("it is still training; stop it (Ctrl-C or kill: it saves a checkpoint) or wait" if status == "RUNNING"
+            else f"resume it with `swapbench resume {run_id}`, or pass --unfinished to publish its last checkpoint")
+    raise UserError(f"run {run_id} is {status}; publish a FINISHED run ({hint})")
+
+
+def check_scores_match(run, meta: dict[str, Any], checkpoint: Path) -> None:
+    """The run's logged scores must be of the checkpoint that is published (the manifest carries them).
+    Runs scored before swapbench tagged the scored checkpoint are taken as scored at their end."""
+    from swapbench.experiments.pipeline import SCORED_SHA256_TAG, SCORED_STEP_TAG
+    from swapbench.training.checkpoint import recorded_sha256
+
+    run_id = run.info.run_id
+    if meta.get("run_id") != run_id:
+        raise UserError(f"checkpoint {checkpoint} belongs to run {meta.get('run_id')}, not {run_id}")
+    scored = run.data.tags.get(SCORED_SHA256_TAG)
+    if scored is None and run.info.status == "FINISHED":
+        return
+    if scored != recorded_sha256(checkpoint)[1]:
+        was = f"of its checkpoint at step {run.data.tags.get(SCORED_STEP_TAG)}" if scored else "of no checkpoint"
+        raise UserError(f"run {run_id}'s scores are {was}, not of its last checkpoint (step {meta.get('step')}); "
+                        f"score that one first: `swapbench evaluate {checkpoint}`")
+
+
 def publish(run_id: str, name: str, description: str | None = None, into: str | Path | None = None,
-            force: bool = False) -> tuple[Path, dict[str, Any]]:
-    """Write the zoo folder ``<into>/<name>`` from the finished run ``run_id``; (folder, manifest)."""
+            force: bool = False, unfinished: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Write the zoo folder ``<into>/<name>`` from the finished run ``run_id`` (with ``unfinished``, also
+    from the last checkpoint of a run stopped before its planned images); (folder, manifest)."""
     import mlflow
 
     from swapbench import __version__
     from swapbench.models.build import load_model, recipe_of_checkpoint
     from swapbench.outputs import writable_folder
     from swapbench.runtime import git_commit
-    from swapbench.tracking import get_run, tracking_uri
+    from swapbench.tracking import get_run, run_checkpoint, tracking_uri
     from swapbench.training.checkpoint import load_checkpoint, sha256_file, write_tensors
 
     check_name(name)
@@ -160,13 +174,10 @@ def publish(run_id: str, name: str, description: str | None = None, into: str | 
         raise UserError(f"zoo model '{name}' already exists in {root}; pass --force to replace it, or pick another name")
     writable_folder(root, "--into")  # checked before any work; created only when the model is written
     run = get_run(run_id)
-    if run.info.status != "FINISHED":
-        raise UserError(f"run {run_id} is {run.info.status}; publish a FINISHED run (resume it with "
-                        f"`swapbench resume {run_id}` first)")
+    check_status(run, unfinished)
     checkpoint = run_checkpoint(run)
     state, meta = load_checkpoint(checkpoint)  # hash-checked against the run's sidecar
-    if meta.get("run_id") != run_id:
-        raise UserError(f"checkpoint {checkpoint} belongs to run {meta.get('run_id')}, not {run_id}")
+    check_scores_match(run, meta, checkpoint)
     recipe = recipe_of_checkpoint(meta, checkpoint)
     key, weights = inference_state(state, recipe)
     del state
@@ -196,7 +207,9 @@ def publish(run_id: str, name: str, description: str | None = None, into: str | 
             "weights": {"file": MODEL_FILE, "sha256": sha256_file(tmp / MODEL_FILE),
                         "bytes": (tmp / MODEL_FILE).stat().st_size, "network": key,
                         "parameters": sum(int(t.numel()) for t in weights[key].values())},
-            "training": training_record(client, run, meta),
+            "training": {**training_record(client, run, meta), "run_status": run.info.status,
+                         "planned_images": recipe.train.images,
+                         "finished": int(meta["images_seen"]) >= recipe.train.images},
             "data": data_record(run, recipe),
             "scores": scores_record(run),
         }

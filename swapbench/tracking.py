@@ -264,8 +264,8 @@ def open_run(recipe: Recipe, run_id: str | None = None, tags: dict[str, str] | N
     with the git commit, the swapbench version and the recipe hash. Everything is journaled in
     ``folder`` (default ``<tracking.checkpoint_dir>/<run id>``, next to the checkpoint) and uploaded
     from there. The run ends FINISHED, FAILED on an exception (its reason in the tag
-    ``swapbench.failure``), or KILLED on Ctrl-C; with ``restore_status`` a failure leaves the run's
-    status as it was (a re-scoring that fails does not make a finished run FAILED).
+    ``swapbench.failure``), or KILLED on Ctrl-C; with ``restore_status`` the run's status stays as it
+    was, however the reopening ends (a re-scoring neither fails a finished run nor finishes a stopped one).
     """
     t = recipe.tracking
     recipe_tags = {"swapbench.recipe": recipe.name, "swapbench.recipe_hash": recipe.hash(),
@@ -323,7 +323,7 @@ def _run(uri: str, experiment: str, run_id: str | None, run_name: str | None, ta
             tracker.set_tags({"swapbench.failure": reason[:4000]})
         raise
     finally:
-        if restore_status and previous is not None and status != "FINISHED":
+        if restore_status and previous is not None:  # scoring again says nothing about how training ended
             status = previous
         tracker.end(status)
 
@@ -354,7 +354,7 @@ def get_run(run_id: str, uri: str | None = None):
 
 def checkpoint_of(target: str) -> Path:
     """A checkpoint file from a path, ``zoo:NAME`` (a reference model, hash-checked; see swapbench.zoo),
-    or the final checkpoint an MLflow run logged."""
+    or a run id: see :func:`run_checkpoint`."""
     from swapbench import zoo
 
     if zoo.is_zoo_ref(target):
@@ -364,7 +364,25 @@ def checkpoint_of(target: str) -> Path:
         return path
     if target.endswith((".safetensors", ".json")) or "/" in target:
         raise UserError(f"checkpoint {target} does not exist; pass an existing .safetensors file or an MLflow run id")
-    return download_run_artifact(target, CHECKPOINT_ARTIFACT_DIR) / "last.safetensors"
+    return run_checkpoint(get_run(target))
+
+
+def run_checkpoint(run) -> Path:
+    """A run's checkpoint: the final one it logged to MLflow, else the last one in its local checkpoint
+    folder (``<tracking.checkpoint_dir>/<run id>/``, from the current folder), which is all a run
+    stopped before its budget has."""
+    run_id = run.info.run_id
+    local = Path(run.data.params.get("tracking.checkpoint_dir", "checkpoints")) / run_id / "last.safetensors"
+    try:
+        path = download_run_artifact(run_id, CHECKPOINT_ARTIFACT_DIR) / "last.safetensors"
+        if path.is_file():
+            return path
+    except UserError:
+        pass
+    if local.is_file():
+        return local
+    raise UserError(f"run {run_id} logged no checkpoint to MLflow and {local} does not exist; run this from the folder "
+                    "the run was started in, or pass the checkpoint file")
 
 
 def download_run_artifact(run_id: str, artifact_path: str, uri: str | None = None) -> Path:

@@ -267,3 +267,47 @@ def test_publish_by_command_and_its_refusals(in_ws, tmp_path):
     assert "is RUNNING; publish a FINISHED run" in line
     assert sorted(p.name for p in into.iterdir()) == ["again"]
     assert sorted(os.listdir(in_ws["folder"].parent)) == [NAME, "tiny_sg2"]
+
+
+def test_an_unfinished_run_is_published_only_when_asked_and_scored_at_its_last_checkpoint(in_ws, tmp_path, monkeypatch):
+    """A run stopped before its planned images (Ctrl-C or kill) keeps its part's time, is refused
+    without --unfinished, and then refused until its last checkpoint is the one its scores are of."""
+    from swapbench.experiments.pipeline import train_and_evaluate
+    from swapbench.recipe import load_recipe
+    from swapbench.registry import TRAINERS
+
+    Trainer = TRAINERS.get("swap_ae")
+    (tmp_path / "long.yaml").write_text(yaml.safe_dump(
+        {**TINY_RUN, "name": "tiny_zoo_long", "train": {**TINY_RUN["train"], "images": 16, "checkpoint_every": 1}}))
+    real_step, calls = Trainer.train_step, []
+
+    def stopped_at_the_third_step(self, batch):
+        calls.append(self.step)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as Ctrl-C between steps: the last checkpoint is step 2's
+        return real_step(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", stopped_at_the_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(load_recipe(tmp_path / "long.yaml"), progress=False)
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    client = mlflow.MlflowClient(in_ws["store"])
+    [run] = client.search_runs([client.get_experiment_by_name("tiny_zoo_long").experiment_id])
+    run_id = run.info.run_id
+    assert run.info.status == "KILLED"
+    assert run.data.metrics["train/steps"] == 2 and run.data.metrics["train/cpu_seconds"] > 0  # the stopped part's time
+
+    into = tmp_path / "zoo"
+    assert "is KILLED; publish a FINISHED run" in one_line_error(invoke(["zoo", "publish", run_id, "part", "--into", str(into)]))
+    line = one_line_error(invoke(["zoo", "publish", run_id, "part", "--into", str(into), "--unfinished"]))
+    assert "scores are of no checkpoint" in line and "swapbench evaluate" in line
+    checkpoint = Path("checkpoints") / run_id / "last.safetensors"
+    code, _, stderr = invoke(["evaluate", str(checkpoint)])
+    assert code == 0, stderr
+    code, _, stderr = invoke(["zoo", "publish", run_id, "part", "--into", str(into), "--unfinished"])
+    assert code == 0, stderr
+    m = json.loads((into / "part" / "manifest.json").read_text())
+    t = m["training"]
+    assert (t["run_status"], t["finished"], t["steps"], t["images"], t["planned_images"]) == ("KILLED", False, 2, 8, 16)
+    assert t["cpu_minutes"] is not None and "recon_psnr" in m["scores"]  # (2 tiny steps round to 0.0 minutes)
+    assert client.get_run(run_id).info.status == "KILLED"  # scoring it did not change how it ended

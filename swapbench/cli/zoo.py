@@ -38,7 +38,8 @@ def zoo_list() -> None:
             out.print(f"{name}  unreadable: {exc}", markup=False, highlight=False)
             continue
         t = m.get("training", {})
-        out.print(f"{name}  {m.get('recipe', '-')}, {m.get('resolution', '-')} px, {t.get('images', 0):,} images, "
+        planned = "" if t.get("finished", True) else f" of {t.get('planned_images', 0):,} planned"
+        out.print(f"{name}  {m.get('recipe', '-')}, {m.get('resolution', '-')} px, {t.get('images', 0):,} images{planned}, "
                   f"{_minutes(t.get('wall_minutes'))} wall minutes, {m['weights'].get('bytes', 0) / 2**20:.1f} MiB, "
                   f"run {m.get('run_id', '-')}", markup=False, highlight=False)
         out.print(f"    {m.get('description', '')}  ({model.folder})", markup=False, highlight=False)
@@ -48,17 +49,18 @@ def zoo_list() -> None:
 
 @zoo_app.command("publish")
 def zoo_publish(
-    run_id: Annotated[str, typer.Argument(help="MLflow run id of a FINISHED training run.")],
+    run_id: Annotated[str, typer.Argument(help="MLflow run id of a FINISHED training run (or a stopped one, with --unfinished).")],
     name: Annotated[str, typer.Argument(help="Zoo name: lower-case letters, digits, '_', '-', '.'.")],
     description: Annotated[Optional[str], typer.Option(help="One line on the model (default: its recipe's description).")] = None,
     into: Annotated[Optional[Path], typer.Option(help="Zoo folder to write into (default: the checkout's zoo/).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a zoo model of the same name.")] = False,
+    unfinished: Annotated[bool, typer.Option("--unfinished", help="Publish the last checkpoint of a run stopped before its planned images (KILLED or FAILED); score that checkpoint first with `swapbench evaluate CHECKPOINT`. The manifest records the images trained and planned.")] = False,
 ) -> None:
     """Export a finished run's scored network (EMA when scored) with its recipe and a manifest (run id,
     commits, images, time, CPU, data, sha256, scores) as <zoo>/NAME/."""
     from swapbench.publish import publish
 
-    folder, manifest = publish(run_id, name, description=description, into=into, force=force)
+    folder, manifest = publish(run_id, name, description=description, into=into, force=force, unfinished=unfinished)
     from swapbench.zoo import ENV, zoo_dirs
 
     w = manifest["weights"]

@@ -45,8 +45,11 @@ class RunSummary:
 
 def score_model(model: torch.nn.Module, recipe: Recipe, device: torch.device,
                 metrics: Sequence[str] | str | None = None, tracker: Tracker | None = None,
-                test_set: Dataset | None = None) -> dict[str, float]:
-    """Evaluate ``model`` on the recipe's test split and log the scores (and eval/seconds)."""
+                test_set: Dataset | None = None, checkpoint: Path | None = None) -> dict[str, float]:
+    """Evaluate ``model`` on the recipe's test split and log the scores (and eval/seconds). With
+    ``checkpoint`` (the file ``model`` was loaded from or last saved to), the run's tags name its
+    step and sha256, so that the scores a run shows are tied to one set of weights (a run scored,
+    then trained further, shows scores of an older checkpoint: ``swapbench zoo publish`` checks)."""
     requested = recipe.eval.metrics if metrics is None else metrics
     metric_names(requested)  # unknown names fail before any work
     start = time.perf_counter()
@@ -57,12 +60,26 @@ def score_model(model: torch.nn.Module, recipe: Recipe, device: torch.device,
         tracker.log_metrics({k: v for k, v in scores.items() if v == v})  # NaN: not comparable, see the tags
         tracker.log_params(score_network_params(ctx))
         tracker.set_tags({"swapbench.score_git_commit": git_commit(),  # may differ from the training commit
-                          **{f"swapbench.score_note.{k}": v for k, v in ctx.notes.items()}})
+                          **{f"swapbench.score_note.{k}": v for k, v in ctx.notes.items()},
+                          **(scored_checkpoint_tags(checkpoint) if checkpoint is not None else {})})
         manifest = ctx.dataset.manifest() if hasattr(ctx.dataset, "manifest") else None
         record = pairs_record(ctx.pairs, recipe.eval.pairs_seed, manifest,
                               reference=reference_record(recipe, ctx.reference, manifest))
         tracker.log_text(json.dumps(record, indent=1), "pairs.json")
     return scores
+
+
+SCORED_STEP_TAG = "swapbench.scored_checkpoint_step"
+SCORED_SHA256_TAG = "swapbench.scored_checkpoint_sha256"
+
+
+def scored_checkpoint_tags(checkpoint: Path) -> dict[str, str]:
+    """The tags naming the checkpoint a run's scores were computed from: its step and sha256 (as its
+    sidecar records them; reading the checkpoint checked that)."""
+    from swapbench.training.checkpoint import recorded_sha256, sidecar
+
+    record = json.loads(sidecar(checkpoint).read_text())
+    return {SCORED_STEP_TAG: str(record.get("step")), SCORED_SHA256_TAG: recorded_sha256(checkpoint)[1]}
 
 
 def score_network_params(ctx: EvalContext) -> dict[str, str]:
@@ -120,16 +137,25 @@ def _train_in_run(trainer, tracker: Tracker, ckpt_dir: Path, test_set: Dataset, 
     trainer.logged_through = tracker.last_logged_step()  # after a hard crash: the steps past the checkpoint
     start = trainer.step
     tracker.set_tags(host_tags())  # the CPU this part trains on (a resumed run: the last part's)
-    cpu_start = process_cpu_seconds()
-    with TrainingProgress(recipe.steps, enabled=progress, description=recipe.name, start=start) as bar:
-        result = trainer.fit(on_step=bar.update)
+    cpu_start, wall_start, images_start = process_cpu_seconds(), time.perf_counter(), trainer.images_seen
+    try:
+        with TrainingProgress(recipe.steps, enabled=progress, description=recipe.name, start=start) as bar:
+            result = trainer.fit(on_step=bar.update)
+    except BaseException:  # stopped (Ctrl-C, kill, divergence): the part's time still counts in the run's sums
+        if trainer.step > start:
+            seconds = time.perf_counter() - wall_start
+            tracker.log_metrics({"train/seconds": seconds, "train/steps": trainer.step,
+                                 "train/images_per_second": (trainer.images_seen - images_start) / max(seconds, 1e-9),
+                                 "train/cpu_seconds": process_cpu_seconds() - cpu_start})
+        raise
     if result.steps > start:  # a run resumed after its last step (e.g. to score it) keeps its training figures
         tracker.log_metrics({"train/seconds": result.seconds, "train/images_per_second": result.images_per_second,
                              "train/steps": result.steps, "train/cpu_seconds": process_cpu_seconds() - cpu_start})
     if result.checkpoint is not None and recipe.tracking.log_checkpoint:
         tracker.log_artifact(result.checkpoint, CHECKPOINT_ARTIFACT_DIR)
         tracker.log_artifact(result.checkpoint.with_suffix(".json"), CHECKPOINT_ARTIFACT_DIR)
-    scores = (score_model(trainer.eval_model(), recipe, trainer.device, tracker=tracker, test_set=test_set)
+    scores = (score_model(trainer.eval_model(), recipe, trainer.device, tracker=tracker, test_set=test_set,
+                          checkpoint=result.checkpoint)
               if evaluate_after else {})
     return RunSummary(tracker.run_id, result, scores)
 
@@ -221,5 +247,5 @@ def evaluate_checkpoint(path: str | Path, metrics: Sequence[str] | str | None = 
     if log_to_run and meta.get("run_id"):
         # journaled beside the checkpoint; a failure leaves the run's status as it was
         with open_run(recipe, run_id=meta["run_id"], folder=Path(path).parent, restore_status=True) as tracker:
-            return score_model(model, recipe, dev, metrics, tracker), meta
+            return score_model(model, recipe, dev, metrics, tracker, checkpoint=Path(path)), meta
     return score_model(model, recipe, dev, metrics), meta
