@@ -20,10 +20,9 @@ from typing import Any
 
 from swapbench import zoo
 from swapbench.errors import UserError
+from swapbench.experiments.leaderboard import NOT_SCORES
 from swapbench.zoo import ENV, FORMAT, MANIFEST_FILE, MODEL_FILE, RECIPE_FILE, check_name
 
-# metrics of a run that are not scores of the model
-NOT_SCORES = ("train/", "system/", "eval/")
 HOST_TAGS = {"cpu_model": "swapbench.host.cpu_model", "cpu_count": "swapbench.host.cpus",
              "threads": "swapbench.host.threads", "avx512": "swapbench.host.avx512"}
 

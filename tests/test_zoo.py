@@ -271,7 +271,8 @@ def test_publish_by_command_and_its_refusals(in_ws, tmp_path):
 
 def test_an_unfinished_run_is_published_only_when_asked_and_scored_at_its_last_checkpoint(in_ws, tmp_path, monkeypatch):
     """A run stopped before its planned images (Ctrl-C or kill) keeps its part's time, is refused
-    without --unfinished, and then refused until its last checkpoint is the one its scores are of."""
+    without --unfinished, and then refused until its last checkpoint is the one its scores are of;
+    resumed and finished, its scores at both checkpoints are its history (figure curve --run)."""
     from swapbench.experiments.pipeline import train_and_evaluate
     from swapbench.recipe import load_recipe
     from swapbench.registry import TRAINERS
@@ -311,3 +312,19 @@ def test_an_unfinished_run_is_published_only_when_asked_and_scored_at_its_last_c
     assert (t["run_status"], t["finished"], t["steps"], t["images"], t["planned_images"]) == ("KILLED", False, 2, 8, 16)
     assert t["cpu_minutes"] is not None and "recon_psnr" in m["scores"]  # (2 tiny steps round to 0.0 minutes)
     assert client.get_run(run_id).info.status == "KILLED"  # scoring it did not change how it ended
+    # resumed to its planned images, it is scored at its end: its score history is one row per scored
+    # checkpoint, and its latest scores are the last checkpoint's
+    from swapbench.experiments.pipeline import resume_run
+
+    finished = resume_run(run_id, progress=False)
+    assert client.get_run(run_id).info.status == "FINISHED" and finished.train.steps == 4
+    steps = sorted(m.step for m in client.get_metric_history(run_id, "recon_psnr"))
+    assert steps == [2, 4]
+    assert client.get_run(run_id).data.metrics["recon_psnr"] == pytest.approx(finished.scores["recon_psnr"])
+    code, _, stderr = invoke(["figure", "curve", "--run", run_id, "--x", "images", "--metrics", "recon_psnr",
+                              "--out", str(tmp_path / "history.png")])
+    assert code == 0, stderr
+    points = json.loads((tmp_path / "history.json").read_text())["runs"]
+    assert [p["x"] for p in points] == [8, 16] and points[1]["recon_psnr"] == pytest.approx(finished.scores["recon_psnr"])
+    assert "leave out --sweep" in one_line_error(invoke(["figure", "curve", "--run", run_id, "--sweep", "x", "--x",
+                                                         "images", "--metrics", "recon_psnr", "--out", "h.png"]))

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from swapbench.cli.common import DeviceOption, app, csv, out, runs_by_family
+from swapbench.errors import UserError
 
 figure_app = typer.Typer(help="Figures from runs in MLflow: cross-run swaps, score-vs-setting curves.",
                          no_args_is_help=True)
@@ -63,10 +64,14 @@ def figure_curve(
     out_file: Annotated[Path, typer.Option("--out", help="PNG file to write (a .json with provenance goes beside it).")],
     sweep: Annotated[Optional[str], typer.Option(help="The child runs of this sweep's parent run id.")] = None,
     experiment: Annotated[Optional[str], typer.Option(help="The runs of this MLflow experiment.")] = None,
+    run: Annotated[Optional[str], typer.Option(help="The scored checkpoints of this one run (--x step or images): its scores at the end of training and those `swapbench evaluate CHECKPOINT` logged at each checkpoint's step.")] = None,
 ) -> None:
-    """Scores against a setting or a logged cost over a sweep, with the copy controls drawn across
-    (mean ± std over seeds, or each run's 95 % interval and variant name when each x has one run)."""
+    """Scores against a setting or a logged cost over a sweep, or over one run's scored checkpoints,
+    with the copy controls drawn across (mean ± std over seeds, or each point's 95 % interval and name
+    when each x has one run)."""
     from swapbench.experiments.figures import figure_curve as make
 
-    path = make(out_file, x, csv(metrics) or [], experiment=experiment, sweep=sweep)
+    if run and (sweep or experiment):
+        raise UserError("--run draws one run's checkpoints; leave out --sweep and --experiment with it")
+    path = make(out_file, x, csv(metrics) or [], experiment=experiment, sweep=sweep, run=run)
     out.print(f"wrote {path} and {path.with_suffix('.json')}")

@@ -171,18 +171,19 @@ def metric_curve(df: pd.DataFrame, x: str, metrics: list[str]):
 
 
 def figure_curve(out: str | Path, x: str, metrics: list[str], experiment: str | None = None,
-                 sweep: str | None = None) -> Path:
+                 sweep: str | None = None, run: str | None = None) -> Path:
     """Plot ``metrics`` against ``x`` (a setting or a logged number) over the finished runs of a sweep
-    or experiment; a .json beside the PNG holds every plotted value with its run id."""
-    from swapbench.experiments.leaderboard import load_runs
+    or experiment, or over the scored checkpoints of one ``run`` (x: ``step`` or ``images``); a .json
+    beside the PNG holds every plotted value with its run id."""
+    from swapbench.experiments.leaderboard import load_run_history, load_runs
 
     out = png_output_path(out)
-    df = load_runs(experiment, sweep)
+    df = load_run_history(run) if run else load_runs(experiment, sweep)
     fig = metric_curve(df, x, metrics)
     fig.savefig(out, dpi=120)
     xs = curve_x(df, x)
     write_provenance(out, {
-        "figure": "curve", "x": x, "metrics": metrics, "sweep": sweep, "experiment": experiment,
+        "figure": "curve", "x": x, "metrics": metrics, "sweep": sweep, "experiment": experiment, "run": run,
         "runs": [{"run_id": r["run_id"], "variant": r.get("tags.swapbench.variant"), "x": _number(xs[i]),
                   "git_commit": r.get("tags.swapbench.git_commit"),
                   **{f"{m}{part}": _number(r.get(f"metrics.{m}{part}")) for m in metrics for part in CURVE_PARTS}}

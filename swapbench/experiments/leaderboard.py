@@ -71,6 +71,40 @@ def load_runs(experiment: str | None = None, sweep: str | None = None, uri: str 
     return df
 
 
+NOT_SCORES = ("train/", "system/", "eval/")  # logged numbers of a run that are not scores of its model
+
+
+def load_run_history(run_id: str, uri: str | None = None) -> pd.DataFrame:
+    """One row per scored checkpoint of a run (scores are logged at the step of the checkpoint they are
+    of: the end of training, and each checkpoint scored with ``swapbench evaluate``), shaped like
+    :func:`load_runs` (``metrics.<score>``, controls included) with ``metrics.step`` and
+    ``metrics.images`` (step x batch size) for the x axis and ``tags.swapbench.variant`` naming the
+    checkpoint."""
+    import mlflow
+
+    from swapbench.tracking import get_run, tracking_uri, use_store
+
+    run = get_run(run_id, use_store(uri or tracking_uri()))
+    client = mlflow.MlflowClient()
+    rows: dict[int, dict] = {}
+    for key in run.data.metrics:
+        if key.startswith(NOT_SCORES):
+            continue
+        for m in client.get_metric_history(run_id, key):  # a step scored twice keeps its latest value
+            row = rows.setdefault(m.step, {})
+            if m.timestamp >= row.get(("ts", key), -1):
+                row[("ts", key)], row[f"metrics.{key}"] = m.timestamp, m.value
+    if not rows:
+        raise UserError(f"run {run_id} logged no scores; score it with `swapbench evaluate {run_id}`")
+    batch = int(run.data.params.get("train.batch_size", 0) or 0)
+    records = [{**{k: v for k, v in row.items() if isinstance(k, str)}, "metrics.step": step,
+                "metrics.images": step * batch, "run_id": run_id,
+                "tags.swapbench.variant": f"{step * batch / 1000:g}k images",
+                "tags.swapbench.git_commit": run.data.tags.get("swapbench.git_commit")}
+               for step, row in sorted(rows.items())]
+    return pd.DataFrame.from_records(records)
+
+
 def score_columns(df: pd.DataFrame, metrics: list[str] | None = None) -> tuple[list[str], list[str]]:
     """(columns to show, notes). A swap realism column comes with the texture-transfer and structure
     columns and the controls; where the runs lack those (scored before they existed), the realism

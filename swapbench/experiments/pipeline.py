@@ -57,7 +57,9 @@ def score_model(model: torch.nn.Module, recipe: Recipe, device: torch.device,
     scores = evaluate(ctx, requested)
     scores["eval/seconds"] = time.perf_counter() - start
     if tracker is not None:
-        tracker.log_metrics({k: v for k, v in scores.items() if v == v})  # NaN: not comparable, see the tags
+        # at the checkpoint's step: a run's score histories are its checkpoints' scores, the latest the last's
+        step = checkpoint_step(checkpoint) if checkpoint is not None else None
+        tracker.log_metrics({k: v for k, v in scores.items() if v == v}, step=step)  # NaN: not comparable, see the tags
         tracker.log_params(score_network_params(ctx))
         tracker.set_tags({"swapbench.score_git_commit": git_commit(),  # may differ from the training commit
                           **{f"swapbench.score_note.{k}": v for k, v in ctx.notes.items()},
@@ -73,13 +75,20 @@ SCORED_STEP_TAG = "swapbench.scored_checkpoint_step"
 SCORED_SHA256_TAG = "swapbench.scored_checkpoint_sha256"
 
 
+def checkpoint_step(checkpoint: Path) -> int | None:
+    """The training step a run's checkpoint was saved at, as its sidecar records it."""
+    from swapbench.training.checkpoint import sidecar
+
+    step = json.loads(sidecar(checkpoint).read_text()).get("step")
+    return None if step is None else int(step)
+
+
 def scored_checkpoint_tags(checkpoint: Path) -> dict[str, str]:
     """The tags naming the checkpoint a run's scores were computed from: its step and sha256 (as its
     sidecar records them; reading the checkpoint checked that)."""
-    from swapbench.training.checkpoint import recorded_sha256, sidecar
+    from swapbench.training.checkpoint import recorded_sha256
 
-    record = json.loads(sidecar(checkpoint).read_text())
-    return {SCORED_STEP_TAG: str(record.get("step")), SCORED_SHA256_TAG: recorded_sha256(checkpoint)[1]}
+    return {SCORED_STEP_TAG: str(checkpoint_step(checkpoint)), SCORED_SHA256_TAG: recorded_sha256(checkpoint)[1]}
 
 
 def score_network_params(ctx: EvalContext) -> dict[str, str]:
