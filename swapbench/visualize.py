@@ -21,26 +21,26 @@ GRID_MIN_CELL = 64  # px on screen of a swap grid's cell: a 32 px model's grid i
 @torch.no_grad()
 def swap_grid(model: SwappingAutoencoder, structure_images: torch.Tensor, texture_images: torch.Tensor,
               min_cell: int = GRID_MIN_CELL) -> np.ndarray:
-    """A (g+1) x (g+1) grid as HWC uint8: the top row holds the texture sources B_j, the left column
-    the structure sources A_i, and cell (i, j) the swap G(s(A_i), t(B_j)). The diagonal-free layout
-    makes texture transfer readable along rows and structure preservation along columns. Images
-    smaller than ``min_cell`` are enlarged by a whole factor, nearest neighbour (each pixel becomes a
-    square block; nothing is smoothed or invented), so every cell is at least ``min_cell`` px."""
+    """The paper's swap grid as HWC uint8: the top row holds the texture sources B_j, the left column
+    the structure sources A_i, and cell (i, j) the swap G(s(A_i), t(B_j)): every cell of row i should
+    keep A_i's layout and every cell of column j take B_j's texture. Images smaller than ``min_cell`` are
+    enlarged by a whole factor, nearest neighbour (each pixel becomes a square block; nothing is
+    smoothed or invented), so every cell is at least ``min_cell`` px."""
     device = next(model.parameters()).device
     a, b = structure_images.to(device), texture_images.to(device)
-    g = a.shape[0]
+    n_a, n_b = a.shape[0], b.shape[0]
     s = model.encode(a).structure
     t = model.encode(b).texture
-    cells = model.decode(s.repeat_interleave(g, 0), t.repeat(g, *[1] * (t.ndim - 1)))  # row i, column j
+    cells = model.decode(s.repeat_interleave(n_b, 0), t.repeat(n_a, *[1] * (t.ndim - 1)))  # row i, column j
     blank = torch.full_like(a[:1], 1.0)
     rows = [torch.cat([blank, b])]
-    for i in range(g):
-        rows.append(torch.cat([a[i : i + 1], cells[i * g : (i + 1) * g]]))
+    for i in range(n_a):
+        rows.append(torch.cat([a[i : i + 1], cells[i * n_b : (i + 1) * n_b]]))
     tiles = to_uint8(torch.cat(rows)).cpu()
     factor = -(-min_cell // tiles.shape[-1])  # ceil: the smallest whole factor that reaches min_cell
     if factor > 1:
         tiles = tiles.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
-    grid = make_grid(tiles, nrow=g + 1, padding=2, pad_value=255)
+    grid = make_grid(tiles, nrow=n_b + 1, padding=2, pad_value=255)
     return grid.permute(1, 2, 0).numpy()
 
 

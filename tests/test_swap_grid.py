@@ -38,3 +38,18 @@ def test_the_quickstart_grid_has_64_px_cells():
     images = torch.rand(2 * g, 3, side, side) * 2 - 1
     grid = swap_grid(model, images[:g], images[g:])
     assert side == 32 and grid.shape[:2] == (_grid_side(g, 64), _grid_side(g, 64))
+
+
+def test_a_grid_of_two_structures_and_three_textures_holds_every_swap(tiny):
+    """Rectangular grids (as `swapbench edit grid` draws them): row i, column j is G(s(A_i), t(B_j))."""
+    model = build_autoencoder(tiny).eval()
+    side = tiny.data.resolution
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 3, side, side) * 2 - 1, torch.rand(3, 3, side, side) * 2 - 1
+    grid = swap_grid(model, a, b, min_cell=side)
+    assert grid.shape == (3 * (side + 2) + 2, 4 * (side + 2) + 2, 3)
+    with torch.no_grad():
+        want = model.decode(model.encode(a[1:2]).structure, model.encode(b[2:3]).texture)
+    row, col = 2, 3  # structure 1 (row 0 holds the textures), texture 2 (column 0 holds the structures)
+    cell = grid[2 + row * (side + 2): 2 + row * (side + 2) + side, 2 + col * (side + 2): 2 + col * (side + 2) + side]
+    assert torch.equal(torch.from_numpy(cell).permute(2, 0, 1), to_uint8(want[0]))

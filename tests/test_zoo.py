@@ -146,6 +146,12 @@ def test_edit_by_name(in_ws, tmp_path):
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["run"] == f"zoo:{NAME}" and record["commit"] == in_ws["manifest"]["git_commit"]
     assert Image.open(out).size[0] == 4 + 4 * (16 + 4)  # structure, texture, two alphas
+    grid = tmp_path / "grid.png"
+    code, stdout, stderr = invoke(["edit", "grid", "--run", f"zoo:{NAME}", "--structure", "a.png", "--structure",
+                                   "b.png", "--texture", "b.png", "--out", str(grid), "--cell", "32", "--device", "cpu"])
+    assert code == 0, stderr
+    assert Image.open(grid).size == (2 + 2 * (32 + 2), 2 + 3 * (32 + 2))  # 16 px images drawn at 2x: 2 columns, 3 rows
+    assert json.loads(grid.with_suffix(".json").read_text())["operation"] == "grid"
 
 
 def test_figure_swaps_by_name_matches_the_run_it_came_from(in_ws, tmp_path):

@@ -1,4 +1,4 @@
-"""``swapbench edit swap|interpolate|region|texture-pca|attribute|translate``: editing image files with
+"""``swapbench edit swap|grid|interpolate|region|texture-pca|attribute|translate``: editing image files with
 a trained swap_ae run (the sheets are made in :mod:`swapbench.editing.sheets`)."""
 
 from __future__ import annotations
@@ -44,6 +44,15 @@ def edit_swap(
     from swapbench.editing.sheets import swap_sheet
 
     _wrote(swap_sheet(_edit_model(run, device, out_file), structure, texture, parse_floats(alpha, "--alpha"), out_file, cell))
+
+
+@edit_app.command("grid")
+def edit_grid(run: EditRun, structure: Files, texture: Files, out_file: EditOut, cell: EditCell = 128,
+              device: DeviceOption = "auto") -> None:
+    """Every --structure image (rows) with every --texture image (columns): the paper's swap grid."""
+    from swapbench.editing.sheets import grid_sheet
+
+    _wrote(grid_sheet(_edit_model(run, device, out_file), structure, texture, out_file, cell))
 
 
 @edit_app.command("interpolate")

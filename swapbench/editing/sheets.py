@@ -81,6 +81,21 @@ def swap_sheet(em: EditModel, structure: Sequence[str], texture: Sequence[str], 
                        _record(em, "swap", structure=a_files, texture=b_files, alphas=list(alphas)), cell)
 
 
+def grid_sheet(em: EditModel, structure: Sequence[str], texture: Sequence[str], out: str | Path, cell: int = 128) -> Path:
+    """The swap grid: row i keeps the structure of structure image i, column j takes the texture of
+    texture image j (the sources on the top row and the left column); cells of at least ``cell`` px."""
+    from PIL import Image
+
+    from swapbench.experiments.figures import png_output_path, write_provenance
+    from swapbench.visualize import swap_grid
+
+    (a, a_files), (b, b_files) = em.images(structure), em.images(texture)
+    png = png_output_path(out)
+    Image.fromarray(swap_grid(em.model, a, b, min_cell=cell)).save(png)
+    write_provenance(png, _record(em, "grid", structure=a_files, texture=b_files))
+    return png
+
+
 def interpolate_sheet(em: EditModel, a_files: Sequence[str], b_files: Sequence[str], steps: int, part: str,
                       out: str | Path, cell: int = 128) -> Path:
     """Rows: image pairs; columns: A, the interpolation at ``steps`` evenly spaced alphas, B."""
