@@ -170,7 +170,10 @@ class OptimConfig(Section):
 class TrainConfig(Section):
     images: int = Field(25_000_000, ge=1, description="Training length in images seen (as the paper counts).")
     batch_size: int = Field(16, ge=2, description="Images per step; swaps pair each image with another.")
-    ema: float = Field(0.999, ge=0, lt=1, description="Per-step EMA decay of encoder+generator; 0 disables.")
+    ema: float = Field(0.999, ge=0, lt=1, description=(
+        "Largest per-step EMA decay of encoder+generator; 0 disables. The decay warms up as "
+        "min(ema, 1 - (1 + step)^(-2/3)) (timm's ModelEmaV3 warm-up): 0.99 at step 1,000, 0.998 at 10,000, "
+        "so 0.999 applies only after about 31,600 steps and shorter runs see the warm-up value."))
     log_every: int = Field(10, ge=1, description="Steps between logged training metrics.")
     image_every: int = Field(500, ge=1, description="Steps between swap grids logged to MLflow.")
     checkpoint_every: int = Field(1000, ge=1, description="Steps between checkpoints (one is always written at the end).")
