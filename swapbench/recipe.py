@@ -174,6 +174,11 @@ class TrainConfig(Section):
         "Largest per-step EMA decay of encoder+generator; 0 disables. The decay warms up as "
         "min(ema, 1 - (1 + step)^(-2/3)) (timm's ModelEmaV3 warm-up): 0.99 at step 1,000, 0.998 at 10,000, "
         "so 0.999 applies only after about 31,600 steps and shorter runs see the warm-up value."))
+    cpu_minutes: float | None = Field(None, gt=0, description=(
+        "Also end training (FINISHED, then scored) at the first step boundary after the training loop has used "
+        "this many CPU minutes, summed over resumed parts (user + system time of the process; rank 0's under "
+        "torchrun): for comparisons at equal CPU cost. Where it ends depends on the machine; train.images stays "
+        "the upper bound. null: no CPU budget."))
     log_every: int = Field(10, ge=1, description="Steps between logged training metrics.")
     image_every: int = Field(500, ge=1, description="Steps between swap grids logged to MLflow.")
     checkpoint_every: int = Field(1000, ge=1, description="Steps between checkpoints (one is always written at the end).")

@@ -124,6 +124,20 @@ def test_fit_runs_to_the_image_budget_and_checkpoints(tiny, tmp_path):
     assert result.checkpoint == tmp_path / "last.safetensors" and result.checkpoint.is_file()
 
 
+def test_a_cpu_budget_ends_training_early_and_counts_across_resumes(tiny, tmp_path):
+    from swapbench.recipe import recipe_from_dict
+
+    long = recipe_from_dict(tiny.to_dict(), ["train.images=40", "train.checkpoint_every=1"])  # 10 steps planned
+    t = Trainer(recipe_from_dict(long.to_dict(), ["train.cpu_minutes=1e-6"]), checkpoint_dir=tmp_path)
+    result = t.fit()  # any step uses more than 60 microseconds of CPU: it ends after the first
+    assert result.steps == 1 < long.steps and result.checkpoint.is_file() and t.cpu_seconds > 0
+    assert load_checkpoint(result.checkpoint)[0]["cpu_seconds"] == t.cpu_seconds
+    resumed = Trainer(long)  # the same run without a budget: the CPU count carries on from the checkpoint
+    resumed.resume(result.checkpoint)
+    assert resumed.cpu_seconds == t.cpu_seconds
+    assert resumed.fit().steps == long.steps == 10 and resumed.cpu_seconds > t.cpu_seconds
+
+
 def test_optional_lpips_reconstruction_term(tiny):
     from test_weights import cached_or_skip
 

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 class TrainingState:
     """Checkpointing and exact resume for :class:`~swapbench.training.trainer.Trainer`, which provides the
     networks, optimisers, EMA and counters it saves (``networks()``, ``optimizers()``, ``extra_state()``,
-    ``ema``, ``step``, ``images_seen``, ``skipped_steps``, ``recipe``, ``tracker``, ``device``, ``rank``,
+    ``ema``, ``step``, ``images_seen``, ``skipped_steps``, ``cpu_seconds``, ``recipe``, ``tracker``, ``device``, ``rank``,
     ``checkpoint_dir``)."""
 
     def state_dict(self) -> dict[str, Any]:
@@ -30,7 +30,7 @@ class TrainingState:
         state.update({name: opt.state_dict() for name, opt in self.optimizers().items()})
         state.update(self.extra_state())
         state.update({"step": self.step, "images_seen": self.images_seen, "skipped_steps": self.skipped_steps,
-                      "rng": {"torch": torch.get_rng_state()}})
+                      "cpu_seconds": self.cpu_seconds, "rng": {"torch": torch.get_rng_state()}})
         if self.device.type == "cuda":  # this process's GPU only: the same on every rank, and resumable on fewer GPUs
             state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
         if self.ema is not None:
@@ -48,6 +48,7 @@ class TrainingState:
         self.step = int(state["step"])
         self.images_seen = int(state["images_seen"])
         self.skipped_steps = int(state.get("skipped_steps", 0))
+        self.cpu_seconds = float(state.get("cpu_seconds", 0.0))  # 0: a checkpoint from before it was counted
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             saved = state["rng"]["cuda"]

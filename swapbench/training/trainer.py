@@ -32,7 +32,7 @@ from swapbench.data import SeededInfiniteSampler, build_dataset, test_images
 from swapbench.errors import UserError
 from swapbench.recipe import Recipe
 from swapbench.registry import MODELS, OPTIMIZERS, TRAINERS
-from swapbench.runtime import resolve_device, seed_everything
+from swapbench.runtime import process_cpu_seconds, resolve_device, seed_everything
 from swapbench.tracking import Tracker
 from swapbench.training.distributed import any_process, mean_over_processes
 from swapbench.training.nonfinite import NonFiniteGuard
@@ -113,6 +113,7 @@ class Trainer(TrainingState, NonFiniteGuard):
         self.step = 0
         self.images_seen = 0
         self.skipped_steps = 0  # steps with a non-finite loss or gradient under train.on_nonfinite: skip_step
+        self.cpu_seconds = 0.0  # CPU time of the training loop so far, every resumed part (train.cpu_minutes)
         self.logged_through = 0  # a resumed run's metrics up to this step are already in MLflow
         self.train_set = build_dataset(recipe, "train") if train_set is None else train_set
         self.test_set = test_set
@@ -206,6 +207,14 @@ class Trainer(TrainingState, NonFiniteGuard):
         self.step += 1
         self.images_seen += batch_size * self.world_size
 
+    def _note_cpu_budget_reached(self, total_steps: int) -> None:
+        """Say (log and tag) that train.cpu_minutes ended training before train.images."""
+        log.warning("train.cpu_minutes %g reached at step %d of %d (%d images): training ends here",
+                    self.recipe.train.cpu_minutes, self.step, total_steps, self.images_seen)
+        if self.rank == 0:
+            self.tracker.set_tags({"swapbench.ended_by": "train.cpu_minutes",
+                                   "swapbench.ended_at_images": str(self.images_seen)})
+
     def _stop_here(self, stop: StopRequest) -> None:
         """Write a checkpoint at this step boundary and end training as interrupted."""
         path = self._save_whole(stop)
@@ -271,13 +280,18 @@ class Trainer(TrainingState, NonFiniteGuard):
         start, start_images = time.perf_counter(), self.images_seen
         losses: dict[str, float] = {}
         checkpoint = None
+        cpu_budget = None if t.cpu_minutes is None else 60 * t.cpu_minutes
+        cpu_mark = process_cpu_seconds()
         with stop_at_step_boundary() as stop:
             while self.step < total_steps:
                 if any_process(stop.requested, self.device):  # every process stops at the same step
                     self._stop_here(stop)
                 losses = self.train_step(next(batches))
                 skipped = self._check_finite(losses, checkpoint)
-                log_now = self.step % t.log_every == 0 or self.step == total_steps or skipped
+                now = process_cpu_seconds()
+                self.cpu_seconds, cpu_mark = self.cpu_seconds + now - cpu_mark, now
+                out_of_cpu = cpu_budget is not None and any_process(self.cpu_seconds >= cpu_budget, self.device)
+                log_now = self.step % t.log_every == 0 or self.step == total_steps or skipped or out_of_cpu
                 if log_now and self.world_size > 1:
                     losses = mean_over_processes(losses, self.device)  # logged losses are of the whole batch
                 elapsed = time.perf_counter() - start
@@ -290,10 +304,13 @@ class Trainer(TrainingState, NonFiniteGuard):
                                                   "train/images_seen": self.images_seen, **skips}, step=self.step)
                     if self.step % t.image_every == 0:
                         self.log_preview(f"{self.preview_dir}/step_{self.step:08d}.png")
-                    if self.step % t.checkpoint_every == 0 and self.step < total_steps:
+                    if self.step % t.checkpoint_every == 0 and self.step < total_steps and not out_of_cpu:
                         checkpoint = self._save_whole(stop)
                 if on_step is not None:
                     on_step(self.step, total_steps, losses, ips)
+                if out_of_cpu:
+                    self._note_cpu_budget_reached(total_steps)
+                    break
             if any_process(stop.requested, self.device):  # asked during the last step: save, do not score
                 self._stop_here(stop)
             seconds = time.perf_counter() - start
