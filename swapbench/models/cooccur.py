@@ -49,14 +49,9 @@ class CooccurDiscriminator(nn.Module):
         mlp.append(EqualLinear(width, 1))
         self.classifier = nn.Sequential(*mlp)
 
-    def extract_features(self, patches: torch.Tensor, aggregate: bool = False) -> torch.Tensor:
-        """patches (B, T, 3, p, p) -> features (B*T, F); ``aggregate`` replaces each image's T
-        features by their mean (repeated T times)."""
-        b, t = patches.shape[:2]
-        features = self.encoder(patches.flatten(0, 1))
-        if aggregate:
-            features = features.view(b, t, -1).mean(dim=1, keepdim=True).expand(-1, t, -1).reshape(b * t, -1)
-        return features
+    def extract_features(self, patches: torch.Tensor) -> torch.Tensor:
+        """patches (B, T, 3, p, p) -> features (B*T, F)."""
+        return self.encoder(patches.flatten(0, 1))
 
     def discriminate(self, reference: torch.Tensor, judged: torch.Tensor) -> torch.Tensor:
         """reference, judged (B*T, F) -> logits (B*T, 1); row i judges crop i against reference i."""
