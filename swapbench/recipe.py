@@ -443,11 +443,26 @@ class Recipe(Section):
         return dict(_flatten(self.to_dict()))
 
     def hash(self) -> str:
-        """sha256 of the canonical JSON of the resolved recipe (names excluded)."""
+        """sha256 of the canonical JSON of the resolved recipe (names excluded, and the settings of
+        :data:`HASH_NEUTRAL` at their neutral value, so that adding a setting to the schema does not
+        change the hash of every recipe, and with it sweep keys, resume checks and zoo manifests)."""
         d = self.to_dict()
         d.pop("name", None)
         d.pop("description", None)
+        for key, neutral in HASH_NEUTRAL.items():
+            *sections, leaf = key.split(".")
+            parent = d
+            for section in sections:
+                parent = parent.get(section) or {}
+            if leaf in parent and parent[leaf] == neutral:
+                del parent[leaf]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+# Settings added to the schema after recipes were first hashed, with the value that does what the
+# schema did before them: at that value they are left out of Recipe.hash. A new setting whose default
+# keeps the old behaviour belongs here.
+HASH_NEUTRAL: dict[str, Any] = {"train.cpu_minutes": None}
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

@@ -164,3 +164,24 @@ def test_with_test_images_rescales_the_scored_set_and_keeps_the_rest():
     assert (small.data.test_images, small.eval.swap_pairs, small.eval.grid_size) == (3, 3, 3)
     assert small.model == base.model and small.train == base.train and small.data.resolution == base.data.resolution
     assert base.data.test_images != 3  # the original is left as it was
+
+
+def test_adding_a_setting_at_its_neutral_value_keeps_every_hash():
+    """Recipe.hash keys sweeps, resume checks and zoo manifests: settings added later (HASH_NEUTRAL)
+    stay out of it at their neutral value, so the quickstart hashes as it did before train.cpu_minutes
+    existed, and each shipped zoo model's recipe.yaml still has the hash its manifest records."""
+    import json
+    from pathlib import Path
+
+    from swapbench.recipe import HASH_NEUTRAL, load_recipe, recipe_from_dict
+
+    quickstart = load_recipe("quickstart")
+    assert quickstart.hash().startswith("c7080cd0a4b5") and quickstart.train.cpu_minutes is None
+    assert "train.cpu_minutes" in HASH_NEUTRAL
+    assert recipe_from_dict(quickstart.to_dict(), ["train.cpu_minutes=5"]).hash() != quickstart.hash()
+    zoo = Path(__file__).resolve().parent.parent / "zoo"
+    manifests = sorted(zoo.glob("*/manifest.json"))
+    assert manifests  # the checkout ships its reference models
+    for manifest in manifests:
+        recorded = json.loads(manifest.read_text())["recipe_hash"]
+        assert load_recipe(manifest.parent / "recipe.yaml").hash() == recorded, manifest.parent.name
