@@ -90,14 +90,13 @@ def load_run_history(run_id: str, uri: str | None = None) -> pd.DataFrame:
     for key in run.data.metrics:
         if key.startswith(NOT_SCORES):
             continue
-        for m in client.get_metric_history(run_id, key):  # a step scored twice keeps its latest value
-            row = rows.setdefault(m.step, {})
-            if m.timestamp >= row.get(("ts", key), -1):
-                row[("ts", key)], row[f"metrics.{key}"] = m.timestamp, m.value
+        history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp)
+        for m in history:  # in logging order, so a step scored twice keeps its latest value
+            rows.setdefault(m.step, {})[f"metrics.{key}"] = m.value
     if not rows:
         raise UserError(f"run {run_id} logged no scores; score it with `swapbench evaluate {run_id}`")
     batch = int(run.data.params.get("train.batch_size", 0) or 0)
-    records = [{**{k: v for k, v in row.items() if isinstance(k, str)}, "metrics.step": step,
+    records = [{**row, "metrics.step": step,
                 "metrics.images": step * batch, "run_id": run_id,
                 "tags.swapbench.variant": f"{step * batch / 1000:g}k images",
                 "tags.swapbench.git_commit": run.data.tags.get("swapbench.git_commit")}

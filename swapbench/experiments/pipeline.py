@@ -58,12 +58,12 @@ def score_model(model: torch.nn.Module, recipe: Recipe, device: torch.device,
     scores["eval/seconds"] = time.perf_counter() - start
     if tracker is not None:
         # at the checkpoint's step: a run's score histories are its checkpoints' scores, the latest the last's
-        step = checkpoint_step(checkpoint) if checkpoint is not None else None
+        step, sha256 = scored_checkpoint(checkpoint) if checkpoint is not None else (None, None)
         tracker.log_metrics({k: v for k, v in scores.items() if v == v}, step=step)  # NaN: not comparable, see the tags
         tracker.log_params(score_network_params(ctx))
         tracker.set_tags({"swapbench.score_git_commit": git_commit(),  # may differ from the training commit
                           **{f"swapbench.score_note.{k}": v for k, v in ctx.notes.items()},
-                          **(scored_checkpoint_tags(checkpoint) if checkpoint is not None else {})})
+                          **({SCORED_STEP_TAG: str(step), SCORED_SHA256_TAG: sha256} if checkpoint is not None else {})})
         manifest = ctx.dataset.manifest() if hasattr(ctx.dataset, "manifest") else None
         record = pairs_record(ctx.pairs, recipe.eval.pairs_seed, manifest,
                               reference=reference_record(recipe, ctx.reference, manifest))
@@ -75,20 +75,14 @@ SCORED_STEP_TAG = "swapbench.scored_checkpoint_step"
 SCORED_SHA256_TAG = "swapbench.scored_checkpoint_sha256"
 
 
-def checkpoint_step(checkpoint: Path) -> int | None:
-    """The training step a run's checkpoint was saved at, as its sidecar records it."""
-    from swapbench.training.checkpoint import sidecar
-
-    step = json.loads(sidecar(checkpoint).read_text()).get("step")
-    return None if step is None else int(step)
-
-
-def scored_checkpoint_tags(checkpoint: Path) -> dict[str, str]:
-    """The tags naming the checkpoint a run's scores were computed from: its step and sha256 (as its
-    sidecar records them; reading the checkpoint checked that)."""
+def scored_checkpoint(checkpoint: Path) -> tuple[int | None, str]:
+    """(training step, sha256) of the checkpoint a run's scores are of, as its sidecar records them
+    (reading the checkpoint checked the hash): the scores' MLflow step and the run's scored-checkpoint tags."""
     from swapbench.training.checkpoint import recorded_sha256
 
-    return {SCORED_STEP_TAG: str(checkpoint_step(checkpoint)), SCORED_SHA256_TAG: recorded_sha256(checkpoint)[1]}
+    side, sha256 = recorded_sha256(checkpoint)
+    step = json.loads(side.read_text()).get("step")
+    return (None if step is None else int(step)), sha256
 
 
 def score_network_params(ctx: EvalContext) -> dict[str, str]:
@@ -147,19 +141,20 @@ def _train_in_run(trainer, tracker: Tracker, ckpt_dir: Path, test_set: Dataset, 
     start = trainer.step
     tracker.set_tags(host_tags())  # the CPU this part trains on (a resumed run: the last part's)
     cpu_start, wall_start, images_start = process_cpu_seconds(), time.perf_counter(), trainer.images_seen
-    try:
-        with TrainingProgress(recipe.steps, enabled=progress, description=recipe.name, start=start) as bar:
-            result = trainer.fit(on_step=bar.update)
-    except BaseException:  # stopped (Ctrl-C, kill, divergence): the part's time still counts in the run's sums
-        if trainer.step > start:
-            seconds = time.perf_counter() - wall_start
+
+    def log_part(seconds: float) -> None:  # this part's time; the run's totals are the sums over its parts
+        if trainer.step > start:  # a run resumed after its last step (e.g. to score it) keeps its training figures
             tracker.log_metrics({"train/seconds": seconds, "train/steps": trainer.step,
                                  "train/images_per_second": (trainer.images_seen - images_start) / max(seconds, 1e-9),
                                  "train/cpu_seconds": process_cpu_seconds() - cpu_start})
+
+    try:
+        with TrainingProgress(recipe.steps, enabled=progress, description=recipe.name, start=start) as bar:
+            result = trainer.fit(on_step=bar.update)
+    except BaseException:  # stopped (Ctrl-C, kill, divergence): the part's time still counts
+        log_part(time.perf_counter() - wall_start)
         raise
-    if result.steps > start:  # a run resumed after its last step (e.g. to score it) keeps its training figures
-        tracker.log_metrics({"train/seconds": result.seconds, "train/images_per_second": result.images_per_second,
-                             "train/steps": result.steps, "train/cpu_seconds": process_cpu_seconds() - cpu_start})
+    log_part(result.seconds)
     if result.checkpoint is not None and recipe.tracking.log_checkpoint:
         tracker.log_artifact(result.checkpoint, CHECKPOINT_ARTIFACT_DIR)
         tracker.log_artifact(result.checkpoint.with_suffix(".json"), CHECKPOINT_ARTIFACT_DIR)
