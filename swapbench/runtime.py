@@ -57,12 +57,17 @@ def process_cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on: its affinity mask where the OS has one (``taskset``, a
+    container's cpuset), else every core the machine has."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def host_tags() -> dict[str, str]:
     """MLflow tags naming the CPU a run trains on (times mean little without it), and torch's threads."""
     from swapbench.bench.machine import cpu_info
 
     info = cpu_info()
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return {"swapbench.host.cpu_model": info["cpu_model"], "swapbench.host.cpus": str(cpus),
+    return {"swapbench.host.cpu_model": info["cpu_model"], "swapbench.host.cpus": str(usable_cores()),
             "swapbench.host.threads": str(torch.get_num_threads()),
             "swapbench.host.avx512": str(info["avx512"]).lower() if info["cpu_flags_known"] else "unknown"}

@@ -40,3 +40,20 @@ def test_shipped_ablation_sweep_resolves():
     assert {j.variant for j in jobs} == {"full", "no_cooc", "no_swap", "no_recon_gan"}
     no_swap = next(j for j in jobs if j.variant == "no_swap").recipe
     assert no_swap.loss.g_swap == 0 and no_swap.loss.d_swap == 0
+
+
+def test_worker_threads_follow_the_cpu_affinity():
+    """`taskset -c 0 swapbench sweep ...` must give its worker 1 thread, not the machine's core count."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs a CPU affinity mask and at least 2 usable cores")
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from swapbench.runtime import usable_cores, host_tags; "
+            "print(usable_cores(), host_tags()['swapbench.host.cpus'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1", "1"]

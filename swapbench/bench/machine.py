@@ -38,19 +38,13 @@ def cpu_info(text: str | None = None) -> dict[str, Any]:
 
 def header(threads: int, quick: bool) -> dict[str, Any]:
     from swapbench import __version__
-    from swapbench.runtime import git_commit
+    from swapbench.runtime import git_commit, usable_cores
 
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {**cpu_info(), "cpu_count": _cpu_count(), "torch": torch.__version__, "threads": threads,
+    return {**cpu_info(), "cpu_count": usable_cores(), "torch": torch.__version__, "threads": threads,
             "mkldnn": torch.backends.mkldnn.is_available(), "cuda_device": cuda, "git_commit": git_commit(),
             "swapbench": __version__, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "quick": quick}
-
-
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class _NoModules:

@@ -12,7 +12,7 @@ from swapbench.cli.common import app, out
 @app.command()
 def sweep(
     file: Annotated[str, typer.Argument(help="Sweep YAML file, or a name from recipes/sweeps/.")],
-    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Worker processes (each gets cores / jobs threads).")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Worker processes; each gets (usable cores) / jobs torch threads, usable cores being the process's CPU affinity (taskset).")] = 1,
 ) -> None:
     """Run every variant x seed of a sweep as child runs of one MLflow parent run; finished ones are skipped."""
     from swapbench.experiments.sweep import run_sweep

@@ -26,7 +26,6 @@ import hashlib
 import itertools
 import json
 import multiprocessing
-import os
 import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -183,7 +182,9 @@ def _stop_workers(signum, frame) -> None:
 
 
 def _run_in_workers(todo: list[Job], experiment: str, parent: str, jobs_in_parallel: int) -> list[str]:
-    threads = max(1, (os.cpu_count() or 1) // jobs_in_parallel)
+    from swapbench.runtime import usable_cores
+
+    threads = max(1, usable_cores() // jobs_in_parallel)  # `taskset -c 1 swapbench sweep ...` gives 1 thread
     in_main_thread = threading.current_thread() is threading.main_thread()  # only there can signals be caught
     sigs = (signal.SIGINT, signal.SIGTERM) if in_main_thread else ()
     previous = {sig: signal.signal(sig, _stop_workers) for sig in sigs}
