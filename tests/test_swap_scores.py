@@ -104,24 +104,41 @@ def test_controls_use_exactly_the_models_pairs():
     for control in ("copy_a", "copy_b", "recon_a"):
         for score in ("swap_reencode_structure", "swap_reencode_texture"):
             assert f"control/{control}/{score}" in scores and f"control/{control}/{score}_ci_low" in scores
+    assert not any(k.startswith("control/truth_flat/") for k in scores)  # photos have no true swap
     # by construction: copying A gives back A's codes exactly and B's only as far as a random pair
     assert scores["control/copy_a/swap_reencode_structure"] == 1 and scores["control/copy_a/swap_reencode_texture"] == 0
     assert scores["control/copy_b/swap_reencode_texture"] == 1 and scores["control/copy_b/swap_reencode_structure"] == 0
+
+
+class Truth(Spy):
+    """The ground-truth swapper of a synthetic test split (its images found by their bytes)."""
+
+    def __init__(self, dataset, images):
+        super().__init__()
+        self.dataset, self.index = dataset, {digest(img): i for i, img in enumerate(images)}
+
+    def swap(self, a, b):
+        rows = lambda x: [self.index[digest(img)] for img in x]  # noqa: E731
+        return self.dataset.gt_swap(rows(a), rows(b))
+
+
+def test_truth_flat_lies_between_the_true_swap_and_both_copies():
+    """On synthetic data the flattened true swap is logged as a control: worse than the true swap on
+    gt_swap_lpips (patterns matter), better than copying A (layout and colours are right)."""
+    cached_or_skip("lpips_vgg")
+    ctx = build_context(Spy(), recipe("synthetic", resolution=64), CPU)
+    ctx.model = Truth(ctx.dataset, ctx.images)
+    scores = evaluate(ctx, ["gt_swap_lpips"])
+    assert scores["gt_swap_lpips"] < 1e-6
+    flat = scores["control/truth_flat/gt_swap_lpips"]
+    assert 0.2 < flat < scores["control/copy_a/gt_swap_lpips"], scores
+    assert scores["control/truth_flat/gt_swap_lpips_ci_low"] <= flat <= scores["control/truth_flat/gt_swap_lpips_ci_high"]
 
 
 def test_no_control_wins_every_column():
     """On synthetic data with the ground-truth swapper: copy_a is worst at texture transfer, copy_b
     worst at keeping structure; each control loses to the model somewhere."""
     cached_or_skip("lpips_vgg")
-
-    class Truth(Spy):
-        def __init__(self, dataset, images):
-            super().__init__()
-            self.dataset, self.index = dataset, {digest(img): i for i, img in enumerate(images)}
-
-        def swap(self, a, b):
-            rows = lambda x: [self.index[digest(img)] for img in x]  # noqa: E731
-            return self.dataset.gt_swap(rows(a), rows(b))
 
     r = recipe("synthetic")
     ctx = build_context(Spy(), r, CPU)

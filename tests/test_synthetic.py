@@ -55,6 +55,18 @@ def test_gt_swap_is_the_render_of_a_layout_and_b_style_and_differs_from_both():
     assert torch.equal(ds.gt_swap([2], [2])[0], a)
 
 
+def test_flat_patterns_give_each_region_one_colour_that_keeps_its_mean():
+    lay, sty = S.layouts("test", [0, 1, 2]), S.styles("test", [3, 4, 5])
+    sty.grain = torch.zeros_like(sty.grain)
+    drawn, flat = S.render(lay, sty, 64), S.render(lay, sty, 64, flat_patterns=True)
+    inside = S.region_weights(lay, 64) > 0.999  # (N, R, H, W) pixels well inside one region
+    spread = [(img[:, m].std(dim=1).max(), ref[:, m].std(dim=1).max())
+              for img, ref, masks in zip(flat, drawn, inside) for m in masks if m.sum() > 50]
+    assert spread and all(f < 1e-3 for f, _ in spread) and max(d for _, d in spread) > 0.1
+    # the flat image is the drawn one's mean wherever nothing clamps: same colours on average
+    assert (flat.mean() - drawn.mean()).abs() < 0.02
+
+
 def _params(factor) -> torch.Tensor:
     n = factor.grain.shape[0] if hasattr(factor, "grain") else factor.horizon.shape[0]
     return torch.cat([getattr(factor, f.name).float().reshape(n, -1) for f in fields(factor)], dim=1)

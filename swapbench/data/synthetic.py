@@ -206,12 +206,18 @@ def grain_noise(resolution: int) -> torch.Tensor:
     return (h - torch.floor(h) - 0.5).float()
 
 
-def render(layout: Layout, style: Style, resolution: int) -> torch.Tensor:
-    """Images (N, 3, resolution, resolution) in [-1, 1] for batched ``layout`` and ``style``."""
+def render(layout: Layout, style: Style, resolution: int, flat_patterns: bool = False) -> torch.Tensor:
+    """Images (N, 3, resolution, resolution) in [-1, 1] for batched ``layout`` and ``style``.
+
+    With ``flat_patterns`` every region's pattern is replaced by its mean value over the image, so each
+    region is one flat colour, the mix of its two colours that its pattern shows on average: the scene
+    with the right layout and colours and no pattern (the ``truth_flat`` control of the swap scores)."""
     if not 8 <= resolution <= 2048:
         raise ValueError(f"render: resolution must lie in [8, 2048], got {resolution}")
     w = region_weights(layout, resolution)  # (N, R, H, W)
     p = pattern_values(style, resolution)  # (N, R, H, W)
+    if flat_patterns:
+        p = p.mean(dim=(2, 3), keepdim=True).expand_as(p)
     # sum_r w_r * (a_r + (b_r - a_r) * p_r), as two small batched matrix products over regions
     a, b = style.color_a, style.color_b  # (N, R, 3)
     image = torch.einsum("nrhw,nrc->nchw", w, a) + torch.einsum("nrhw,nrc->nchw", w * p, b - a)
@@ -246,15 +252,17 @@ class SyntheticDataset(Dataset):
             return index, index
         return index % TRAIN_LAYOUTS, (index * 7919 + 1) % TRAIN_STYLES
 
-    def render_factors(self, layout_ids: list[int], style_ids: list[int]) -> torch.Tensor:
+    def render_factors(self, layout_ids: list[int], style_ids: list[int], flat_patterns: bool = False) -> torch.Tensor:
         """Render any combination of this split's layouts and styles: the ground truth of a swap."""
-        return render(layouts(self.split, layout_ids), styles(self.split, style_ids), self.resolution)
+        return render(layouts(self.split, layout_ids), styles(self.split, style_ids), self.resolution, flat_patterns)
 
-    def gt_swap(self, structure_indices: list[int], texture_indices: list[int]) -> torch.Tensor:
-        """render(layout(A_i), style(B_i)) for items A_i, B_i of this split."""
+    def gt_swap(self, structure_indices: list[int], texture_indices: list[int],
+                flat_patterns: bool = False) -> torch.Tensor:
+        """render(layout(A_i), style(B_i)) for items A_i, B_i of this split (patterns flattened to
+        their mean with ``flat_patterns``: see :func:`render`)."""
         lay = [self.factors(i)[0] for i in structure_indices]
         sty = [self.factors(i)[1] for i in texture_indices]
-        return self.render_factors(lay, sty)
+        return self.render_factors(lay, sty, flat_patterns)
 
     def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
         ids = [self.factors(i) for i in indices]

@@ -9,8 +9,9 @@ images (reconstructed, and the structure and texture sources of the swap pairs);
 them, up to ``eval.reference_images``, are the *reference*: real images of the same distribution that
 are never a swap source, against which swap FID/KID are measured.
 
-Every swap score is also computed for three controls on exactly the model's pairs (see
-:data:`CONTROLS`) and logged as ``control/<control>/<score>``.
+Every swap score is also computed for the controls on exactly the model's pairs (see
+:data:`CONTROLS`: copying A, copying B, the model's reconstruction of A and, on data with a known
+swap, the true swap without patterns) and logged as ``control/<control>/<score>``.
 """
 
 from __future__ import annotations
@@ -260,6 +261,8 @@ class EvalContext:
             return self.with_outputs(self.images[b], copied_rows=b)
         if name == "recon_a":
             return self.with_outputs(self.reconstructions[a])
+        if name == "truth_flat":
+            return self.with_outputs(self.dataset.gt_swap(a, b, flat_patterns=True))
         raise ValueError(f"unknown control {name!r}; controls are {', '.join(CONTROLS)}")
 
 
@@ -329,8 +332,11 @@ def applicable(names: Sequence[str], model: nn.Module, requested: Sequence[str] 
     return list(names)
 
 
-def controls_for(model: nn.Module) -> list[str]:
-    return [c for c in CONTROLS if c != "recon_a" or hasattr(model, "reconstruct")]
+def controls_for(ctx: EvalContext) -> list[str]:
+    """The controls of :data:`CONTROLS` that ``ctx`` can produce: recon_a needs a model that reconstructs,
+    truth_flat a dataset that knows its true swap."""
+    can = {"recon_a": hasattr(ctx.model, "reconstruct"), "truth_flat": hasattr(ctx.dataset, "gt_swap")}
+    return [c for c in CONTROLS if can.get(c, True)]
 
 
 def evaluate(ctx: EvalContext, metrics: Sequence[str] | str = "all") -> dict[str, float]:
@@ -343,7 +349,7 @@ def evaluate(ctx: EvalContext, metrics: Sequence[str] | str = "all") -> dict[str
         for name in names:
             scores.update(METRICS.get(name)(ctx))
         swap_metrics = [n for n in names if "swap" in needs(n)]
-        for control in controls_for(ctx.model) if swap_metrics else []:
+        for control in controls_for(ctx) if swap_metrics else []:
             child = ctx.control(control)
             for name in swap_metrics:
                 scores.update({f"control/{control}/{k}": v for k, v in METRICS.get(name)(child).items()})

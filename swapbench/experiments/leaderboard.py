@@ -3,8 +3,8 @@
 Rows are FINISHED runs grouped by variant (the ``swapbench.variant`` tag a sweep sets, else the
 recipe name); several seeds of a variant become mean ± std, with the union of the runs' 95 %
 intervals, and the number of seeds. Below the models, reference rows give the controls (copy A, copy
-B, reconstruct A) on the same pairs; a swap realism column is shown only beside texture-transfer and
-structure columns. Runs whose scores are not comparable
+B, reconstruct A, and on synthetic data the flattened true swap) on the same pairs; a swap realism
+column is shown only beside texture-transfer and structure columns. Runs whose scores are not comparable
 (different dataset, resolution, N or score network) are never mixed: they go into separate tables,
 each with a note saying what they share.
 """
@@ -19,6 +19,7 @@ import pandas as pd
 from swapbench.errors import UserError
 from swapbench.evaluation.metrics import (
     CONTROLS,
+    COPY_CONTROLS,
     STRUCTURE_KEPT,
     SWAP_REALISM,
     TEXTURE_TRANSFER,
@@ -123,7 +124,7 @@ def score_columns(df: pd.DataFrame, metrics: list[str] | None = None) -> tuple[l
     if realism:
         has_texture = any(c in columns for c in TEXTURE_TRANSFER)
         has_structure = any(c in columns for c in STRUCTURE_KEPT)
-        has_controls = all(f"control/{c}/{m}" in available for c in CONTROLS for m in realism if c != "recon_a")
+        has_controls = all(f"control/{c}/{m}" in available for c in COPY_CONTROLS for m in realism)
         if not (has_texture and has_structure and has_controls):
             columns = [c for c in columns if c not in SWAP_REALISM]
             notes.append(f"{', '.join(realism)} not shown: these runs lack a texture-transfer score, a structure score "
@@ -244,7 +245,8 @@ LEGEND = ("Each model row: mean over its runs (seeds column) with the union of t
           "where its interval "
           "overlaps no other model row's. Rows 'control: ...' are references on the same pairs, never "
           "ranked: copy_a outputs the structure image A, copy_b the texture image B, recon_a the model's "
-          "reconstruction of A.")
+          "reconstruction of A, truth_flat (synthetic data) the true swap with every pattern flattened to its mean "
+          "colour.")
 
 
 def render(tables: list[Table], fmt: str = "md") -> str:

@@ -19,7 +19,13 @@ CONTROLS = {
     "copy_a": "copy the structure image: output A_i (perfect structure, no texture transfer)",
     "copy_b": "copy the texture image: output B_i (perfect texture, no structure kept)",
     "recon_a": "reconstruct the structure image: output G(E(A_i)) (the model's own image of A_i, no swap)",
+    "truth_flat": "the true swap with every region's pattern flattened to its mean colour (datasets with a known "
+                  "swap only): A_i's layout and B_i's colours, no pattern; a swap scoring better on gt_swap_lpips "
+                  "carries B_i's patterns, not only its colours",
 }
+# the controls every swap score is logged with, whatever the model and data (the others need a model that
+# reconstructs, or a dataset that knows its true swap)
+COPY_CONTROLS = ("copy_a", "copy_b")
 
 
 def with_companions(columns: list[str], available: list[str]) -> list[str]:
