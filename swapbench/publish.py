@@ -182,8 +182,11 @@ def publish(run_id: str, name: str, description: str | None = None, into: str | 
     del state
     client = mlflow.MlflowClient(tracking_uri())
     tags = run.data.tags
-    weights_meta = {**{k: meta[k] for k in ("step", "images_seen", "recipe", "recipe_hash", "git_commit",
-                                           "swapbench_version") if k in meta},
+    # the recipe's hash as this code defines it, so that the manifest names the recipe.yaml written beside
+    # it: a checkpoint records its trainer's hash, and checkpoints written before HASH_NEUTRAL differ
+    recipe_hash = recipe.hash()
+    weights_meta = {**{k: meta[k] for k in ("step", "images_seen", "recipe", "git_commit",
+                                           "swapbench_version") if k in meta}, "recipe_hash": recipe_hash,
                     "run_id": None,  # a zoo model belongs to no run of the user's store: scores are not logged back
                     "trained_in_run": run_id, "zoo": name}
 
@@ -195,7 +198,7 @@ def publish(run_id: str, name: str, description: str | None = None, into: str | 
         manifest = {
             "format": FORMAT, "name": name,
             "description": description or recipe.description or recipe.name,
-            "recipe": recipe.name, "recipe_hash": meta.get("recipe_hash"), "family": recipe.model.family,
+            "recipe": recipe.name, "recipe_hash": recipe_hash, "family": recipe.model.family,
             "dataset": recipe.data.dataset, "resolution": recipe.data.resolution,
             "run_id": run_id, "experiment_id": run.info.experiment_id,
             "git_commit": tags.get("swapbench.git_commit", meta.get("git_commit")),

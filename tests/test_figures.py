@@ -127,11 +127,14 @@ def test_curve_against_a_logged_cost_shows_each_runs_interval_variant_and_the_co
         "metrics.control/copy_a/gt_swap_lpips": [0.64] * 3, "metrics.control/copy_a/gt_swap_lpips_ci_low": [0.61] * 3,
         "metrics.control/copy_a/gt_swap_lpips_ci_high": [0.67] * 3,
         "metrics.control/copy_b/gt_swap_lpips": [0.28] * 3, "metrics.control/recon_a/gt_swap_lpips": [0.7, 0.8, 0.75],
+        # logged by one run only (scored before the control existed): cannot be drawn for the others
+        "metrics.control/truth_flat/gt_swap_lpips": [None, 0.57, None],
     })
     ax = metric_curve(df, "train/cpu_seconds", ["gt_swap_lpips"]).axes[0]
     assert sorted(t.get_text() for t in ax.texts) == ["base", "budget_50", "width_32"]
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert set(lines) >= {"control: copy_a", "control: copy_b"} and "control: recon_a" not in lines
+    assert "control: truth_flat" not in lines
     assert lines["control: copy_b"].get_ydata()[0] == 0.28
     points = ax.containers[0].lines[0]  # the errorbar's markers, in x order
     assert list(points.get_xdata()) == [150.0, 300.0, 700.0] and list(points.get_ydata()) == [0.7, 0.6, 0.55]

@@ -108,11 +108,13 @@ def curve_x(df: pd.DataFrame, x: str) -> pd.Series:
 
 
 def shared_controls(df: pd.DataFrame, metric: str) -> list[str]:
-    """The controls logged with ``metric`` (``control/<name>/<metric>``) that are one value for every
-    run (copying A or B on the same pairs); a control whose value differs between runs (the model's
-    own reconstruction) belongs to each model, not to the figure."""
+    """The controls logged with ``metric`` (``control/<name>/<metric>``) by every run, with one value for
+    all of them (copying A or B on the same pairs); a control whose value differs between runs (the
+    model's own reconstruction) belongs to each model, and one that some runs lack cannot be shown to
+    hold for them: neither is drawn across the figure."""
     names = sorted({c.split("/")[1] for c in df.columns if c.startswith("metrics.control/") and c.endswith(f"/{metric}")})
-    return [n for n in names if df[f"metrics.control/{n}/{metric}"].dropna().round(9).nunique() == 1]
+    values = {n: df[f"metrics.control/{n}/{metric}"] for n in names}
+    return [n for n, v in values.items() if v.notna().all() and v.round(9).nunique() == 1]
 
 
 def metric_curve(df: pd.DataFrame, x: str, metrics: list[str]):
