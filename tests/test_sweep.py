@@ -54,6 +54,7 @@ def test_worker_threads_follow_the_cpu_affinity():
         pytest.skip("needs a CPU affinity mask and at least 2 usable cores")
     code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
             "from swapbench.runtime import usable_cores, host_tags; "
-            "print(usable_cores(), host_tags()['swapbench.host.cpus'])")
+            "from swapbench.experiments.sweep import worker_threads; "
+            "print(usable_cores(), host_tags()['swapbench.host.cpus'], worker_threads(1))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["1", "1"]
+    assert out == ["1", "1", "1"]

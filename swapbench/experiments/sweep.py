@@ -181,10 +181,16 @@ def _stop_workers(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _run_in_workers(todo: list[Job], experiment: str, parent: str, jobs_in_parallel: int) -> list[str]:
+def worker_threads(jobs_in_parallel: int) -> int:
+    """torch threads of each sweep worker: the process's usable cores shared among the workers
+    (`taskset -c 1 swapbench sweep ...` gives 1)."""
     from swapbench.runtime import usable_cores
 
-    threads = max(1, usable_cores() // jobs_in_parallel)  # `taskset -c 1 swapbench sweep ...` gives 1 thread
+    return max(1, usable_cores() // jobs_in_parallel)
+
+
+def _run_in_workers(todo: list[Job], experiment: str, parent: str, jobs_in_parallel: int) -> list[str]:
+    threads = worker_threads(jobs_in_parallel)
     in_main_thread = threading.current_thread() is threading.main_thread()  # only there can signals be caught
     sigs = (signal.SIGINT, signal.SIGTERM) if in_main_thread else ()
     previous = {sig: signal.signal(sig, _stop_workers) for sig in sigs}
