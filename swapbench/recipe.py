@@ -462,7 +462,7 @@ class Recipe(Section):
 # Settings added to the schema after recipes were first hashed, with the value that does what the
 # schema did before them: at that value they are left out of Recipe.hash. A new setting whose default
 # keeps the old behaviour belongs here.
-HASH_NEUTRAL: dict[str, Any] = {"train.cpu_minutes": None}
+HASH_NEUTRAL: dict[str, Any] = {"train.cpu_minutes": None, "loss.texture_cycle": 0.0}
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

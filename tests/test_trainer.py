@@ -148,6 +148,45 @@ def test_optional_lpips_reconstruction_term(tiny):
     assert "recon_lpips" not in Trainer(tiny).train_step(next(iter(t.loader())))
 
 
+def test_texture_cycle_never_trains_the_encoder_through_the_reencoding(tiny):
+    """loss.texture_cycle is 1 - cos(t(swap), t(B)) with the swap re-encoded by a frozen encoder and
+    t(B) detached: its gradients are those of the same loss computed with a frozen copy of the encoder
+    (E still learns through the codes the swaps are made from, G through the swaps)."""
+    import copy
+
+    only_cycle = {**tiny.loss.model_dump(), "recon_l1": 0.0, "g_recon": 0.0, "g_swap": 0.0, "cooccur": 0.0,
+                  "texture_cycle": 1.0}
+    t = Trainer(load_recipe_with(tiny, loss=only_cycle, train={**tiny.train.model_dump(), "schedule": "alternate"}))
+    batches = iter(t.loader())
+    t.train_step(next(batches))  # the alternate schedule's first step updates the discriminators
+    assert t.next_update() == "generator"
+    batch = next(batches)
+    ae = t.autoencoder
+
+    frozen = copy.deepcopy(ae.encoder).requires_grad_(False)
+    structure, texture = ae.encode(batch)
+    swaps = ae.decode(structure, texture.roll(1, dims=0))
+    expected = 1 - torch.nn.functional.cosine_similarity(frozen(swaps)[1], texture.roll(1, dims=0).detach()).mean()
+    expected.backward()
+    expected_grads = {k: p.grad.clone() for k, p in ae.named_parameters() if p.grad is not None}
+    ae.zero_grad(set_to_none=True)
+
+    grads = {}
+
+    def record(optimizer, loss):  # the trainer's update, without the optimizer step
+        loss.backward()
+        grads.update({k: p.grad.clone() for k, p in ae.named_parameters() if p.grad is not None})
+
+    t.update = record
+    losses = t.train_step(batch)
+    assert "recon_l1" not in losses and losses["texture_cycle"] == pytest.approx(float(expected.detach()), abs=1e-6)
+    assert grads.keys() == expected_grads.keys() and any(k.startswith("encoder.") for k in grads)
+    for k in grads:
+        torch.testing.assert_close(grads[k], expected_grads[k], rtol=1e-4, atol=1e-7, msg=k)
+    assert all(p.requires_grad for p in ae.encoder.parameters())  # switched back on after the re-encoding
+    assert "texture_cycle" not in Trainer(tiny).train_step(next(batches))  # off by default (the authors' losses)
+
+
 def test_one_discriminator_pass_judges_every_term_as_separate_calls_would(tiny):
     t = Trainer(tiny)
     x = next(iter(t.loader()))

@@ -29,6 +29,11 @@ class LossConfig(Section):
     d_recon: float = Field(0.5, ge=0, description="Discriminator weight on reconstructions.")
     d_swap: float = Field(0.5, ge=0, description="Discriminator weight on swaps.")
     cooccur: float = Field(1.0, ge=0, description="Co-occurrence patch GAN weight (G and patch D).")
+    texture_cycle: float = Field(
+        0.0, ge=0, description="Swap texture-cycle weight: 1 - cos(t(swap), t(B)): the swap re-encoded by the encoder "
+        "with its weights frozen and t(B) detached, so G and the codes the swap is made from are pushed to show B's "
+        "texture, and E cannot meet the term by reading swaps differently; 0 disables (the authors' code has no such "
+        "term; see docs/fidelity.md).")
     r1: float = Field(10.0, ge=0, description="R1 penalty weight on the image discriminator.")
     patch_r1: float = Field(1.0, ge=0, description="R1 penalty weight on the co-occurrence discriminator.")
     r1_interval: int = Field(16, ge=1, description="Lazy R1: apply every this many discriminator steps.")

@@ -10,7 +10,9 @@ On a batch of B images x, whose texture sources are x' = x rolled by one (so A !
   ``r1_interval``-th discriminator update a lazy R1 step follows (images; patches: judged and
   reference crops).
 - generator update: L1 reconstruction, GAN terms on reconstructions and swaps, co-occurrence GAN term,
-  through the frozen discriminators.
+  through the frozen discriminators; with ``loss.texture_cycle`` above 0 also the swap texture cycle
+  (swapbench's addition, not the authors'): the swaps re-encoded by the encoder, frozen for that
+  pass, should have their texture source's (detached) texture code.
 
 ``train.schedule`` orders them: 'alternate' (the authors' optimizer) makes each step one update on
 its own minibatch, discriminator first, every step counting its batch as images seen; 'same_batch'
@@ -26,6 +28,7 @@ import logging
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from swapbench.models.build import build_autoencoder, build_cooccur_discriminator, build_discriminator
@@ -58,7 +61,7 @@ class SwapAutoencoderTrainer(Trainer):
         self.r1 = LOSSES.get("r1")
         self.lpips = LOSSES.build("lpips", device=self.device) if L.recon_lpips > 0 else None
         self.use_cooccur = self.cooccur is not None and L.cooccur > 0
-        self.use_swaps = L.g_swap > 0 or L.d_swap > 0 or self.use_cooccur
+        self.use_swaps = L.g_swap > 0 or L.d_swap > 0 or self.use_cooccur or L.texture_cycle > 0
 
         self.g_optim = self.build_optimizer("g_optim", self.autoencoder.parameters())
         d_params = list(self.discriminator.parameters())
@@ -163,12 +166,15 @@ class SwapAutoencoderTrainer(Trainer):
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Reconstructions G(E(x)) (of the first half of x only with ``loss.recon_images: first_half``)
-        and swaps G(s(x_i), t(x_{i-1})) (None when nothing uses swaps)."""
+        and swaps G(s(x_i), t(x_{i-1})) (None when nothing uses swaps). The swaps' texture codes are
+        kept, detached, for the texture cycle (``self._swap_textures``)."""
         ae = self.autoencoder
         structure, texture = ae.encode(x)
         n = x.shape[0] // 2 if self.recipe.loss.recon_images == "first_half" else x.shape[0]
         recon = ae.decode(structure[:n], texture[:n])
-        swap = ae.decode(structure, texture.roll(1, dims=0)) if self.use_swaps else None
+        swap_texture = texture.roll(1, dims=0)
+        self._swap_textures = swap_texture.detach()
+        swap = ae.decode(structure, swap_texture) if self.use_swaps else None
         return recon, swap
 
     def _image_logits(self, terms: dict[str, tuple[float, torch.Tensor | None]]) -> dict[str, torch.Tensor]:
@@ -259,6 +265,15 @@ class SwapAutoencoderTrainer(Trainer):
                 ref = self._reference_features(self._crops(x.roll(1, dims=0), self.recipe.cooccur.n_ref))
             return self.gan.g(self._patch_logits(ref, swap))
 
+        def texture_cycle() -> torch.Tensor:  # E re-encodes the swaps but is not trained through that pass
+            encoder = self.autoencoder.encoder
+            set_requires_grad(encoder, False)
+            try:
+                reencoded = self.autoencoder.encode(swap).texture
+            finally:
+                set_requires_grad(encoder, True)
+            return 1 - F.cosine_similarity(reencoded.float(), self._swap_textures.float(), dim=1).mean()
+
         with self._autocast():
             g_loss = WeightedTerms(out, x)
             g_loss.add("recon_l1", L.recon_l1, lambda: self.l1(recon.float(), target))
@@ -268,6 +283,7 @@ class SwapAutoencoderTrainer(Trainer):
             g_loss.add("g_recon", L.g_recon, lambda: self.gan.g(logits["g_recon"]))
             g_loss.add("g_swap", L.g_swap, lambda: self.gan.g(logits["g_swap"]))
             g_loss.add("g_cooccur", L.cooccur if self.use_cooccur else 0, g_cooccur)
+            g_loss.add("texture_cycle", L.texture_cycle if swap is not None else 0, texture_cycle)
         if g_loss.total.requires_grad:  # false only when every generator term has weight 0
             self.update(self.g_optim, g_loss.total)
         self.g_steps += 1
@@ -298,4 +314,4 @@ class SwapAutoencoderTrainer(Trainer):
 
 
 # the generator update's terms (what an 'alternate' discriminator step keeps from the last generator step)
-GENERATOR_TERMS = frozenset({"recon_l1", "recon_l2", "recon_lpips", "g_recon", "g_swap", "g_cooccur"})
+GENERATOR_TERMS = frozenset({"recon_l1", "recon_l2", "recon_lpips", "g_recon", "g_swap", "g_cooccur", "texture_cycle"})
