@@ -272,7 +272,8 @@ class TrackingConfig(Section):
         None, description="MLflow tracking URI; null uses $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."
     )
     experiment: str | None = Field(None, description="MLflow experiment; null uses the recipe name.")
-    run_name: str | None = Field(None, description="MLflow run name; null lets MLflow choose.")
+    run_name: str | None = Field(None, description="MLflow run name; null: '<variant>-seed<seed>', the variant being "
+                                 "the sweep's name for it or the recipe's name.")
     log_checkpoint: bool = Field(True, description="Log the final checkpoint as a run artifact.")
     checkpoint_dir: str = Field("checkpoints", description="Local folder for checkpoints; each run writes <dir>/<run id>/.")
     connect_timeout: float = Field(

@@ -272,8 +272,11 @@ def open_run(recipe: Recipe, run_id: str | None = None, tags: dict[str, str] | N
                    "swapbench.variant": recipe.name}  # a sweep names its variants through ``tags``
     where = (lambda rid: Path(folder)) if folder is not None else (lambda rid: Path(t.checkpoint_dir) / rid)
     journal = lambda rid: JournalTracker(where(rid), tracking_uri(recipe), rid, t.retry_seconds, t.flush_timeout)  # noqa: E731
-    with _run(tracking_uri(recipe), t.experiment or recipe.name, run_id, None if run_id else t.run_name,
-              {**recipe_tags, **(tags or {})}, journal, restore_status) as tracker:
+    all_tags = {**recipe_tags, **(tags or {})}
+    # MLflow's own random names repeat here (training seeds Python's random), so every run of a seed would share one
+    name = t.run_name or f"{all_tags['swapbench.variant']}-seed{recipe.seed}"
+    with _run(tracking_uri(recipe), t.experiment or recipe.name, run_id, None if run_id else name,
+              all_tags, journal, restore_status) as tracker:
         if run_id is None:
             tracker.log_params(recipe.flat())
             tracker.log_text(recipe.to_yaml(), RECIPE_ARTIFACT)

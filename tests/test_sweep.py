@@ -30,6 +30,8 @@ def test_sweep_runs_children_under_a_parent_and_resumes(tmp_path, monkeypatch):
     (table,) = build_tables(load_runs(sweep=parent))
     assert sorted(table.frame["variant"]) == ["model.texture_dim=4", "model.texture_dim=8", "no_cooc"]
     assert mlflow.get_run(parent).info.status == "FINISHED"
+    assert sorted(mlflow.get_run(c).info.run_name for c in children) == [
+        "model.texture_dim=4-seed0", "model.texture_dim=8-seed0", "no_cooc-seed0"]  # one name per child, readable
 
     again_parent, again, skipped = run_sweep(path, echo=lambda *a: None)
     assert again_parent == parent and again == [] and len(skipped) == 3
