@@ -134,6 +134,11 @@ class ModelConfig(Section):
     discriminator_mbstd: int = Field(
         0, ge=0, description="Minibatch standard-deviation group size of the image discriminator; 0: none (authors)."
     )
+    generator_fourier: int = Field(
+        0, ge=0, description="Fixed sinusoids of image position (this many orientation x frequency pairs, sine and "
+        "cosine each) added at every generator scale through a texture-modulated 1x1 convolution, so a texture "
+        "code can draw periodic patterns anywhere; 0: none (the authors' generator; swapbench's addition)."
+    )
 
 
 class CooccurConfig(Section):
@@ -463,7 +468,7 @@ class Recipe(Section):
 # Settings added to the schema after recipes were first hashed, with the value that does what the
 # schema did before them: at that value they are left out of Recipe.hash. A new setting whose default
 # keeps the old behaviour belongs here.
-HASH_NEUTRAL: dict[str, Any] = {"train.cpu_minutes": None, "loss.texture_cycle": 0.0}
+HASH_NEUTRAL: dict[str, Any] = {"train.cpu_minutes": None, "loss.texture_cycle": 0.0, "model.generator_fourier": 0}
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

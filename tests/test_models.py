@@ -132,6 +132,43 @@ def test_generator_texture_modulates_the_structure_input_and_noise_is_on(tiny_ya
         assert torch.equal(g(s, t), g(s, t))
 
 
+def test_positional_patterns_are_sinusoids_added_at_every_scale_and_off_by_default(tiny):
+    """model.generator_fourier: fixed sin/cos of 2 pi f (x cos a + y sin a) on pixel centres, one
+    texture-modulated 1x1 conv per generator block; at 0 the generator has none (and its weights'
+    names are the authors')."""
+    assert tiny.model.generator_fourier == 0
+    assert not any("positional" in k for k in build_autoencoder(tiny).state_dict())
+    with_patterns = tiny.model_validate({**tiny.to_dict(), "model": {**tiny.model.model_dump(), "generator_fourier": 6}})
+    assert with_patterns.hash() != tiny.hash()
+    torch.manual_seed(0)
+    g = build_autoencoder(with_patterns).generator
+    p = g.positional
+    assert len(p.convs) == len(g.blocks) + len(g.up_blocks) and p.frequencies.shape == (6, 2)
+    assert not any("frequencies" in k for k in g.state_dict())  # fixed, rebuilt from the setting
+    cycles = p.frequencies.norm(dim=1)
+    assert cycles[0] == pytest.approx(1.0) and cycles[-1] == pytest.approx(tiny.data.resolution / 4)
+    side = 16
+    maps = p.patterns(side)[0]
+    fx, fy = p.frequencies[4].tolist()
+    y, x = 7, 11  # row, column
+    phase = 2 * torch.pi * (fx * (x + 0.5) / side + fy * (y + 0.5) / side)
+    assert maps[4, y, x] == pytest.approx(torch.sin(torch.tensor(phase)).item(), abs=1e-5)
+    assert maps[6 + 4, y, x] == pytest.approx(torch.cos(torch.tensor(phase)).item(), abs=1e-5)
+    # every block's output gets its scale's patterns, through the texture
+    seen = []
+    hooks = [c.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[-1])) for c in p.convs]
+    code = tiny.data.resolution // tiny.model.structure_downsample
+    s, t = torch.randn(2, tiny.model.structure_channels, code, code), torch.randn(2, tiny.model.texture_dim)
+    out = g(s, t)
+    assert seen == [code] * len(g.blocks) + [code * 2 ** (j + 1) for j in range(len(g.up_blocks))]
+    assert seen[-1] == tiny.data.resolution
+    for h in hooks:
+        h.remove()
+    for c in p.convs:
+        torch.nn.init.zeros_(c.weight)
+    assert not torch.allclose(g(s, t), out)  # they were part of the image
+
+
 def test_default_resampling_is_the_fir_blur_and_the_discriminator_has_no_mbstd(tiny_yaml):
     from swapbench.nn.layers import Blur
 

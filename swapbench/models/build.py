@@ -38,6 +38,7 @@ def model_settings(recipe: Recipe) -> dict[str, Any]:
         "texture_convs": m.texture_convs,
         "generator_noise": m.generator_noise,
         "rgb_every_scale": m.rgb_every_scale,
+        "generator_fourier": m.generator_fourier,
         "mbstd_group": m.discriminator_mbstd,
         "backbone": m.backbone,
         "backbone_weights": m.backbone_weights,

@@ -4,12 +4,14 @@ authors' ``StyleGAN2ResnetGenerator``)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from swapbench.models.encoder import normalize_code
 from swapbench.models.widths import paper_generator_width, uniform_widths
-from swapbench.nn.layers import EqualLinear, StyledResBlock, ToRGB, upsample2x
+from swapbench.nn.layers import EqualLinear, ModulatedConv2d, StyledResBlock, ToRGB, upsample2x
 from swapbench.registry import GENERATORS
 
 
@@ -24,6 +26,39 @@ class InputModulation(nn.Module):
 
     def forward(self, x: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
         return x * self.scale(texture)[:, :, None, None] + self.bias(texture)[:, :, None, None]
+
+
+class PositionalPatterns(nn.Module):
+    """Fixed sinusoids of image position, added to the generator's features at every scale through a
+    texture-modulated 1x1 convolution per scale (swapbench's ``model.generator_fourier``, not the
+    authors'): with them the texture code can select and weigh periodic patterns, which a convolution
+    stack on a coarse structure code otherwise has to invent from the zero padding alone.
+
+    ``pairs`` (orientation, frequency) pairs: frequencies spaced geometrically from 1 to
+    ``max_cycles`` cycles per image side, orientations along the golden-angle sequence over [0, pi);
+    each gives sin and cos of 2 pi f (x cos a + y sin a) on the pixel-centre grid of [0, 1]^2, so every
+    scale sees the same patterns at its own sampling."""
+
+    def __init__(self, pairs: int, widths: list[int], texture_dim: int, max_cycles: float):
+        super().__init__()
+        k = torch.arange(pairs, dtype=torch.float64)
+        cycles = max_cycles ** (k / max(pairs - 1, 1))
+        angle = (k * math.pi * (3 - math.sqrt(5))) % math.pi
+        self.register_buffer("frequencies", torch.stack([cycles * angle.cos(), cycles * angle.sin()], 1).float(),
+                             persistent=False)  # (pairs, 2) cycles per side along x and y
+        self.convs = nn.ModuleList(ModulatedConv2d(2 * pairs, w, 1, texture_dim, demodulation="weight")
+                                   for w in widths)
+
+    def patterns(self, side: int) -> torch.Tensor:
+        """(1, 2 * pairs, side, side): the sines, then the cosines."""
+        t = (torch.arange(side, dtype=torch.float32, device=self.frequencies.device) + 0.5) / side
+        phase = 2 * math.pi * (self.frequencies[:, 0, None, None] * t.view(1, 1, -1)
+                               + self.frequencies[:, 1, None, None] * t.view(1, -1, 1))
+        return torch.cat([phase.sin(), phase.cos()]).unsqueeze(0)
+
+    def forward(self, scale: int, x: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
+        p = self.patterns(x.shape[-1]).expand(x.shape[0], -1, -1, -1)
+        return x + self.convs[scale](p, texture)
 
 
 def generator_widths(resolution: int, upsamplings: int, widths: str, channels: int, max_channels: int,
@@ -50,7 +85,7 @@ class SwapGenerator(nn.Module):
     def __init__(self, resolution: int, structure_channels: int, structure_downsample: int, texture_dim: int,
                  generator_blocks: int = 2, widths: str = "paper", channels: int = 32, max_channels: int = 512,
                  generator_capacity: float = 1.0, resample: str = "fir", generator_noise: bool = True,
-                 rgb_every_scale: bool = False):
+                 rgb_every_scale: bool = False, generator_fourier: int = 0):
         super().__init__()
         upsamplings = structure_downsample.bit_length() - 1
         ch = generator_widths(resolution, upsamplings, widths, channels, max_channels, generator_capacity)
@@ -67,6 +102,11 @@ class SwapGenerator(nn.Module):
             self.up_blocks.append(StyledResBlock(width, ch[j + 1], texture_dim, upsample=True, **block))
             width = ch[j + 1]
         self.rgb_every_scale = rgb_every_scale
+        all_blocks = [*self.blocks, *self.up_blocks]
+        self.positional = None
+        if generator_fourier > 0:
+            self.positional = PositionalPatterns(generator_fourier, [b.conv2.conv.weight.shape[0] for b in all_blocks],
+                                                 texture_dim, max_cycles=resolution / 4)
         self.to_rgb = ToRGB(width, texture_dim)
         if rgb_every_scale:
             self.to_rgbs = nn.ModuleList(ToRGB(b.conv2.conv.weight.shape[0], texture_dim)
@@ -76,14 +116,17 @@ class SwapGenerator(nn.Module):
         structure, texture = normalize_code(structure), normalize_code(texture)
         x = self.input_modulation(structure, texture)
         if not self.rgb_every_scale:
-            for block in [*self.blocks, *self.up_blocks]:
-                x = block(x, texture)
+            for i, block in enumerate([*self.blocks, *self.up_blocks]):
+                x = self._positional(i, block(x, texture), texture)
             return self.to_rgb(x, texture)
         blocks = [*self.blocks, *self.up_blocks]
         rgb = None
-        for block, to_rgb in zip(blocks, [*self.to_rgbs, self.to_rgb]):
-            x = block(x, texture)
+        for i, (block, to_rgb) in enumerate(zip(blocks, [*self.to_rgbs, self.to_rgb])):
+            x = self._positional(i, block(x, texture), texture)
             if rgb is not None and rgb.shape[-1] != x.shape[-1]:
                 rgb = upsample2x(rgb)
             rgb = to_rgb(x, texture) if rgb is None else to_rgb(x, texture) + rgb
         return rgb
+
+    def _positional(self, i: int, x: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
+        return x if self.positional is None else self.positional(i, x, texture)
