@@ -102,15 +102,13 @@ class SwapGenerator(nn.Module):
             self.up_blocks.append(StyledResBlock(width, ch[j + 1], texture_dim, upsample=True, **block))
             width = ch[j + 1]
         self.rgb_every_scale = rgb_every_scale
-        all_blocks = [*self.blocks, *self.up_blocks]
+        block_widths = [b.conv2.conv.weight.shape[0] for b in [*self.blocks, *self.up_blocks]]  # each block's output
         self.positional = None
         if generator_fourier > 0:
-            self.positional = PositionalPatterns(generator_fourier, [b.conv2.conv.weight.shape[0] for b in all_blocks],
-                                                 texture_dim, max_cycles=resolution / 4)
+            self.positional = PositionalPatterns(generator_fourier, block_widths, texture_dim, max_cycles=resolution / 4)
         self.to_rgb = ToRGB(width, texture_dim)
         if rgb_every_scale:
-            self.to_rgbs = nn.ModuleList(ToRGB(b.conv2.conv.weight.shape[0], texture_dim)
-                                         for b in [*self.blocks, *self.up_blocks][:-1])
+            self.to_rgbs = nn.ModuleList(ToRGB(w, texture_dim) for w in block_widths[:-1])
 
     def forward(self, structure: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
         structure, texture = normalize_code(structure), normalize_code(texture)
