@@ -395,6 +395,12 @@ class Recipe(Section):
                     f"model.structure_downsample"
                 )
             side = (side - 3) // 2 + 1
+        lpips_min = {"alex": 31, "vgg": 16}[self.loss.recon_lpips_net]  # the backbones' smallest input side
+        if self.loss.recon_lpips > 0 and res < lpips_min:
+            raise ValueError(
+                f"loss.recon_lpips_net={self.loss.recon_lpips_net} needs images of at least {lpips_min} px, but "
+                f"data.resolution={res}; use recon_lpips_net=vgg or a larger resolution"
+            )
         co = self.cooccur
         if self.loss.cooccur_reference == "per_crop" and co.n_ref != co.n_crops:
             raise ValueError(
@@ -468,7 +474,8 @@ class Recipe(Section):
 # Settings added to the schema after recipes were first hashed, with the value that does what the
 # schema did before them: at that value they are left out of Recipe.hash. A new setting whose default
 # keeps the old behaviour belongs here.
-HASH_NEUTRAL: dict[str, Any] = {"train.cpu_minutes": None, "loss.texture_cycle": 0.0, "model.generator_fourier": 0}
+HASH_NEUTRAL: dict[str, Any] = {"train.cpu_minutes": None, "loss.texture_cycle": 0.0, "model.generator_fourier": 0,
+                                 "loss.recon_lpips_net": "vgg"}
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

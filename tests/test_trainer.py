@@ -7,6 +7,7 @@ import torch
 
 from swapbench.errors import UserError
 from swapbench.models.build import load_autoencoder
+from swapbench.registry import LOSSES
 from swapbench.training.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from swapbench.training.swap_ae_trainer import SwapAutoencoderTrainer as Trainer
 
@@ -146,6 +147,22 @@ def test_optional_lpips_reconstruction_term(tiny):
     losses = t.train_step(next(iter(t.loader())))
     assert losses["recon_lpips"] > 0
     assert "recon_lpips" not in Trainer(tiny).train_step(next(iter(t.loader())))
+
+
+def test_lpips_reconstruction_term_can_use_alexnet(tiny):
+    from test_weights import cached_or_skip
+
+    cached_or_skip("lpips_alex")
+    loss = {**tiny.loss.model_dump(), "recon_lpips": 1.0, "recon_lpips_net": "alex"}
+    with pytest.raises(ValueError, match="recon_lpips_net=alex needs images of at least 31 px"):
+        load_recipe_with(tiny, loss=loss)  # tiny is 16 px: AlexNet's pooling leaves nothing there
+    t = Trainer(load_recipe_with(tiny, loss=loss, data={**tiny.data.model_dump(), "resolution": 32}))
+    assert t.lpips.pnet_type == "alex"
+    batch = next(iter(t.loader()))
+    with torch.no_grad():
+        recon = t.autoencoder(batch)
+    expected = LOSSES.build("lpips", net="alex")(recon, batch).mean()
+    assert t.train_step(batch)["recon_lpips"] == pytest.approx(float(expected), rel=1e-4)
 
 
 def test_texture_cycle_never_trains_the_encoder_through_the_reencoding(tiny):

@@ -22,7 +22,10 @@ class LossConfig(Section):
     gan: str = Field("nonsaturating", description="Registered GAN loss used by every adversarial term.")
     recon_l1: float = Field(1.0, ge=0, description="L1 reconstruction weight.")
     recon_l2: float = Field(0.0, ge=0, description="Mean squared error reconstruction weight; 0 disables.")
-    recon_lpips: float = Field(0.0, ge=0, description="LPIPS (VGG) reconstruction weight; 0 disables.")
+    recon_lpips: float = Field(0.0, ge=0, description="LPIPS reconstruction weight (network: recon_lpips_net); 0 disables.")
+    recon_lpips_net: Literal["vgg", "alex"] = Field(
+        "vgg", description="Network of the LPIPS reconstruction term: 'vgg' (the score recon_lpips_vgg's own "
+        "network) or 'alex' (about 1/40 of VGG's cost at 64 px, and not the network that scores reconstruction).")
     g_recon: float = Field(0.5, ge=0, description="Generator GAN weight on reconstructions.")
     g_swap: float = Field(1.0, ge=0, description="Generator GAN weight on swaps.")
     d_real: float = Field(1.0, ge=0, description="Discriminator weight on real images.")

@@ -59,7 +59,7 @@ class SwapAutoencoderTrainer(Trainer):
         self.l1 = LOSSES.get("l1")
         self.l2 = LOSSES.get("l2")
         self.r1 = LOSSES.get("r1")
-        self.lpips = LOSSES.build("lpips", device=self.device) if L.recon_lpips > 0 else None
+        self.lpips = LOSSES.build("lpips", device=self.device, net=L.recon_lpips_net) if L.recon_lpips > 0 else None
         self.use_cooccur = self.cooccur is not None and L.cooccur > 0
         self.use_swaps = L.g_swap > 0 or L.d_swap > 0 or self.use_cooccur or L.texture_cycle > 0
 
