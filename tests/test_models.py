@@ -155,13 +155,17 @@ def test_positional_patterns_are_sinusoids_added_at_every_scale_and_off_by_defau
     assert maps[4, y, x] == pytest.approx(torch.sin(torch.tensor(phase)).item(), abs=1e-5)
     assert maps[6 + 4, y, x] == pytest.approx(torch.cos(torch.tensor(phase)).item(), abs=1e-5)
     # every block's output gets its scale's patterns, through the texture
-    seen = []
-    hooks = [c.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[-1])) for c in p.convs]
+    inputs = []
+    hooks = [c.register_forward_hook(lambda m, args, out: inputs.append(args[0])) for c in p.convs]
     code = tiny.data.resolution // tiny.model.structure_downsample
     s, t = torch.randn(2, tiny.model.structure_channels, code, code), torch.randn(2, tiny.model.texture_dim)
     out = g(s, t)
-    assert seen == [code] * len(g.blocks) + [code * 2 ** (j + 1) for j in range(len(g.up_blocks))]
+    assert torch.equal(g(s, t), out)  # the second forward reads the maps it kept: the same image
+    seen = [m.shape[-1] for m in inputs]
+    assert seen == 2 * ([code] * len(g.blocks) + [code * 2 ** (j + 1) for j in range(len(g.up_blocks))])
     assert seen[-1] == tiny.data.resolution
+    for m in inputs:
+        assert torch.equal(m, p.patterns(m.shape[-1]).expand(2, -1, -1, -1))
     for h in hooks:
         h.remove()
     for c in p.convs:

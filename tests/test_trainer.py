@@ -207,7 +207,7 @@ def test_texture_cycle_never_trains_the_encoder_through_the_reencoding(tiny):
 def test_one_discriminator_pass_judges_every_term_as_separate_calls_would(tiny):
     t = Trainer(tiny)
     x = next(iter(t.loader()))
-    recon, swap = t._forward(x)
+    recon, swap, _ = t._forward(x)
     terms = {"d_real": (1.0, x), "d_recon": (0.5, recon.detach()), "d_swap": (0.5, swap.detach())}
     joint = t._image_logits(terms)
     for name, (_, images) in terms.items():
@@ -235,7 +235,7 @@ def test_one_patch_encoder_pass_gives_the_logits_of_separate_passes(tiny, refere
     co = {**tiny.cooccur.model_dump(), "n_ref": tiny.cooccur.n_crops} if reference == "per_crop" else tiny.cooccur.model_dump()
     t = Trainer(load_recipe_with(tiny, loss={**tiny.loss.model_dump(), "cooccur_reference": reference}, cooccur=co))
     x = next(iter(t.loader()))
-    real, fake = x.roll(1, dims=0), t._forward(x)[1].detach()
+    real, fake = x.roll(1, dims=0), t._forward(x).swap.detach()
     state = t.crop_rng.get_state()
     joint = t._patch_logits_real_and_fake(real, fake)
     t.crop_rng.set_state(state)  # the same crops, judged one call at a time

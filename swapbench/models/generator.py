@@ -48,6 +48,7 @@ class PositionalPatterns(nn.Module):
                              persistent=False)  # (pairs, 2) cycles per side along x and y
         self.convs = nn.ModuleList(ModulatedConv2d(2 * pairs, w, 1, texture_dim, demodulation="weight")
                                    for w in widths)
+        self._maps: dict[tuple[int, torch.device], torch.Tensor] = {}
 
     def patterns(self, side: int) -> torch.Tensor:
         """(1, 2 * pairs, side, side): the sines, then the cosines."""
@@ -57,7 +58,11 @@ class PositionalPatterns(nn.Module):
         return torch.cat([phase.sin(), phase.cos()]).unsqueeze(0)
 
     def forward(self, scale: int, x: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
-        p = self.patterns(x.shape[-1]).expand(x.shape[0], -1, -1, -1)
+        # the maps are constants of (side, device): computed once per scale, not at every forward
+        key = (x.shape[-1], self.frequencies.device)
+        if key not in self._maps:
+            self._maps[key] = self.patterns(x.shape[-1])
+        p = self._maps[key].expand(x.shape[0], -1, -1, -1)
         return x + self.convs[scale](p, texture)
 
 

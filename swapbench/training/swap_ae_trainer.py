@@ -25,7 +25,7 @@ schedule's counters, is part of the checkpoint. Every term whose weight is 0 is 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,14 @@ from swapbench.training.trainer import Regularizer, Trainer, set_requires_grad
 from swapbench.visualize import swap_grid
 
 log = logging.getLogger(__name__)
+
+
+class Fakes(NamedTuple):
+    """What one forward pass of the autoencoder makes for a batch (see ``_forward``)."""
+
+    recon: torch.Tensor
+    swap: torch.Tensor | None  # None when no term uses swaps
+    swap_texture: torch.Tensor  # the texture codes the swaps were made from, detached (the texture cycle's target)
 
 
 @TRAINERS.register("swap_ae", reads={"loss": LossConfig},
@@ -164,18 +172,16 @@ class SwapAutoencoderTrainer(Trainer):
         logits = self.cooccur.discriminate(torch.cat([ref, ref]), torch.cat([judged_real, judged_fake]))
         return logits.chunk(2)
 
-    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _forward(self, x: torch.Tensor) -> Fakes:
         """Reconstructions G(E(x)) (of the first half of x only with ``loss.recon_images: first_half``)
-        and swaps G(s(x_i), t(x_{i-1})) (None when nothing uses swaps). The swaps' texture codes are
-        kept, detached, for the texture cycle (``self._swap_textures``)."""
+        and swaps G(s(x_i), t(x_{i-1})) (None when nothing uses swaps), with the swaps' texture codes."""
         ae = self.autoencoder
         structure, texture = ae.encode(x)
         n = x.shape[0] // 2 if self.recipe.loss.recon_images == "first_half" else x.shape[0]
         recon = ae.decode(structure[:n], texture[:n])
         swap_texture = texture.roll(1, dims=0)
-        self._swap_textures = swap_texture.detach()
         swap = ae.decode(structure, swap_texture) if self.use_swaps else None
-        return recon, swap
+        return Fakes(recon, swap, swap_texture.detach())
 
     def _image_logits(self, terms: dict[str, tuple[float, torch.Tensor | None]]) -> dict[str, torch.Tensor]:
         """The image discriminator's logits for every term (name -> (weight, images)) whose weight is
@@ -201,19 +207,19 @@ class SwapAutoencoderTrainer(Trainer):
         out: dict[str, torch.Tensor] = {}
         if update == "both":
             with self._autocast():
-                recon, swap = self._forward(x)
-            self._discriminator_update(x, recon.detach(), None if swap is None else swap.detach(), out)
-            self._generator_update(x, recon, swap, out)
+                fakes = self._forward(x)
+            self._discriminator_update(x, fakes.recon.detach(), None if fakes.swap is None else fakes.swap.detach(), out)
+            self._generator_update(x, fakes, out)
         elif update == "discriminator":
             set_requires_grad(self.autoencoder, False)
             with torch.no_grad(), self._autocast():
-                recon, swap = self._forward(x)
-            self._discriminator_update(x, recon, swap, out)
+                fakes = self._forward(x)
+            self._discriminator_update(x, fakes.recon, fakes.swap, out)
             set_requires_grad(self.autoencoder, True)
         else:
             with self._autocast():
-                recon, swap = self._forward(x)
-            self._generator_update(x, recon, swap, out)
+                fakes = self._forward(x)
+            self._generator_update(x, fakes, out)
         self._finish_step(x.shape[0], update_ema=update != "discriminator")
         values = {k: float(v.detach()) for k, v in out.items()}
         if update == "both":
@@ -251,10 +257,10 @@ class SwapAutoencoderTrainer(Trainer):
         if r1 is not None:
             self._lazy_r1(x, texture_src, r1.interval, out)
 
-    def _generator_update(self, x: torch.Tensor, recon: torch.Tensor, swap: torch.Tensor | None,
-                          out: dict[str, torch.Tensor]) -> None:
+    def _generator_update(self, x: torch.Tensor, fakes: Fakes, out: dict[str, torch.Tensor]) -> None:
         """Reconstruction, GAN and co-occurrence terms of E and G through the (frozen) discriminators."""
         L = self.recipe.loss
+        recon, swap = fakes.recon, fakes.swap
         D = self.discriminator
         set_requires_grad(D, False)
         set_requires_grad(self.cooccur, False)
@@ -272,7 +278,7 @@ class SwapAutoencoderTrainer(Trainer):
                 reencoded = self.autoencoder.encode(swap).texture
             finally:
                 set_requires_grad(encoder, True)
-            return 1 - F.cosine_similarity(reencoded.float(), self._swap_textures.float(), dim=1).mean()
+            return 1 - F.cosine_similarity(reencoded.float(), fakes.swap_texture.float(), dim=1).mean()
 
         with self._autocast():
             g_loss = WeightedTerms(out, x)
