@@ -106,6 +106,16 @@ def test_incomparable_runs_are_never_mixed(store):
     assert "incomparable" in render(tables, "md")
 
 
+def test_a_table_shows_only_the_controls_its_own_runs_logged(store):
+    uri, _ = store  # photos runs at 32 px with the copy controls; a synthetic run also has truth_flat
+    log_run("mid", 0, {"swap_fid": 260.0, **SWAP}, dataset="synthetic",
+            controls={**CONTROLS, "truth_flat": {"swap_fid": 90.0, "swap_reencode_texture": 0.7, "swap_structure_dist": 0.2}})
+    tables = {t.note.split("data.dataset=")[1].split(",")[0]: t for t in build_tables(load_runs("board", uri=uri))}
+    assert "control: truth_flat" in set(tables["synthetic"].frame["variant"])
+    assert set(tables["photos"].frame.loc[tables["photos"].frame["control"], "variant"]) == {"control: copy_a",
+                                                                                          "control: copy_b"}
+
+
 def test_compare_lists_exactly_the_differing_settings(store):
     uri, ids = store
     settings, scores = compare_runs(ids[("small", 0)], ids[("mid", 0)], uri=uri)

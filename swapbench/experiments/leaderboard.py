@@ -185,10 +185,12 @@ def _aggregate(part: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 def _control_rows(part: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """One reference row per control, over every run of the table (copy controls depend only on the data
     and pairs, except their re-encoding scores, which use each run's encoder; recon_a is each run's own
-    reconstruction): never ranked."""
+    reconstruction): never ranked. A control none of the table's runs logged (truth_flat on photos, in a
+    frame that also holds synthetic runs) gets no row."""
     rows = []
     for control in CONTROLS:
-        if any(f"metrics.control/{control}/{m}" in part for m in metrics):
+        columns = [f"metrics.control/{control}/{m}" for m in metrics]
+        if any(c in part and part[c].notna().any() for c in columns):
             rows.append(_row(f"control: {control}", part, metrics, prefix=f"control/{control}/"))
     return pd.DataFrame(rows)
 
