@@ -110,6 +110,22 @@ def test_controls_use_exactly_the_models_pairs():
     assert scores["control/copy_b/swap_reencode_texture"] == 1 and scores["control/copy_b/swap_reencode_structure"] == 0
 
 
+def test_reconstruction_scores_come_with_a_thumbnail_control_that_needs_no_model():
+    from swapbench.evaluation.metrics.reconstruction import psnr
+
+    ctx = build_context(Spy(), recipe(), CPU)
+    scores = evaluate(ctx, ["recon_psnr", "recon_l1", "swap_reencode_texture"])
+    x = ctx.images
+    small = x.view(*x.shape[:2], x.shape[2] // 4, 4, x.shape[3] // 4, 4).mean((3, 5))  # 4x4 block means
+    thumbnails = F.interpolate(small, size=x.shape[-2:], mode="bicubic", align_corners=False).clamp(-1, 1)
+    assert torch.allclose(ctx.control("thumbnail_4x").reconstructions, thumbnails, atol=1e-6)
+    assert scores["control/thumbnail_4x/recon_psnr"] == pytest.approx(float(psnr(thumbnails, x).mean()), rel=1e-5)
+    assert scores["control/thumbnail_4x/recon_l1_ci_low"] <= scores["control/thumbnail_4x/recon_l1"]
+    # the Spy's 3x3 blur keeps more than a 4x thumbnail; swap scores get no thumbnail row, recon scores no copy rows
+    assert scores["recon_psnr"] > scores["control/thumbnail_4x/recon_psnr"]
+    assert not any(k.startswith("control/thumbnail_4x/swap") or k.startswith("control/copy_a/recon") for k in scores)
+
+
 class Truth(Spy):
     """The ground-truth swapper of a synthetic test split (its images found by their bytes)."""
 

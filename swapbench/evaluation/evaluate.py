@@ -11,7 +11,8 @@ are never a swap source, against which swap FID/KID are measured.
 
 Every swap score is also computed for the controls on exactly the model's pairs (see
 :data:`CONTROLS`: copying A, copying B, the model's reconstruction of A and, on data with a known
-swap, the true swap without patterns) and logged as ``control/<control>/<score>``.
+swap, the true swap without patterns) and logged as ``control/<control>/<score>``; every
+reconstruction score likewise for :data:`RECON_CONTROLS` (a 4x thumbnail of each test image).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from swapbench.errors import UserError
-from swapbench.evaluation.metrics import CONTROLS, applies_to, needs
+from swapbench.evaluation.metrics import CONTROLS, RECON_CONTROLS, applies_to, needs
 from swapbench.recipe import Recipe
 from swapbench.registry import METRICS
 
@@ -263,7 +264,13 @@ class EvalContext:
             return self.with_outputs(self.reconstructions[a])
         if name == "truth_flat":
             return self.with_outputs(self.dataset.gt_swap(a, b, flat_patterns=True))
-        raise ValueError(f"unknown control {name!r}; controls are {', '.join(CONTROLS)}")
+        if name == "thumbnail_4x":  # a reconstruction control: it replaces G(E(x)), not the swaps
+            from swapbench.evaluation.metrics.reconstruction import thumbnail
+
+            child = copy.copy(self)
+            child.__dict__["reconstructions"] = thumbnail(self.images, 4)
+            return child
+        raise ValueError(f"unknown control {name!r}; controls are {', '.join([*CONTROLS, *RECON_CONTROLS])}")
 
 
 def held_out_split(recipe: Recipe, test_set=None) -> tuple[Any, range]:
@@ -352,6 +359,11 @@ def evaluate(ctx: EvalContext, metrics: Sequence[str] | str = "all") -> dict[str
         for control in controls_for(ctx) if swap_metrics else []:
             child = ctx.control(control)
             for name in swap_metrics:
+                scores.update({f"control/{control}/{k}": v for k, v in METRICS.get(name)(child).items()})
+        recon_metrics = [n for n in names if "reconstruct" in needs(n)]
+        for control in RECON_CONTROLS if recon_metrics else []:
+            child = ctx.control(control)
+            for name in recon_metrics:
                 scores.update({f"control/{control}/{k}": v for k, v in METRICS.get(name)(child).items()})
     finally:
         ctx.model.train(was_training)

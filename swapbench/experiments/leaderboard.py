@@ -20,6 +20,7 @@ from swapbench.errors import UserError
 from swapbench.evaluation.metrics import (
     CONTROLS,
     COPY_CONTROLS,
+    RECON_CONTROLS,
     STRUCTURE_KEPT,
     SWAP_REALISM,
     TEXTURE_TRANSFER,
@@ -188,7 +189,7 @@ def _control_rows(part: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     reconstruction): never ranked. A control none of the table's runs logged (truth_flat on photos, in a
     frame that also holds synthetic runs) gets no row."""
     rows = []
-    for control in CONTROLS:
+    for control in [*CONTROLS, *RECON_CONTROLS]:
         columns = [f"metrics.control/{control}/{m}" for m in metrics]
         if any(c in part and part[c].notna().any() for c in columns):
             rows.append(_row(f"control: {control}", part, metrics, prefix=f"control/{control}/"))
@@ -248,7 +249,7 @@ LEGEND = ("Each model row: mean over its runs (seeds column) with the union of t
           "overlaps no other model row's. Rows 'control: ...' are references on the same pairs, never "
           "ranked: copy_a outputs the structure image A, copy_b the texture image B, recon_a the model's "
           "reconstruction of A, truth_flat (synthetic data) the true swap with every pattern flattened to its mean "
-          "colour.")
+          "colour, thumbnail_4x each test image downsampled 4x and upsampled back (reconstruction scores).")
 
 
 def render(tables: list[Table], fmt: str = "md") -> str:

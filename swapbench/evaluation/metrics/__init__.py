@@ -23,6 +23,13 @@ CONTROLS = {
                   "swap only): A_i's layout and B_i's colours, no pattern; a swap scoring better on gt_swap_lpips "
                   "carries B_i's patterns, not only its colours",
 }
+# what each reconstruction control outputs for test image x_i in place of G(E(x_i)); every reconstruction
+# score is logged for each as control/<name>/<score>. It needs no model: the same for every run on the same data.
+RECON_CONTROLS = {
+    "thumbnail_4x": "x_i area-downsampled 4x and bicubic-upsampled back: a codec of 3 numbers per 4x4 pixels "
+                    "(a structure code at a quarter of the side with 8 channels holds 8); a model that "
+                    "reconstructs worse does not use the room its codes have",
+}
 # the controls every swap score is logged with, whatever the model and data (the others need a model that
 # reconstructs, or a dataset that knows its true swap)
 COPY_CONTROLS = ("copy_a", "copy_b")

@@ -19,6 +19,13 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
 
 
+def thumbnail(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """``images`` area-downsampled by ``factor`` and bicubic-upsampled back to their size, clamped to [-1, 1]
+    (the ``thumbnail_4x`` reconstruction control)."""
+    small = torch.nn.functional.interpolate(images, scale_factor=1 / factor, mode="area")
+    return torch.nn.functional.interpolate(small, size=images.shape[-2:], mode="bicubic", align_corners=False).clamp(-1, 1)
+
+
 @METRICS.register("recon_l1", direction="down", needs=("reconstruct",),
                   description="Mean absolute error of G(E(x)) vs x on [-1, 1], test split.")
 def recon_l1(ctx) -> dict[str, float]:
