@@ -475,7 +475,7 @@ class Recipe(Section):
 # schema did before them: at that value they are left out of Recipe.hash. A new setting whose default
 # keeps the old behaviour belongs here.
 HASH_NEUTRAL: dict[str, Any] = {"train.cpu_minutes": None, "loss.texture_cycle": 0.0, "model.generator_fourier": 0,
-                                 "loss.recon_lpips_net": "vgg"}
+                                 "loss.recon_lpips_net": "vgg", "loss.recon_warmup_images": 0}
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

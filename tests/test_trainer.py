@@ -149,6 +149,23 @@ def test_optional_lpips_reconstruction_term(tiny):
     assert "recon_lpips" not in Trainer(tiny).train_step(next(iter(t.loader())))
 
 
+def test_reconstruction_warmup_trains_only_the_reconstruction_then_the_full_objective(tiny):
+    warm = load_recipe_with(tiny, loss={**tiny.loss.model_dump(), "recon_warmup_images": 8})
+    assert warm.hash() != tiny.hash() and load_recipe_with(tiny, loss=tiny.loss.model_dump()).hash() == tiny.hash()
+    t = Trainer(warm)
+    batches = iter(t.loader())
+    d_before = [p.detach().clone() for p in t.discriminator.parameters()]
+    ae_before = [p.detach().clone() for p in t.autoencoder.parameters()]
+    for _ in range(2):  # batch 4: the first 8 images
+        assert t.next_update() == "reconstruction"
+        assert set(t.train_step(next(batches))) == {"recon_l1"}
+    assert all(torch.equal(a, b) for a, b in zip(d_before, t.discriminator.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(ae_before, t.autoencoder.parameters()))
+    assert t.d_steps == 0 and t.g_steps == 2
+    assert t.next_update() == "both"
+    assert {"d_real", "d_swap", "g_swap", "g_cooccur", "recon_l1"} <= set(t.train_step(next(batches)))
+
+
 def test_lpips_reconstruction_term_can_use_alexnet(tiny):
     from test_weights import cached_or_skip
 

@@ -37,6 +37,10 @@ class LossConfig(Section):
         "with its weights frozen and t(B) detached, so G and the codes the swap is made from are pushed to show B's "
         "texture, and E cannot meet the term by reading swaps differently; 0 disables (the authors' code has no such "
         "term; see docs/fidelity.md).")
+    recon_warmup_images: int = Field(
+        0, ge=0, description="Images at the start of training that train E and G on the reconstruction terms alone "
+        "(recon_l1, recon_l2, recon_lpips): no swaps, no discriminator updates; then the full objective. 0 disables "
+        "(the authors' code has no warm-up; see docs/fidelity.md).")
     r1: float = Field(10.0, ge=0, description="R1 penalty weight on the image discriminator.")
     patch_r1: float = Field(1.0, ge=0, description="R1 penalty weight on the co-occurrence discriminator.")
     r1_interval: int = Field(16, ge=1, description="Lazy R1: apply every this many discriminator steps.")

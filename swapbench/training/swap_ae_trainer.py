@@ -131,8 +131,11 @@ class SwapAutoencoderTrainer(Trainer):
                         "afresh, so the run is not bit-identical to an uninterrupted one")
 
     def next_update(self) -> str:
-        """What the next :meth:`train_step` updates: 'both' (same_batch), else 'discriminator' or
+        """What the next :meth:`train_step` updates: 'reconstruction' (E and G on the reconstruction terms
+        alone) during ``loss.recon_warmup_images``; then 'both' (same_batch), else 'discriminator' or
         'generator', starting with the discriminator as the authors' optimizer does."""
+        if self.images_seen < self.recipe.loss.recon_warmup_images:
+            return "reconstruction"
         if self.recipe.train.schedule == "same_batch":
             return "both"
         return "discriminator" if self.step % 2 == 0 else "generator"
@@ -172,15 +175,16 @@ class SwapAutoencoderTrainer(Trainer):
         logits = self.cooccur.discriminate(torch.cat([ref, ref]), torch.cat([judged_real, judged_fake]))
         return logits.chunk(2)
 
-    def _forward(self, x: torch.Tensor) -> Fakes:
+    def _forward(self, x: torch.Tensor, swaps: bool = True) -> Fakes:
         """Reconstructions G(E(x)) (of the first half of x only with ``loss.recon_images: first_half``)
-        and swaps G(s(x_i), t(x_{i-1})) (None when nothing uses swaps), with the swaps' texture codes."""
+        and swaps G(s(x_i), t(x_{i-1})) (None when nothing uses swaps, or with ``swaps`` False), with
+        the swaps' texture codes."""
         ae = self.autoencoder
         structure, texture = ae.encode(x)
         n = x.shape[0] // 2 if self.recipe.loss.recon_images == "first_half" else x.shape[0]
         recon = ae.decode(structure[:n], texture[:n])
         swap_texture = texture.roll(1, dims=0)
-        swap = ae.decode(structure, swap_texture) if self.use_swaps else None
+        swap = ae.decode(structure, swap_texture) if self.use_swaps and swaps else None
         return Fakes(recon, swap, swap_texture.detach())
 
     def _image_logits(self, terms: dict[str, tuple[float, torch.Tensor | None]]) -> dict[str, torch.Tensor]:
@@ -210,6 +214,10 @@ class SwapAutoencoderTrainer(Trainer):
                 fakes = self._forward(x)
             self._discriminator_update(x, fakes.recon.detach(), None if fakes.swap is None else fakes.swap.detach(), out)
             self._generator_update(x, fakes, out)
+        elif update == "reconstruction":
+            with self._autocast():
+                fakes = self._forward(x, swaps=False)
+            self._reconstruction_update(x, fakes.recon, out)
         elif update == "discriminator":
             set_requires_grad(self.autoencoder, False)
             with torch.no_grad(), self._autocast():
@@ -222,7 +230,7 @@ class SwapAutoencoderTrainer(Trainer):
             self._generator_update(x, fakes, out)
         self._finish_step(x.shape[0], update_ema=update != "discriminator")
         values = {k: float(v.detach()) for k, v in out.items()}
-        if update == "both":
+        if update in ("both", "reconstruction"):
             return values
         if update == "discriminator":
             self._latest = {k: v for k, v in self._latest.items() if k in GENERATOR_TERMS}  # R1 only when it ran
@@ -264,7 +272,6 @@ class SwapAutoencoderTrainer(Trainer):
         D = self.discriminator
         set_requires_grad(D, False)
         set_requires_grad(self.cooccur, False)
-        target = x[: recon.shape[0]]  # what was reconstructed
 
         def g_cooccur() -> torch.Tensor:
             with torch.no_grad():
@@ -281,10 +288,7 @@ class SwapAutoencoderTrainer(Trainer):
             return 1 - F.cosine_similarity(reencoded.float(), fakes.swap_texture.float(), dim=1).mean()
 
         with self._autocast():
-            g_loss = WeightedTerms(out, x)
-            g_loss.add("recon_l1", L.recon_l1, lambda: self.l1(recon.float(), target))
-            g_loss.add("recon_l2", L.recon_l2, lambda: self.l2(recon.float(), target))
-            g_loss.add("recon_lpips", L.recon_lpips, lambda: self.lpips(recon.float(), target).mean())
+            g_loss = self._reconstruction_terms(x, recon, out)
             logits = self._image_logits({"g_recon": (L.g_recon, recon), "g_swap": (L.g_swap, swap)})
             g_loss.add("g_recon", L.g_recon, lambda: self.gan.g(logits["g_recon"]))
             g_loss.add("g_swap", L.g_swap, lambda: self.gan.g(logits["g_swap"]))
@@ -295,6 +299,24 @@ class SwapAutoencoderTrainer(Trainer):
         self.g_steps += 1
         set_requires_grad(D, True)
         set_requires_grad(self.cooccur, True)
+
+    def _reconstruction_terms(self, x: torch.Tensor, recon: torch.Tensor, out: dict[str, torch.Tensor]) -> WeightedTerms:
+        """The weighted reconstruction terms of ``recon`` against the images it reconstructs."""
+        L = self.recipe.loss
+        target = x[: recon.shape[0]]  # what was reconstructed
+        terms = WeightedTerms(out, x)
+        terms.add("recon_l1", L.recon_l1, lambda: self.l1(recon.float(), target))
+        terms.add("recon_l2", L.recon_l2, lambda: self.l2(recon.float(), target))
+        terms.add("recon_lpips", L.recon_lpips, lambda: self.lpips(recon.float(), target).mean())
+        return terms
+
+    def _reconstruction_update(self, x: torch.Tensor, recon: torch.Tensor, out: dict[str, torch.Tensor]) -> None:
+        """The warm-up's update: E and G on the reconstruction terms alone; the discriminators wait."""
+        with self._autocast():
+            terms = self._reconstruction_terms(x, recon, out)
+        if terms.total.requires_grad:
+            self.update(self.g_optim, terms.total)
+        self.g_steps += 1
 
     def _lazy_r1(self, x: torch.Tensor, texture_src: torch.Tensor, interval: int, out: dict[str, torch.Tensor]) -> None:
         """R1 on real inputs in fp32, times the interval (StyleGAN2's lazy regularisation), as the
