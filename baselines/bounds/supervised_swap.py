@@ -64,7 +64,7 @@ def train(recipe: Recipe, cpu_seconds: float, log_every: int = 100) -> tuple[tor
         optim.step()
         images += a.shape[0]
         if (images // a.shape[0]) % log_every == 0:
-            curve.append({"images": images, "cpu_seconds": process_cpu_seconds() - start, "loss": float(loss)})
+            curve.append({"images": images, "cpu_seconds": process_cpu_seconds() - start, "loss": float(loss.detach())})
     return model.eval(), {"images": images, "cpu_seconds": process_cpu_seconds() - start, "curve": curve}
 
 
