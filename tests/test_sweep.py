@@ -28,7 +28,9 @@ def test_sweep_runs_children_under_a_parent_and_resumes(tmp_path, monkeypatch):
     parent, children, skipped = run_sweep(path, echo=lambda *a: None)
     assert len(children) == 3 and skipped == []
     (table,) = build_tables(load_runs(sweep=parent))
-    assert sorted(table.frame["variant"]) == ["model.texture_dim=4", "model.texture_dim=8", "no_cooc"]
+    models = table.frame[~table.frame["control"].astype(bool)]
+    assert sorted(models["variant"]) == ["model.texture_dim=4", "model.texture_dim=8", "no_cooc"]
+    assert set(table.frame["variant"]) - set(models["variant"]) <= {"control: thumbnail_4x"}  # reference rows only
     assert mlflow.get_run(parent).info.status == "FINISHED"
     assert sorted(mlflow.get_run(c).info.run_name for c in children) == [
         "model.texture_dim=4-seed0", "model.texture_dim=8-seed0", "no_cooc-seed0"]  # one name per child, readable
