@@ -395,12 +395,15 @@ class Recipe(Section):
                     f"model.structure_downsample"
                 )
             side = (side - 3) // 2 + 1
-        lpips_min = {"alex": 31, "vgg": 16}[self.loss.recon_lpips_net]  # the backbones' smallest input side
-        if self.loss.recon_lpips > 0 and res < lpips_min:
-            raise ValueError(
-                f"loss.recon_lpips_net={self.loss.recon_lpips_net} needs images of at least {lpips_min} px, but "
-                f"data.resolution={res}; use recon_lpips_net=vgg or a larger resolution"
-            )
+        if self.loss.recon_lpips > 0:
+            from swapbench.evaluation.metrics.lpips_net import MIN_SIDE  # torch: only for recipes that use LPIPS
+
+            if res < MIN_SIDE[self.loss.recon_lpips_net]:
+                raise ValueError(
+                    f"loss.recon_lpips_net={self.loss.recon_lpips_net} needs images of at least "
+                    f"{MIN_SIDE[self.loss.recon_lpips_net]} px, but data.resolution={res}; use recon_lpips_net=vgg "
+                    f"or a larger resolution"
+                )
         co = self.cooccur
         if self.loss.cooccur_reference == "per_crop" and co.n_ref != co.n_crops:
             raise ValueError(

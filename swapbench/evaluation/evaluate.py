@@ -347,7 +347,8 @@ def controls_for(ctx: EvalContext) -> list[str]:
 
 
 def evaluate(ctx: EvalContext, metrics: Sequence[str] | str = "all") -> dict[str, float]:
-    """Every applicable metric on the model, then every swap metric on each control (same pairs)."""
+    """Every applicable metric on the model, then every swap metric on each swap control (same pairs) and
+    every reconstruction metric on each reconstruction control."""
     scores: dict[str, float] = {}
     was_training = ctx.model.training
     ctx.model.eval()
@@ -355,16 +356,13 @@ def evaluate(ctx: EvalContext, metrics: Sequence[str] | str = "all") -> dict[str
         names = applicable(metric_names(metrics), ctx.model, metrics)
         for name in names:
             scores.update(METRICS.get(name)(ctx))
-        swap_metrics = [n for n in names if "swap" in needs(n)]
-        for control in controls_for(ctx) if swap_metrics else []:
-            child = ctx.control(control)
-            for name in swap_metrics:
-                scores.update({f"control/{control}/{k}": v for k, v in METRICS.get(name)(child).items()})
-        recon_metrics = [n for n in names if "reconstruct" in needs(n)]
-        for control in RECON_CONTROLS if recon_metrics else []:
-            child = ctx.control(control)
-            for name in recon_metrics:
-                scores.update({f"control/{control}/{k}": v for k, v in METRICS.get(name)(child).items()})
+        # swap scores for the swap controls, reconstruction scores for the reconstruction controls
+        for controls, need in ((controls_for(ctx), "swap"), (list(RECON_CONTROLS), "reconstruct")):
+            controlled = [n for n in names if need in needs(n)]
+            for control in controls if controlled else []:
+                child = ctx.control(control)
+                for name in controlled:
+                    scores.update({f"control/{control}/{k}": v for k, v in METRICS.get(name)(child).items()})
     finally:
         ctx.model.train(was_training)
     return scores
