@@ -225,7 +225,8 @@ class BenchConfig(Section):
     recipes and their hashes do not change with it. ``--quick`` applies :data:`BENCH_QUICK`."""
 
     recipes: list[str] = Field(
-        ["quickstart", "swap_ae", "swap_ae_256"], description="Recipes whose training step is measured (--recipe replaces them)."
+        ["small", "swap_ae", "swap_ae_256"], description="Recipes whose training step is measured (--recipe replaces them); "
+        "small, not quickstart, whose first images are reconstruction-only warm-up steps."
     )
     cpu_batch_at_256: int = Field(
         2, ge=2, description="Training batch on the CPU for recipes of 256 px or more (their own batch on CUDA)."
@@ -251,7 +252,7 @@ class BenchConfig(Section):
         None, ge=1, description="Steps of sg2_encoder_opt; null: inversion.refine_steps (100)."
     )
     score_recipe: str = Field(
-        "quickstart", description="Recipe of the freshly built model scored when no --run is given."
+        "small", description="Recipe of the freshly built model scored when no --run is given (every score applies to it)."
     )
     score_metrics: list[str] | Literal["all"] = Field("all", description="Scores timed, or 'all' that apply.")
     score_images: int | None = Field(None, ge=2, description="Test images scored; null: the recipe's data.test_images.")
@@ -265,7 +266,7 @@ class BenchConfig(Section):
 # What --quick changes: every column still present, tiny sizes, about a minute on 2 cores. No
 # swap_fid: below 2048 samples scipy's sqrtm takes minutes on such a machine (issue 16).
 BENCH_QUICK: dict[str, Any] = {
-    "recipes": ["quickstart"], "train_steps": 2, "train_seconds": 20.0, "peak_repeats": 2,
+    "recipes": ["small"], "train_steps": 2, "train_seconds": 20.0, "peak_repeats": 2,
     "embed_images": 1, "embed_steps": 2, "embed_refine_steps": 2, "score_metrics": ["recon_psnr", "recon_lpips_alex", "swap_kid"],
     "score_images": 8, "fid_alone": False, "data_batches": 2, "scaling_processes": [], "profile_steps": 2,
     "profile_top": 5,

@@ -48,7 +48,7 @@ def test_quick_measures_what_it_claims(quick):
     rows = {s: r["rows"] for s, r in report["sections"].items()}
     assert all(r["gflops"] > 0 for r in rows["peaks"])
     cpu = [r for r in rows["train"] if r["device"] == "cpu"]
-    assert [r["recipe"] for r in cpu] == ["quickstart"]
+    assert [r["recipe"] for r in cpu] == ["small"]
     row = cpu[0]
     for col in ("images_per_second", "gflop_per_image", "achieved_gflops", "conv_peak_gflops", "of_conv_peak",
                 "seconds_r1_step", "seconds_plain_step"):
@@ -82,7 +82,7 @@ def test_quick_prints_the_table_and_logs_an_mlflow_run(quick):
     assert client.get_experiment(run.info.experiment_id).name == "bench"
     assert run.info.status == "FINISHED"
     assert run.data.params["header.threads"] == str(report["header"]["threads"])
-    assert run.data.metrics["train.quickstart/cpu.images_per_second"] > 0
+    assert run.data.metrics["train.small/cpu.images_per_second"] > 0
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"bench.json", "bench.md"}
 
 
@@ -101,7 +101,7 @@ def test_record_logs_a_table_measured_elsewhere(quick, tmp_path: Path):
     assert run.info.run_id in done.stdout and run.data.tags["swapbench.bench.recorded_from"] == "cuda.json"
     assert run.data.params["header.git_commit"] == report["header"]["git_commit"]
     row = next(r for r in report["sections"]["train"]["rows"] if r["device"] == "cpu")
-    assert run.data.metrics["train.quickstart/cpu.images_per_second"] == pytest.approx(row["images_per_second"])
+    assert run.data.metrics["train.small/cpu.images_per_second"] == pytest.approx(row["images_per_second"])
     (tmp_path / "logged.json").write_text(json.dumps(report))
     (tmp_path / "junk.json").write_text("{}")
     for name, says in (("logged.json", "already logged"), ("junk.json", "not a bench JSON")):

@@ -168,20 +168,36 @@ def test_with_test_images_rescales_the_scored_set_and_keeps_the_rest():
 
 def test_adding_a_setting_at_its_neutral_value_keeps_every_hash():
     """Recipe.hash keys sweeps, resume checks and zoo manifests: settings added later (HASH_NEUTRAL)
-    stay out of it at their neutral value, so the quickstart hashes as it did before train.cpu_minutes
+    stay out of it at their neutral value, so the small recipe (the quickstart before issue 18) hashes as the
+    quickstart did before train.cpu_minutes
     existed, and each shipped zoo model's recipe.yaml still has the hash its manifest records."""
     import json
     from pathlib import Path
 
     from swapbench.recipe import HASH_NEUTRAL, load_recipe, recipe_from_dict
 
-    quickstart = load_recipe("quickstart")
-    assert quickstart.hash().startswith("c7080cd0a4b5") and quickstart.train.cpu_minutes is None
+    small = load_recipe("small")
+    assert small.hash().startswith("c7080cd0a4b5") and small.train.cpu_minutes is None
     assert "train.cpu_minutes" in HASH_NEUTRAL
-    assert recipe_from_dict(quickstart.to_dict(), ["train.cpu_minutes=5"]).hash() != quickstart.hash()
+    assert recipe_from_dict(small.to_dict(), ["train.cpu_minutes=5"]).hash() != small.hash()
     zoo = Path(__file__).resolve().parent.parent / "zoo"
     manifests = sorted(zoo.glob("*/manifest.json"))
     assert manifests  # the checkout ships its reference models
     for manifest in manifests:
         recorded = json.loads(manifest.read_text())["recipe_hash"]
         assert load_recipe(manifest.parent / "recipe.yaml").hash() == recorded, manifest.parent.name
+
+
+def test_the_quickstart_is_the_small_recipe_with_a_warm_up_and_one_score_less():
+    """quickstart.yaml extends small.yaml (the quickstart before issue 18) with the settings its comment
+    names and nothing else; it scores everything registered but the authors' FID against the structure
+    images (and the generator-only sample scores)."""
+    import swapbench.evaluation.metrics  # noqa: F401  (registers the metrics)
+    from swapbench.registry import METRICS
+
+    small, quick = load_recipe("small").flat(), load_recipe("quickstart").flat()
+    changed = {k for k in small.keys() | quick.keys() if small.get(k) != quick.get(k)} - {"name", "description"}
+    assert changed == {"model.structure_downsample", "model.structure_channels", "loss.recon_lpips",
+                       "loss.recon_lpips_net", "loss.recon_warmup_images", "train.images", "eval.metrics"}
+    assert 0 < quick["loss.recon_warmup_images"] < quick["train.images"]  # the full objective gets the rest
+    assert set(METRICS.names()) - set(quick["eval.metrics"]) == {"swap_fid_vs_structure", "sample_fid", "sample_kid"}

@@ -23,7 +23,7 @@ def bench(
     sae_run: Annotated[Optional[str], typer.Option(help="Embedding: a trained swap_ae run (default: a fresh model).")] = None,
     sg2_run: Annotated[Optional[str], typer.Option(help="Embedding: a trained stylegan2 run (default: a fresh model).")] = None,
     encoder_run: Annotated[Optional[str], typer.Option(help="Embedding: a trained sg2_encoder run (default: a fresh model).")] = None,
-    score_recipe: Annotated[Optional[str], typer.Option(help="Scoring: the recipe of the fresh model scored when no --run is given (default quickstart).")] = None,
+    score_recipe: Annotated[Optional[str], typer.Option(help="Scoring: the recipe of the fresh model scored when no --run is given (default small).")] = None,
     device: Annotated[str, typer.Option(help="cpu, or cuda: the peaks, training steps and scores measured on the GPU (with --only train,score).")] = "cpu",
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log the table to MLflow (--no-log: print and --json only, e.g. where MLflow is not installed).")] = True,
     record: Annotated[Optional[Path], typer.Option(help="Measure nothing: log this --no-log bench JSON (made on another machine) to MLflow.")] = None,
