@@ -169,8 +169,8 @@ def test_with_test_images_rescales_the_scored_set_and_keeps_the_rest():
 def test_adding_a_setting_at_its_neutral_value_keeps_every_hash():
     """Recipe.hash keys sweeps, resume checks and zoo manifests: settings added later (HASH_NEUTRAL)
     stay out of it at their neutral value, so the small recipe (the quickstart before issue 18) hashes as the
-    quickstart did before train.cpu_minutes
-    existed, and each shipped zoo model's recipe.yaml still has the hash its manifest records."""
+    quickstart did before train.cpu_minutes existed, and each shipped zoo model's recipe.yaml still has the
+    hash its manifest records."""
     import json
     from pathlib import Path
 
