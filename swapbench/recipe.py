@@ -37,6 +37,10 @@ class DataConfig(Section):
         (0.2, 0.6), description="Random crop side as a fraction of the source photo's shorter side."
     )
     hflip: bool = Field(True, description="Random horizontal flips of training crops.")
+    augment: list[Literal["hue", "saturation", "rot90"]] = Field(
+        [], description="Training-split augmentations after the crop and flip (swapbench/data/augment.py): hue "
+        "(rotate colours about the grey axis), saturation (x 1/2 to 2), rot90 (quarter turns); the test split never."
+    )
     preprocess: Literal["square", "resize", "resize_and_crop", "scale_width", "scale_width_and_crop",
                         "scale_shortside", "scale_shortside_and_crop", "scale_shortside_and_centercrop",
                         "crop"] = Field(
@@ -479,7 +483,8 @@ class Recipe(Section):
 # schema did before them: at that value they are left out of Recipe.hash. A new setting whose default
 # keeps the old behaviour belongs here.
 HASH_NEUTRAL: dict[str, Any] = {"train.cpu_minutes": None, "loss.texture_cycle": 0.0, "model.generator_fourier": 0,
-                                 "loss.recon_lpips_net": "vgg", "loss.recon_warmup_images": 0}
+                                 "loss.recon_lpips_net": "vgg", "loss.recon_warmup_images": 0,
+                                 "data.augment": []}
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

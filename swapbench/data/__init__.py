@@ -53,7 +53,12 @@ def build_dataset(recipe: Recipe, split: str) -> Dataset:
     if d.preprocess != "square" and "preprocess" not in accepts:
         raise UserError(f"dataset '{d.dataset}' makes its own crops and has no data.preprocess modes; use dataset "
                         f"folder or lmdb for data.preprocess={d.preprocess}, or set data.preprocess=square")
-    return DATASETS.build_from(d.dataset, settings, recipe.sections())
+    dataset = DATASETS.build_from(d.dataset, settings, recipe.sections())
+    if split == "train" and d.augment:
+        from swapbench.data.augment import AugmentedDataset
+
+        dataset = AugmentedDataset(dataset, d.augment, recipe.seed)
+    return dataset
 
 
 # settings that decide which test images a run is scored on: runs compared on one figure or table must agree on them
