@@ -205,6 +205,10 @@ class TrainConfig(Section):
 
 class EvalConfig(Section):
     metrics: list[str] | Literal["all"] = Field("all", description="Registered metrics to compute, or 'all'.")
+    skip_metrics: list[str] = Field(
+        [], description="With metrics 'all': registered metrics to leave out (e.g. a slow one that "
+        "`swapbench evaluate RUN_ID --metrics NAME` can add later)."
+    )
     batch_size: int = Field(16, ge=1, description="Images per evaluation batch.")
     use_ema: bool = Field(True, description="Score the EMA copy of encoder+generator when there is one.")
     grid_size: int = Field(4, ge=2, description="Structure and texture images per side of the swap grid.")
@@ -484,7 +488,7 @@ class Recipe(Section):
 # keeps the old behaviour belongs here.
 HASH_NEUTRAL: dict[str, Any] = {"train.cpu_minutes": None, "loss.texture_cycle": 0.0, "model.generator_fourier": 0,
                                  "loss.recon_lpips_net": "vgg", "loss.recon_warmup_images": 0,
-                                 "data.augment": []}
+                                 "data.augment": [], "eval.skip_metrics": []}
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
@@ -719,6 +723,11 @@ def check_names(recipe: Recipe) -> None:
     if recipe.eval.metrics != "all":
         for name in recipe.eval.metrics:
             METRICS.get(name)
+        if recipe.eval.skip_metrics:
+            raise UserError(f"eval.skip_metrics={recipe.eval.skip_metrics} applies to eval.metrics 'all' only; "
+                            "leave those names out of the eval.metrics list instead, or set eval.metrics=all")
+    for name in recipe.eval.skip_metrics:
+        METRICS.get(name)
 
 
 def load_recipe(ref: str | Path, overrides: Sequence[str] = ()) -> Recipe:

@@ -191,13 +191,19 @@ def test_adding_a_setting_at_its_neutral_value_keeps_every_hash():
 def test_the_quickstart_is_the_small_recipe_with_a_warm_up_and_one_score_less():
     """quickstart.yaml extends small.yaml (the quickstart before issue 18) with the settings its comment
     names and nothing else; it scores everything registered but the authors' FID against the structure
-    images (and the generator-only sample scores)."""
-    import swapbench.evaluation.metrics  # noqa: F401  (registers the metrics)
-    from swapbench.registry import METRICS
-
+    images."""
     small, quick = load_recipe("small").flat(), load_recipe("quickstart").flat()
     changed = {k for k in small.keys() | quick.keys() if small.get(k) != quick.get(k)} - {"name", "description"}
     assert changed == {"model.structure_downsample", "model.structure_channels", "loss.recon_lpips",
-                       "loss.recon_lpips_net", "loss.recon_warmup_images", "train.images", "eval.metrics"}
+                       "loss.recon_lpips_net", "loss.recon_warmup_images", "train.images", "eval.skip_metrics"}
     assert 0 < quick["loss.recon_warmup_images"] < quick["train.images"]  # the full objective gets the rest
-    assert set(METRICS.names()) - set(quick["eval.metrics"]) == {"swap_fid_vs_structure", "sample_fid", "sample_kid"}
+    assert quick["eval.metrics"] == "all" and quick["eval.skip_metrics"] == ["swap_fid_vs_structure"]
+
+
+def test_skip_metrics_needs_metrics_all_and_registered_names():
+    assert load_recipe("small", ["eval.skip_metrics=[swap_fid_vs_structure]"]).eval.skip_metrics == ["swap_fid_vs_structure"]
+    with pytest.raises(UserError, match="applies to eval.metrics 'all' only"):
+        load_recipe("small", ["eval.metrics=[recon_psnr]", "eval.skip_metrics=[swap_fid]"])
+    with pytest.raises(UserError, match="swap_fdi"):
+        load_recipe("small", ["eval.skip_metrics=[swap_fdi]"])
+    assert load_recipe("small", ["eval.skip_metrics=[]"]).hash() == load_recipe("small").hash()

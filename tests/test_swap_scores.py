@@ -360,3 +360,19 @@ def test_legacy_pytorch_features_give_clean_fids_legacy_pytorch_fid(tmp_path):
     assert frechet_distance(*ours) == pytest.approx(theirs, abs=1e-3)
     clean = frechet_distance(*(net.pool_uint8([np.asarray(Image.open(p)) for p in sorted(f.iterdir())]) for f in folders))
     assert abs(clean - theirs) > 1e-3  # the two resizes really differ
+
+
+def test_skip_metrics_leaves_scores_out_of_all_and_keeps_the_rest_with_their_controls():
+    from swapbench.experiments.pipeline import requested_metrics
+    from swapbench.recipe import load_recipe
+    from swapbench.registry import METRICS
+
+    keep = {"swap_reencode_structure", "recon_psnr"}
+    skip = [n for n in METRICS.names() if n not in keep]
+    requested, skipped = requested_metrics(load_recipe("small", [f"eval.skip_metrics=[{', '.join(skip)}]"]))
+    assert requested == "all" and skipped == skip
+    assert requested_metrics(load_recipe("small"), ["recon_psnr"]) == (["recon_psnr"], [])  # the command line's list
+    scores = evaluate(build_context(Spy(), recipe(), CPU), requested, skipped)
+    suffixes = ("", "_ci_low", "_ci_high", "_n")
+    assert {k.split("/")[-1] for k in scores} == {f"{name}{end}" for name in keep for end in suffixes}
+    assert "control/copy_b/swap_reencode_structure" in scores and "control/thumbnail_4x/recon_psnr" in scores

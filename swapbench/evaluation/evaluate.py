@@ -318,9 +318,12 @@ def build_context(model: nn.Module, recipe: Recipe, device: torch.device, test_s
     return EvalContext(model, images, recipe, device, recipe.eval.batch_size, pairs, test_set, reference)
 
 
-def metric_names(requested: Sequence[str] | str) -> list[str]:
+def metric_names(requested: Sequence[str] | str, skip: Sequence[str] = ()) -> list[str]:
+    """The metric names ``requested`` means ('all': every registered one but those in ``skip``)."""
     if requested == "all":
-        return METRICS.names()
+        for name in skip:
+            METRICS.get(name)
+        return [n for n in METRICS.names() if n not in skip]
     for name in requested:
         METRICS.get(name)  # unknown names fail here, before any work
     return list(requested)
@@ -346,14 +349,14 @@ def controls_for(ctx: EvalContext) -> list[str]:
     return [c for c in CONTROLS if can.get(c, True)]
 
 
-def evaluate(ctx: EvalContext, metrics: Sequence[str] | str = "all") -> dict[str, float]:
-    """Every applicable metric on the model, then every swap metric on each swap control (same pairs) and
-    every reconstruction metric on each reconstruction control."""
+def evaluate(ctx: EvalContext, metrics: Sequence[str] | str = "all", skip: Sequence[str] = ()) -> dict[str, float]:
+    """Every applicable metric on the model (of ``metrics``, less ``skip``), then every swap metric on each swap
+    control (same pairs) and every reconstruction metric on each reconstruction control."""
     scores: dict[str, float] = {}
     was_training = ctx.model.training
     ctx.model.eval()
     try:
-        names = applicable(metric_names(metrics), ctx.model, metrics)
+        names = applicable(metric_names(metrics, skip), ctx.model, metrics)
         for name in names:
             scores.update(METRICS.get(name)(ctx))
         # swap scores for the swap controls, reconstruction scores for the reconstruction controls

@@ -43,6 +43,12 @@ class RunSummary:
                 f"({t.images_per_second:.1f} images/s); checkpoint {t.checkpoint}")
 
 
+def requested_metrics(recipe: Recipe, metrics: Sequence[str] | str | None = None) -> tuple[Sequence[str] | str, list[str]]:
+    """(metrics, skipped): the recipe's eval.metrics and eval.skip_metrics, or ``metrics`` as asked for
+    on the command line, which skips nothing."""
+    return (recipe.eval.metrics, list(recipe.eval.skip_metrics)) if metrics is None else (metrics, [])
+
+
 def score_model(model: torch.nn.Module, recipe: Recipe, device: torch.device,
                 metrics: Sequence[str] | str | None = None, tracker: Tracker | None = None,
                 test_set: Dataset | None = None, checkpoint: Path | None = None) -> dict[str, float]:
@@ -50,11 +56,11 @@ def score_model(model: torch.nn.Module, recipe: Recipe, device: torch.device,
     ``checkpoint`` (the file ``model`` was loaded from or last saved to), the run's tags name its
     step and sha256, so that the scores a run shows are tied to one set of weights (a run scored,
     then trained further, shows scores of an older checkpoint: ``swapbench zoo publish`` checks)."""
-    requested = recipe.eval.metrics if metrics is None else metrics
-    metric_names(requested)  # unknown names fail before any work
+    requested, skip = requested_metrics(recipe, metrics)
+    metric_names(requested, skip)  # unknown names fail before any work
     start = time.perf_counter()
     ctx = build_context(model.to(device), recipe, device, test_set)
-    scores = evaluate(ctx, requested)
+    scores = evaluate(ctx, requested, skip)
     scores["eval/seconds"] = time.perf_counter() - start
     if tracker is not None:
         # at the checkpoint's step: a run's score histories are its checkpoints' scores, the latest the last's
@@ -105,7 +111,8 @@ def log_manifests(tracker: Tracker, folder: Path, splits: dict[str, Dataset]) ->
 def train_and_evaluate(recipe: Recipe, *, evaluate_after: bool = True, progress: bool = True,
                        tags: dict[str, str] | None = None) -> RunSummary:
     """Train ``recipe`` in a new MLflow run (with extra ``tags``), then score it with the recipe's metrics."""
-    metric_names(recipe.eval.metrics)  # unknown metric names fail before training, not after
+    requested, skip = requested_metrics(recipe)
+    metric_names(requested, skip)  # unknown metric names fail before training, not after
     writable_folder(recipe.tracking.checkpoint_dir, "tracking.checkpoint_dir")  # before any work or run
     check_reachable(tracking_uri(recipe), recipe.tracking.connect_timeout)  # a dead server: seconds, not minutes
     procs, device = distributed.start(resolve_device(recipe.device))
@@ -114,7 +121,7 @@ def train_and_evaluate(recipe: Recipe, *, evaluate_after: bool = True, progress:
     train_set, test_set = build_dataset(recipe, "train"), build_dataset(recipe, "test")
     trainer = build_trainer(recipe, device=device, train_set=train_set, test_set=test_set,
                             rank=procs.rank, world_size=procs.world_size)
-    applicable(metric_names(recipe.eval.metrics), trainer.model, recipe.eval.metrics)  # e.g. swap scores of a GAN
+    applicable(metric_names(requested, skip), trainer.model, requested)  # e.g. swap scores of a GAN
     if not procs.is_main:
         return _train_share(trainer)
     with open_run(recipe, tags=tags) as tracker:
@@ -246,8 +253,8 @@ def evaluate_checkpoint(path: str | Path, metrics: Sequence[str] | str | None = 
     if n is not None:
         recipe = recipe.with_test_images(check_test_images(n, recipe))
     dev = resolve_device(device)
-    requested = recipe.eval.metrics if metrics is None else metrics
-    applicable(metric_names(requested), model, requested)  # a metric that cannot apply fails before the run opens
+    requested, skip = requested_metrics(recipe, metrics)
+    applicable(metric_names(requested, skip), model, requested)  # a metric that cannot apply fails before the run opens
     if log_to_run and meta.get("run_id"):
         # journaled beside the checkpoint; a failure leaves the run's status as it was
         with open_run(recipe, run_id=meta["run_id"], folder=Path(path).parent, restore_status=True) as tracker:
