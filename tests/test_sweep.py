@@ -38,6 +38,19 @@ def test_sweep_runs_children_under_a_parent_and_resumes(tmp_path, monkeypatch):
     again_parent, again, skipped = run_sweep(path, echo=lambda *a: None)
     assert again_parent == parent and again == [] and len(skipped) == 3
 
+    # the file gains a variant: a new parent that trains only the new run and tabulates all four
+    spec = yaml.safe_load(path.read_text())
+    spec["variants"]["wide"] = ["model.channels=8"]
+    path.write_text(yaml.safe_dump(spec))
+    grown, new, skipped = run_sweep(path, echo=lambda *a: None)
+    assert grown != parent and len(new) == 1 and len(skipped) == 3
+    (table,) = build_tables(load_runs(sweep=grown))
+    rows = table.frame[~table.frame["control"].astype(bool)]
+    assert sorted(rows["variant"]) == ["model.texture_dim=4", "model.texture_dim=8", "no_cooc", "wide"]
+    assert set(rows["run_ids"].str.cat(sep=" ").split()) == {*children, *new}
+    (table,) = build_tables(load_runs(sweep=parent))  # the first parent still shows its own three
+    assert len(table.frame[~table.frame["control"].astype(bool)]) == 3
+
 
 def test_shipped_ablation_sweep_resolves():
     spec, jobs, _ = load_sweep("ablations")

@@ -45,6 +45,33 @@ class Table:
     notes: list[str] = field(default_factory=list)  # columns left out and why
 
 
+def sweep_experiment(parent: str) -> str:
+    """The experiment id of sweep parent run ``parent``; an unknown id is a user error."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.get_run(parent).info.experiment_id
+    except MlflowException:
+        raise UserError(f"no sweep parent run '{parent}' in {mlflow.get_tracking_uri()}; `swapbench sweep FILE` "
+                        "prints it, or use --experiment") from None
+
+
+def sweep_runs(df: pd.DataFrame, parent: str) -> pd.DataFrame:
+    """The runs of sweep ``parent``: its children, and for each key the parent records (tag
+    ``swapbench.sweep_keys``) that no child of its own has, the latest finished run with that key (a
+    finished run the sweep reused from an earlier version of its file)."""
+    import mlflow
+
+    keys = set(filter(None, mlflow.get_run(parent).data.tags.get("swapbench.sweep_keys", "").split(",")))
+    parents = df.get("tags.mlflow.parentRunId", pd.Series(index=df.index, dtype=object))
+    sweep_keys = df.get("tags.swapbench.sweep_key", pd.Series(index=df.index, dtype=object))
+    own = df[parents == parent]
+    reused = df[sweep_keys.isin(keys - set(own.get("tags.swapbench.sweep_key", ()))) & (parents != parent)]
+    reused = reused.sort_values("start_time").drop_duplicates("tags.swapbench.sweep_key", keep="last")
+    return pd.concat([own, reused])
+
+
 def load_runs(experiment: str | None = None, sweep: str | None = None, uri: str | None = None) -> pd.DataFrame:
     """FINISHED runs of an experiment, of a sweep (children of a parent run), or of every experiment."""
     import mlflow
@@ -54,8 +81,7 @@ def load_runs(experiment: str | None = None, sweep: str | None = None, uri: str 
     use_store(uri or tracking_uri())  # an unreachable server is a one-line error, not minutes of retries
     kwargs: dict = {"filter_string": "attributes.status = 'FINISHED'"}
     if sweep:
-        kwargs.update(search_all_experiments=True,
-                      filter_string=f"attributes.status = 'FINISHED' and tags.mlflow.parentRunId = '{sweep}'")
+        kwargs.update(experiment_ids=[sweep_experiment(sweep)])
     elif experiment:
         if mlflow.get_experiment_by_name(experiment) is None:
             raise UserError(f"no MLflow experiment '{experiment}' in {mlflow.get_tracking_uri()}; "
@@ -68,6 +94,8 @@ def load_runs(experiment: str | None = None, sweep: str | None = None, uri: str 
         df = df[df["tags.swapbench.recipe"].notna()]
     else:
         df = df.iloc[0:0]
+    if sweep and not df.empty:
+        df = sweep_runs(df, sweep)
     if df.empty:
         raise UserError("no finished runs to tabulate; run a recipe first or check --experiment / --sweep")
     return df

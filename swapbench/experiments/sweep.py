@@ -12,7 +12,9 @@ of one MLflow parent run, skipping what already finished.
 
 Every variant and seed is validated before the first one trains. A child run is identified by a
 key over (variant, seed, resolved recipe hash); running the sweep again skips every key that has a
-FINISHED child under the same parent, so an interrupted sweep resumes without redoing work.
+FINISHED run anywhere in the sweep's experiment, so an interrupted sweep resumes without redoing work,
+and a sweep file that gains variants (a new parent: the parent stands for one set of keys, recorded in
+its tag ``swapbench.sweep_keys``) trains only the new ones and counts the finished runs as its own.
 
 With ``--jobs N`` the runs train in N worker processes. Ctrl-C or ``kill`` (SIGINT or SIGTERM) of the
 sweep process stops the whole sweep: no queued run starts, each running one is asked (SIGTERM) to stop at
@@ -39,6 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swapbench.errors import UserError, did_you_mean
 from swapbench.recipe import Recipe, list_recipes, load_recipe
+
+SWEEP_KEYS_TAG = "swapbench.sweep_keys"  # on the parent: its jobs' keys, comma-separated
+MAX_JOBS = 470  # keys of 16 characters and commas within MLflow's 8,000-character tag values
 
 
 class SweepFile(BaseModel):
@@ -117,7 +122,22 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, list[Job], Path]:
             recipe = load_recipe(base, all_overrides)
             key = hashlib.sha256(json.dumps([name, seed, recipe.hash()]).encode()).hexdigest()[:16]
             jobs.append(Job(name, seed, all_overrides, recipe, key))
+    if len(jobs) > MAX_JOBS:
+        raise UserError(f"sweep {path.name} has {len(jobs)} runs (variants x seeds); one sweep holds at most {MAX_JOBS}: "
+                        "split it into several sweep files with the same experiment")
     return spec, jobs, path
+
+
+def finished_by_key(client, experiment_id: str, keys: set[str]) -> dict[str, str]:
+    """sweep key -> the latest FINISHED run of ``experiment_id`` with that key, under any parent."""
+    found: dict[str, str] = {}
+    runs = client.search_runs([experiment_id], "attributes.status = 'FINISHED'", max_results=50_000,
+                              order_by=["attributes.start_time ASC"])
+    for run in runs:
+        key = run.data.tags.get("swapbench.sweep_key")
+        if key in keys:
+            found[key] = run.info.run_id
+    return found
 
 
 def _experiment(spec: SweepFile, path: Path) -> str:
@@ -218,17 +238,19 @@ def run_sweep(path: str | Path, jobs_in_parallel: int = 1, echo=print) -> tuple[
     connect(tracking_uri(jobs[0].recipe), experiment)
     client = mlflow.MlflowClient()
     exp_id = client.get_experiment_by_name(experiment).experiment_id
-    sweep_id = hashlib.sha256(json.dumps(sorted(j.key for j in jobs)).encode()).hexdigest()[:16]
+    keys = sorted(j.key for j in jobs)
+    sweep_id = hashlib.sha256(json.dumps(keys).encode()).hexdigest()[:16]
     parents = client.search_runs([exp_id], f"tags.swapbench.sweep_id = '{sweep_id}'")
     if parents:
         parent = parents[0].info.run_id
+        client.set_tag(parent, SWEEP_KEYS_TAG, ",".join(keys))  # parents from before the tag existed
     else:
         run = client.create_run(exp_id, run_name=path.stem,
-                                tags={"swapbench.sweep_id": sweep_id, "swapbench.sweep": path.stem})
+                                tags={"swapbench.sweep_id": sweep_id, "swapbench.sweep": path.stem,
+                                      SWEEP_KEYS_TAG: ",".join(keys)})
         parent = run.info.run_id
         client.log_text(parent, path.read_text(), "sweep.yaml")
-    done = {r.data.tags.get("swapbench.sweep_key")
-            for r in client.search_runs([exp_id], f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'FINISHED'")}
+    done = finished_by_key(client, exp_id, set(keys))
     todo = [j for j in jobs if j.key not in done]
     skipped = [j.key for j in jobs if j.key in done]
     echo(f"sweep {path.stem}: parent run {parent}, {len(jobs)} runs, {len(skipped)} already finished, {len(todo)} to run")
