@@ -50,6 +50,9 @@ def test_sweep_runs_children_under_a_parent_and_resumes(tmp_path, monkeypatch):
     assert set(rows["run_ids"].str.cat(sep=" ").split()) == {*children, *new}
     (table,) = build_tables(load_runs(sweep=parent))  # the first parent still shows its own three
     assert len(table.frame[~table.frame["control"].astype(bool)]) == 3
+    mlflow.MlflowClient().delete_tag(grown, "swapbench.sweep_keys")  # a parent from before the tag: its children
+    (table,) = build_tables(load_runs(sweep=grown))
+    assert list(table.frame.loc[~table.frame["control"].astype(bool), "variant"]) == ["wide"]
 
 
 def test_shipped_ablation_sweep_resolves():

@@ -39,7 +39,7 @@ def evaluate(
 @app.command()
 def leaderboard(
     experiment: Annotated[Optional[str], typer.Option(help="Only this MLflow experiment.")] = None,
-    sweep: Annotated[Optional[str], typer.Option(help="Only the child runs of this sweep's parent run id.")] = None,
+    sweep: Annotated[Optional[str], typer.Option(help="Only the runs of this sweep (its parent run id): its child runs and the finished runs it reused.")] = None,
     metrics: Annotated[Optional[str], typer.Option(help="Comma-separated scores (default: every score logged).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="md, csv, html, json or latex.")] = "md",
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of printing.")] = None,

@@ -62,7 +62,7 @@ def figure_curve(
     x: Annotated[str, typer.Option("--x", help="Recipe setting (model.texture_dim) or logged number (train/cpu_seconds) on the x axis.")],
     metrics: Annotated[str, typer.Option(help="Comma-separated scores, one panel each.")],
     out_file: Annotated[Path, typer.Option("--out", help="PNG file to write (a .json with provenance goes beside it).")],
-    sweep: Annotated[Optional[str], typer.Option(help="The child runs of this sweep's parent run id.")] = None,
+    sweep: Annotated[Optional[str], typer.Option(help="The runs of this sweep (its parent run id): its child runs and the finished runs it reused.")] = None,
     experiment: Annotated[Optional[str], typer.Option(help="The runs of this MLflow experiment.")] = None,
     run: Annotated[Optional[str], typer.Option(help="The scored checkpoints of this one run (--x step or images): its scores at the end of training and those `swapbench evaluate CHECKPOINT` logged at each checkpoint's step.")] = None,
 ) -> None:

@@ -12,20 +12,25 @@ and flip, so the test split (and with it every score) is the same with or withou
 - ``rot90``: rotate by 0, 90, 180 or 270 degrees (with ``data.hflip`` every symmetry of the square).
 
 The draws for training item ``i`` come from a generator seeded by (recipe seed, i), so an augmented item
-is the same bytes on any machine, in any worker, and after a resume.
+is the same bytes on any machine, in any worker, and after a resume. A training split shorter than
+``VIRTUAL_LENGTH`` items (a folder of files read without random crops or flips) is repeated under new item
+indices, so that each pass of the sampler draws new augmentations rather than one fixed recolouring.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-AUGMENTATIONS = ("hue", "saturation", "rot90")
+from swapbench.data.folder import VIRTUAL_LENGTH
+from swapbench.recipe import AugmentName
+
+AUGMENTATIONS: tuple[str, ...] = get_args(AugmentName)  # the order they are applied in
 
 _GREY = torch.full((3,), 1 / math.sqrt(3))
 
@@ -55,25 +60,31 @@ def augment_image(image: torch.Tensor, augment: Sequence[str], draws: np.ndarray
 
 
 class AugmentedDataset(Dataset):
-    """``dataset`` with :func:`augment_image` applied to every item; anything else is the wrapped dataset's."""
+    """``dataset`` with :func:`augment_image` applied to every item: item ``i`` is the wrapped item ``i mod n``
+    with draws seeded by ``i``; anything else is the wrapped dataset's."""
 
     def __init__(self, dataset: Dataset, augment: Sequence[str], seed: int):
         self.dataset = dataset
         self.augment = tuple(augment)
-        self.seed = seed
+        self.seed = seed % 2**63  # a seed sequence takes non-negative entries
+        self.inner_length = len(dataset)
+        self.length = self.inner_length * max(1, VIRTUAL_LENGTH // max(1, self.inner_length))
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return self.length
 
     def _draws(self, index: int) -> np.ndarray:
         return np.random.default_rng([self.seed, index, 0x5A06]).random(len(AUGMENTATIONS))
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return augment_image(self.dataset[index], self.augment, self._draws(index))
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        return augment_image(self.dataset[index % self.inner_length], self.augment, self._draws(index))
 
     def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
         fetch = getattr(self.dataset, "__getitems__", None)
-        items = fetch(indices) if fetch is not None else [self.dataset[i] for i in indices]
+        inner = [i % self.inner_length for i in indices]
+        items = fetch(inner) if fetch is not None else [self.dataset[i] for i in inner]
         return [augment_image(x, self.augment, self._draws(i)) for x, i in zip(items, indices)]
 
     def manifest(self) -> dict[str, Any]:

@@ -73,7 +73,8 @@ def sweep_runs(df: pd.DataFrame, parent: str) -> pd.DataFrame:
 
 
 def load_runs(experiment: str | None = None, sweep: str | None = None, uri: str | None = None) -> pd.DataFrame:
-    """FINISHED runs of an experiment, of a sweep (children of a parent run), or of every experiment."""
+    """FINISHED runs of an experiment, of a sweep (a parent run's children and the runs it reused, see
+    :func:`sweep_runs`), or of every experiment."""
     import mlflow
 
     from swapbench.tracking import tracking_uri, use_store

@@ -131,13 +131,17 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, list[Job], Path]:
 def finished_by_key(client, experiment_id: str, keys: set[str]) -> dict[str, str]:
     """sweep key -> the latest FINISHED run of ``experiment_id`` with that key, under any parent."""
     found: dict[str, str] = {}
-    runs = client.search_runs([experiment_id], "attributes.status = 'FINISHED'", max_results=50_000,
-                              order_by=["attributes.start_time ASC"])
-    for run in runs:
-        key = run.data.tags.get("swapbench.sweep_key")
-        if key in keys:
-            found[key] = run.info.run_id
-    return found
+    token = None
+    while True:  # every page: an experiment may hold more runs than one search returns
+        page = client.search_runs([experiment_id], "attributes.status = 'FINISHED'", max_results=1000,
+                                  order_by=["attributes.start_time ASC"], page_token=token)
+        for run in page:
+            key = run.data.tags.get("swapbench.sweep_key")
+            if key in keys:
+                found[key] = run.info.run_id
+        token = page.token
+        if not token:
+            return found
 
 
 def _experiment(spec: SweepFile, path: Path) -> str:
