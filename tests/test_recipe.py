@@ -195,7 +195,8 @@ def test_the_quickstart_is_the_small_recipe_with_a_warm_up_and_one_score_less():
     small, quick = load_recipe("small").flat(), load_recipe("quickstart").flat()
     changed = {k for k in small.keys() | quick.keys() if small.get(k) != quick.get(k)} - {"name", "description"}
     assert changed == {"model.structure_downsample", "model.structure_channels", "loss.recon_lpips",
-                       "loss.recon_lpips_net", "loss.recon_warmup_images", "train.images", "eval.skip_metrics"}
+                       "loss.recon_lpips_net", "loss.recon_warmup_images", "train.images", "eval.skip_metrics",
+                       "data.augment"}
     assert 0 < quick["loss.recon_warmup_images"] < quick["train.images"]  # the full objective gets the rest
     assert quick["eval.metrics"] == "all" and quick["eval.skip_metrics"] == ["swap_fid_vs_structure"]
 
