@@ -310,7 +310,7 @@ def test_a_rescoring_that_fails_leaves_the_run_status_as_it_was(tmp_path, in_tmp
 
     summary = pipeline.train_and_evaluate(load_recipe(_write_recipe(tmp_path, 2)), evaluate_after=False, progress=False)
 
-    def broken(ctx, metrics):  # the failure comes while the run is open again, during scoring
+    def broken(ctx, metrics, skip):  # the failure comes while the run is open again, during scoring
         raise UserError("cache damaged") if failure == "user error" else RuntimeError("bug")
 
     monkeypatch.setattr(pipeline, "evaluate", broken)
