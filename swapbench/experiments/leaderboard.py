@@ -28,6 +28,7 @@ from swapbench.evaluation.metrics import (
     direction,
     with_companions,
 )
+from swapbench.experiments.sweep import SWEEP_KEY_TAG, SWEEP_KEYS_TAG
 
 # the settings that must be equal for two rows' scores to be comparable
 # (runs scored before the held-out reference existed have no eval.reference_images: their swap_fid was
@@ -45,30 +46,29 @@ class Table:
     notes: list[str] = field(default_factory=list)  # columns left out and why
 
 
-def sweep_experiment(parent: str) -> str:
-    """The experiment id of sweep parent run ``parent``; an unknown id is a user error."""
+def sweep_parent(parent: str):
+    """The MLflow run of sweep parent ``parent``; an unknown id is a user error."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
-        return mlflow.get_run(parent).info.experiment_id
+        return mlflow.get_run(parent)
     except MlflowException:
         raise UserError(f"no sweep parent run '{parent}' in {mlflow.get_tracking_uri()}; `swapbench sweep FILE` "
                         "prints it, or use --experiment") from None
 
 
-def sweep_runs(df: pd.DataFrame, parent: str) -> pd.DataFrame:
-    """The runs of sweep ``parent``: its children, and for each key the parent records (tag
+def sweep_runs(df: pd.DataFrame, parent) -> pd.DataFrame:
+    """The runs of sweep ``parent`` (its MLflow run): its children, and for each key the parent records (tag
     ``swapbench.sweep_keys``) that no child of its own has, the latest finished run with that key (a
     finished run the sweep reused from an earlier version of its file)."""
-    import mlflow
-
-    keys = set(filter(None, mlflow.get_run(parent).data.tags.get("swapbench.sweep_keys", "").split(",")))
+    keys = set(filter(None, parent.data.tags.get(SWEEP_KEYS_TAG, "").split(",")))
+    key_column = f"tags.{SWEEP_KEY_TAG}"
     parents = df.get("tags.mlflow.parentRunId", pd.Series(index=df.index, dtype=object))
-    sweep_keys = df.get("tags.swapbench.sweep_key", pd.Series(index=df.index, dtype=object))
-    own = df[parents == parent]
-    reused = df[sweep_keys.isin(keys - set(own.get("tags.swapbench.sweep_key", ()))) & (parents != parent)]
-    reused = reused.sort_values("start_time").drop_duplicates("tags.swapbench.sweep_key", keep="last")
+    sweep_keys = df.get(key_column, pd.Series(index=df.index, dtype=object))
+    own = df[parents == parent.info.run_id]
+    reused = df[sweep_keys.isin(keys - set(own.get(key_column, ())))]  # never its own: their keys are taken out
+    reused = reused.sort_values("start_time").drop_duplicates(key_column, keep="last")
     return pd.concat([own, reused])
 
 
@@ -81,8 +81,9 @@ def load_runs(experiment: str | None = None, sweep: str | None = None, uri: str 
 
     use_store(uri or tracking_uri())  # an unreachable server is a one-line error, not minutes of retries
     kwargs: dict = {"filter_string": "attributes.status = 'FINISHED'"}
-    if sweep:
-        kwargs.update(experiment_ids=[sweep_experiment(sweep)])
+    parent = sweep_parent(sweep) if sweep else None
+    if parent is not None:
+        kwargs.update(experiment_ids=[parent.info.experiment_id])
     elif experiment:
         if mlflow.get_experiment_by_name(experiment) is None:
             raise UserError(f"no MLflow experiment '{experiment}' in {mlflow.get_tracking_uri()}; "
@@ -95,8 +96,8 @@ def load_runs(experiment: str | None = None, sweep: str | None = None, uri: str 
         df = df[df["tags.swapbench.recipe"].notna()]
     else:
         df = df.iloc[0:0]
-    if sweep and not df.empty:
-        df = sweep_runs(df, sweep)
+    if parent is not None and not df.empty:
+        df = sweep_runs(df, parent)
     if df.empty:
         raise UserError("no finished runs to tabulate; run a recipe first or check --experiment / --sweep")
     return df

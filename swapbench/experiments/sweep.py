@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from swapbench.errors import UserError, did_you_mean
 from swapbench.recipe import Recipe, list_recipes, load_recipe
 
+SWEEP_KEY_TAG = "swapbench.sweep_key"  # on a child run: its job's key (variant, seed, recipe hash)
 SWEEP_KEYS_TAG = "swapbench.sweep_keys"  # on the parent: its jobs' keys, comma-separated
 MAX_JOBS = 470  # keys of 16 characters and commas within MLflow's 8,000-character tag values
 
@@ -136,7 +137,7 @@ def finished_by_key(client, experiment_id: str, keys: set[str]) -> dict[str, str
         page = client.search_runs([experiment_id], "attributes.status = 'FINISHED'", max_results=1000,
                                   order_by=["attributes.start_time ASC"], page_token=token)
         for run in page:
-            key = run.data.tags.get("swapbench.sweep_key")
+            key = run.data.tags.get(SWEEP_KEY_TAG)
             if key in keys:
                 found[key] = run.info.run_id
         token = page.token
@@ -170,7 +171,7 @@ def _train_job(job: Job, experiment: str, parent: str, threads: int | None) -> s
         torch.set_num_threads(threads)
     recipe = job.recipe.model_validate(
         {**job.recipe.to_dict(), "tracking": {**job.recipe.tracking.model_dump(), "experiment": experiment}})
-    tags = {"mlflow.parentRunId": parent, "swapbench.variant": job.variant, "swapbench.sweep_key": job.key,
+    tags = {"mlflow.parentRunId": parent, "swapbench.variant": job.variant, SWEEP_KEY_TAG: job.key,
             "swapbench.seed": str(job.seed), "swapbench.overrides": " ".join(job.overrides)}
     return train_and_evaluate(recipe, progress=False, tags=tags).run_id
 
