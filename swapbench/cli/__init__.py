@@ -1,7 +1,7 @@
 """The swapbench command line: `swapbench run RECIPE`, `swapbench recipes list`, ...
 
 One module per command group, each only parsing options and calling the module that does the work:
-training (run, train, resume), evaluation (evaluate, leaderboard, compare), sweep, figures (project,
+training (run, train, resume), evaluation (evaluate, leaderboard, compare, archive), sweep, figures (project,
 figure), edit, recipes (recipes, registry, model, import-official), weights, score, bench, zoo and data
 (datasets, sync). :mod:`swapbench.cli.common` holds the app and what several of them share.
 

@@ -1,4 +1,5 @@
-"""``swapbench evaluate``, ``leaderboard`` and ``compare``: scoring trained models and tabulating runs."""
+"""``swapbench evaluate``, ``leaderboard``, ``compare`` and ``archive``: scoring trained models, tabulating runs
+and keeping their records."""
 
 from __future__ import annotations
 
@@ -67,3 +68,49 @@ def compare(run_a: str, run_b: str) -> None:
     settings, scores = compare_runs(run_a, run_b)
     print("settings that differ:\n" + (settings.to_markdown(index=False) if len(settings) else "(none)"))
     print("\nscores:\n" + (scores.to_markdown(index=False) if len(scores) else "(none)"))
+
+
+archive_app = typer.Typer(help="Run records (ids, tags, params, final scores) kept as JSON files beside the tables "
+                          "they back, so cited run ids can be looked up after the MLflow store is gone.",
+                          no_args_is_help=True)
+app.add_typer(archive_app, name="archive")
+
+
+@archive_app.command("write")
+def archive_write(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for <experiment>.json files (e.g. results/runs).")],
+    experiment: Annotated[Optional[list[str]], typer.Option(help="An MLflow experiment to archive; repeat for "
+                                                            "several (default: every experiment with runs).")] = None,
+) -> None:
+    """Write every run of the experiments (id, name, status, times, swapbench tags, params, final metrics)
+    to one JSON file per experiment; an existing file is replaced by the store's current records."""
+    from swapbench.experiments.archive import archive
+    from swapbench.outputs import writable_folder
+
+    writable_folder(out_dir, "--out")  # created only once every experiment was read
+    for path in archive(experiment, out_dir):
+        out.print(f"wrote {path}")
+
+
+@archive_app.command("show")
+def archive_show(
+    run_id: Annotated[str, typer.Argument(help="A run id, or its first 8 or more characters.")],
+    folder: Annotated[Path, typer.Option("--dir", help="Folder of archive files.")] = Path("results/runs"),
+) -> None:
+    """An archived run: its experiment, name, code, status and times, then its scores with intervals."""
+    from swapbench.experiments.archive import find_run
+
+    if not folder.is_dir():
+        raise UserError(f"no archive folder {folder}; give --dir, or write one with `swapbench archive write --out {folder}`")
+    run = find_run(run_id, folder)
+    if run is None:
+        raise UserError(f"no run '{run_id}' in the archive files of {folder}; `swapbench archive write` adds a store's runs")
+    tags = run["tags"]
+    out.print(f"run {run['run_id']} ({run['run_name']}), experiment {run['experiment']}, {run['status']}, "
+              f"{run['start_time']} to {run['end_time']}")
+    out.print(f"recipe {tags.get('swapbench.recipe')}, variant {tags.get('swapbench.variant')}, "
+              f"trained at {tags.get('swapbench.git_commit')}, scored at {tags.get('swapbench.score_git_commit')}")
+    scores = {k: v for k, v in run["metrics"].items() if not k.startswith(("train/", "eval/", "system/"))
+              and not k.endswith("_n")}
+    scores = {k: scores[k] for k in sorted(scores, key=lambda k: (k.startswith("control/"), k))}  # controls last
+    out.print(scores_table("final scores", scores))

@@ -1,0 +1,118 @@
+"""Run records that outlive their MLflow store: ``swapbench archive`` writes, per experiment, one JSON
+file with every run's id, name, status, times, swapbench tags, params and final metric values, so the
+run ids that results/ cites can still be looked up after the store they were logged to is gone.
+
+Only what identifies and describes a run is kept: MLflow's own ``mlflow.*`` tags (the user name, the
+launching script's path) are left out except the run name and the parent run, and params and tags go
+through :func:`swapbench.tracking.redact`. Artifacts (checkpoints, images) are not copied. The files are
+a record, not a store: tables and figures are still made from MLflow (``swapbench leaderboard``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from swapbench.errors import UserError
+
+FORMAT = "swapbench.run_records/1"
+KEPT_MLFLOW_TAGS = {"mlflow.runName": "run_name", "mlflow.parentRunId": "parent_run_id"}
+
+
+def _utc(ms: int | None) -> str | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def run_record(run) -> dict[str, Any]:
+    """One MLflow run (``mlflow.entities.Run``) as a plain dict: identity, times, tags, params, metrics."""
+    from swapbench.tracking import redact
+
+    tags = run.data.tags
+    record: dict[str, Any] = {"run_id": run.info.run_id}
+    record.update({field: tags.get(tag) for tag, field in KEPT_MLFLOW_TAGS.items()})
+    record.update(status=run.info.status, start_time=_utc(run.info.start_time), end_time=_utc(run.info.end_time),
+                  tags=dict(sorted(redact({k: v for k, v in tags.items() if not k.startswith("mlflow.")}).items())),
+                  params=dict(sorted(redact(run.data.params).items())),
+                  metrics=dict(sorted(run.data.metrics.items())))
+    return record
+
+
+def experiment_records(name: str, uri: str | None = None) -> dict[str, Any]:
+    """Every active run of experiment ``name``, oldest first, with the experiment's name."""
+    import mlflow
+
+    from swapbench.tracking import tracking_uri, use_store
+
+    use_store(uri or tracking_uri())
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        raise UserError(f"no MLflow experiment '{name}' in {mlflow.get_tracking_uri()}; "
+                        "`mlflow experiments search` lists them")
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment.experiment_id], max_results=1000, page_token=token,
+                                  order_by=["attributes.start_time ASC"])
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    return {"format": FORMAT, "experiment": name, "runs": [run_record(r) for r in runs]}
+
+
+def all_experiment_names(uri: str | None = None) -> list[str]:
+    """Names of the store's active experiments that hold at least one run."""
+    import mlflow
+
+    from swapbench.tracking import tracking_uri, use_store
+
+    use_store(uri or tracking_uri())
+    client = mlflow.MlflowClient()
+    return sorted(e.name for e in client.search_experiments()
+                  if client.search_runs([e.experiment_id], max_results=1))
+
+
+def archive(experiments: list[str] | None, out_dir: Path, uri: str | None = None) -> list[Path]:
+    """Write ``<out_dir>/<experiment>.json`` for each experiment (default: every experiment with runs);
+    returns the files written. An experiment name that cannot be a file name is refused."""
+    names = experiments or all_experiment_names(uri)
+    if not names:
+        raise UserError("the MLflow store holds no runs to archive; run a recipe first or check MLFLOW_TRACKING_URI")
+    for name in names:
+        if not name or "/" in name or name.startswith("."):
+            raise UserError(f"experiment name '{name}' cannot be used as a file name; archive it under another "
+                            "experiment name or export it with the MLflow API")
+    records = [experiment_records(name, uri) for name in names]  # every lookup first: no half-written folder
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for record in records:
+        path = out_dir / f"{record['experiment']}.json"
+        path.write_text(json.dumps(record, indent=1, sort_keys=False) + "\n")
+        written.append(path)
+    return written
+
+
+def load_archive(path: Path) -> dict[str, Any]:
+    """A file written by :func:`archive`, checked for its format."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read run records {path}: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise UserError(f"{path} is not a swapbench run-record file (format {FORMAT}); write one with `swapbench archive`")
+    return data
+
+
+def find_run(run_id: str, folder: Path) -> dict[str, Any] | None:
+    """The record of ``run_id`` (a full id or a prefix of at least 8 characters) in the archive files of
+    ``folder``, with its experiment's name, or None."""
+    if len(run_id) < 8:
+        raise UserError(f"run id '{run_id}' is too short to look up; give at least 8 characters")
+    matches = [{**run, "experiment": data["experiment"]}
+               for data in map(load_archive, sorted(folder.glob("*.json"))) for run in data["runs"]
+               if run["run_id"].startswith(run_id)]
+    if len(matches) > 1:
+        raise UserError(f"run id prefix '{run_id}' matches {len(matches)} archived runs; give more characters")
+    return matches[0] if matches else None
