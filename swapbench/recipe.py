@@ -13,10 +13,10 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from swapbench.errors import UserError, did_you_mean
 from swapbench.registry import settings_sections
@@ -30,6 +30,12 @@ class Section(BaseModel):
 AugmentName = Literal["hue", "saturation", "rot90"]
 
 
+def _as_set(order: Sequence[str] | None = None) -> AfterValidator:
+    """A list setting read as a set: duplicates dropped and one order (``order``'s, else sorted), so that
+    settings that mean the same give one recipe hash."""
+    return AfterValidator(lambda names: sorted(set(names), key=None if order is None else order.index))
+
+
 class DataConfig(Section):
     dataset: str = Field("photos", description="Registered dataset name.")
     resolution: int = Field(
@@ -41,16 +47,10 @@ class DataConfig(Section):
         (0.2, 0.6), description="Random crop side as a fraction of the source photo's shorter side."
     )
     hflip: bool = Field(True, description="Random horizontal flips of training crops.")
-    augment: list[AugmentName] = Field(
+    augment: Annotated[list[AugmentName], _as_set(get_args(AugmentName))] = Field(
         [], description="Training-split augmentations after the crop and flip (swapbench/data/augment.py): hue "
         "(rotate colours about the grey axis), saturation (x 1/2 to 2), rot90 (quarter turns); the test split never."
     )
-
-    @field_validator("augment")
-    @classmethod
-    def _augment_in_applied_order(cls, names: list[str]) -> list[str]:
-        # one spelling per set of augmentations, so that equal training data has one recipe hash
-        return sorted(set(names), key=get_args(AugmentName).index)
     preprocess: Literal["square", "resize", "resize_and_crop", "scale_width", "scale_width_and_crop",
                         "scale_shortside", "scale_shortside_and_crop", "scale_shortside_and_centercrop",
                         "crop"] = Field(
@@ -215,15 +215,10 @@ class TrainConfig(Section):
 
 class EvalConfig(Section):
     metrics: list[str] | Literal["all"] = Field("all", description="Registered metrics to compute, or 'all'.")
-    skip_metrics: list[str] = Field(
+    skip_metrics: Annotated[list[str], _as_set()] = Field(
         [], description="With metrics 'all': registered metrics to leave out (e.g. a slow one that "
         "`swapbench evaluate RUN_ID --metrics NAME` can add later)."
     )
-
-    @field_validator("skip_metrics")
-    @classmethod
-    def _skip_sorted(cls, names: list[str]) -> list[str]:
-        return sorted(set(names))
     batch_size: int = Field(16, ge=1, description="Images per evaluation batch.")
     use_ema: bool = Field(True, description="Score the EMA copy of encoder+generator when there is one.")
     grid_size: int = Field(4, ge=2, description="Structure and texture images per side of the swap grid.")

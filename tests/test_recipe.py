@@ -208,3 +208,7 @@ def test_skip_metrics_needs_metrics_all_and_registered_names():
     with pytest.raises(UserError, match="swap_fdi"):
         load_recipe("small", ["eval.skip_metrics=[swap_fdi]"])
     assert load_recipe("small", ["eval.skip_metrics=[]"]).hash() == load_recipe("small").hash()
+    # a set: order and repeats do not change the recipe or its hash
+    two = load_recipe("small", ["eval.skip_metrics=[swap_kid, swap_fid, swap_kid]"])
+    assert two.eval.skip_metrics == ["swap_fid", "swap_kid"]
+    assert two.hash() == load_recipe("small", ["eval.skip_metrics=[swap_fid, swap_kid]"]).hash()
