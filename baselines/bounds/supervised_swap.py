@@ -33,9 +33,8 @@ METRICS = ["gt_swap_lpips", "gt_swap_psnr", "recon_lpips_vgg", "recon_psnr"]
 
 def supervised_batch(n: int, resolution: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
     """(A, B, T) for ``n`` random training layouts and styles: T has A's layout and B's style."""
-    draw = lambda count: torch.randint(count, (4, n), generator=generator).tolist()  # noqa: E731
-    layouts_a, layouts_b = draw(synthetic.TRAIN_LAYOUTS)[:2]
-    styles_a, styles_b = draw(synthetic.TRAIN_STYLES)[:2]
+    layouts_a, layouts_b = torch.randint(synthetic.TRAIN_LAYOUTS, (2, n), generator=generator).tolist()
+    styles_a, styles_b = torch.randint(synthetic.TRAIN_STYLES, (2, n), generator=generator).tolist()
     la, lb = synthetic.layouts("train", layouts_a), synthetic.layouts("train", layouts_b)
     sa, sb = synthetic.styles("train", styles_a), synthetic.styles("train", styles_b)
     return (synthetic.render(la, sa, resolution), synthetic.render(lb, sb, resolution),

@@ -111,6 +111,11 @@ def _cubic_gram(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (x @ y.T / x.shape[1] + 1) ** 3
 
 
+def _kid_grams(feats_a: np.ndarray, feats_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The cubic kernel matrices KID's subsets index: (a, a), (b, b) and (a, b)."""
+    return _cubic_gram(feats_a, feats_a), _cubic_gram(feats_b, feats_b), _cubic_gram(feats_a, feats_b)
+
+
 def kernel_distance(feats_a: np.ndarray, feats_b: np.ndarray, num_subsets: int = 100,
                     max_subset_size: int = 1000, seed: int = 0) -> float:
     """KID as clean-fid's ``kernel_distance`` defines it (unbiased MMD^2, cubic kernel, mean over
@@ -127,8 +132,7 @@ def kid_subset_values(feats_a: np.ndarray, feats_b: np.ndarray, num_subsets: int
 
 
 def _kid_subsets(feats_a, feats_b, rows_a, num_subsets, max_subset_size, seed, grams=None):
-    k_aa, k_bb, k_ab = grams or (_cubic_gram(feats_a, feats_a), _cubic_gram(feats_b, feats_b),
-                                 _cubic_gram(feats_a, feats_b))
+    k_aa, k_bb, k_ab = grams or _kid_grams(feats_a, feats_b)
     m = min(len(rows_a), len(feats_b), max_subset_size)
     rng = np.random.RandomState(seed)
     values = []
@@ -146,7 +150,7 @@ def kid_on_subsets(feats_a: np.ndarray, feats_b: np.ndarray, subsets: list[np.nd
     """KID of the rows ``subsets[k]`` of ``feats_a`` against the whole of ``feats_b`` (kernel matrices
     computed once; ``num_subsets`` of clean-fid's random subsets each, from the same ``seed`` for every
     k, so the draws of ``feats_b``'s rows are shared and their noise cancels in the differences)."""
-    grams = (_cubic_gram(feats_a, feats_a), _cubic_gram(feats_b, feats_b), _cubic_gram(feats_a, feats_b))
+    grams = _kid_grams(feats_a, feats_b)
     return np.array([np.mean(_kid_subsets(feats_a, feats_b, np.asarray(i), num_subsets, max_subset_size, seed, grams))
                      for i in subsets])
 
