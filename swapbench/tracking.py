@@ -343,6 +343,19 @@ def retry_when_locked(fn, *args, attempts: int = 8, **kwargs):
             time.sleep(0.1 * 2**attempt)
 
 
+def every_run(client, experiment_id: str, filter_string: str = "") -> Iterator:
+    """Every run of ``experiment_id`` matching ``filter_string``, oldest first, page after page (an
+    experiment may hold more runs than one search returns)."""
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string, max_results=1000,
+                                  order_by=["attributes.start_time ASC"], page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
 def get_run(run_id: str, uri: str | None = None):
     """The MLflow run ``run_id`` (tags, params, metrics); a missing run is a user error."""
     import mlflow

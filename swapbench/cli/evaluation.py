@@ -99,6 +99,7 @@ def archive_show(
 ) -> None:
     """An archived run: its experiment, name, code, status and times, then its scores with intervals."""
     from swapbench.experiments.archive import find_run
+    from swapbench.experiments.leaderboard import NOT_SCORES
 
     if not folder.is_dir():
         raise UserError(f"no archive folder {folder}; give --dir, or write one with `swapbench archive write --out {folder}`")
@@ -110,7 +111,6 @@ def archive_show(
               f"{run['start_time']} to {run['end_time']}")
     out.print(f"recipe {tags.get('swapbench.recipe')}, variant {tags.get('swapbench.variant')}, "
               f"trained at {tags.get('swapbench.git_commit')}, scored at {tags.get('swapbench.score_git_commit')}")
-    scores = {k: v for k, v in run["metrics"].items() if not k.startswith(("train/", "eval/", "system/"))
-              and not k.endswith("_n")}
+    scores = {k: v for k, v in run["metrics"].items() if not k.startswith(NOT_SCORES) and not k.endswith("_n")}
     scores = {k: scores[k] for k in sorted(scores, key=lambda k: (k.startswith("control/"), k))}  # controls last
     out.print(scores_table("final scores", scores))

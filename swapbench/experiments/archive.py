@@ -39,57 +39,39 @@ def run_record(run) -> dict[str, Any]:
     return record
 
 
-def experiment_records(name: str, uri: str | None = None) -> dict[str, Any]:
-    """Every active run of experiment ``name``, oldest first, with the experiment's name."""
-    import mlflow
-
-    from swapbench.tracking import tracking_uri, use_store
-
-    use_store(uri or tracking_uri())
-    client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        raise UserError(f"no MLflow experiment '{name}' in {mlflow.get_tracking_uri()}; "
-                        "`mlflow experiments search` lists them")
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment.experiment_id], max_results=1000, page_token=token,
-                                  order_by=["attributes.start_time ASC"])
-        runs.extend(page)
-        token = page.token
-        if not token:
-            break
-    return {"format": FORMAT, "experiment": name, "runs": [run_record(r) for r in runs]}
-
-
-def all_experiment_names(uri: str | None = None) -> list[str]:
-    """Names of the store's active experiments that hold at least one run."""
-    import mlflow
-
-    from swapbench.tracking import tracking_uri, use_store
-
-    use_store(uri or tracking_uri())
-    client = mlflow.MlflowClient()
-    return sorted(e.name for e in client.search_experiments()
-                  if client.search_runs([e.experiment_id], max_results=1))
-
-
 def archive(experiments: list[str] | None, out_dir: Path, uri: str | None = None) -> list[Path]:
-    """Write ``<out_dir>/<experiment>.json`` for each experiment (default: every experiment with runs);
-    returns the files written. An experiment name that cannot be a file name is refused."""
-    names = experiments or all_experiment_names(uri)
-    if not names:
+    """Write ``<out_dir>/<experiment>.json`` (every active run of the experiment, oldest first) for each
+    experiment (default: every experiment with runs); returns the files written. An unknown experiment or
+    one whose name cannot be a file name is refused before anything is written."""
+    import mlflow
+
+    from swapbench.tracking import every_run, tracking_uri, use_store
+
+    use_store(uri or tracking_uri())
+    client = mlflow.MlflowClient()
+    if experiments:
+        found = [client.get_experiment_by_name(name) for name in experiments]
+        for name, experiment in zip(experiments, found):
+            if experiment is None:
+                raise UserError(f"no MLflow experiment '{name}' in {mlflow.get_tracking_uri()}; "
+                                "`mlflow experiments search` lists them")
+    else:
+        found = sorted(client.search_experiments(), key=lambda e: e.name)
+    for experiment in found:
+        if not experiment.name or "/" in experiment.name or experiment.name.startswith("."):
+            raise UserError(f"experiment name '{experiment.name}' cannot be used as a file name; archive it under "
+                            "another experiment name or export it with the MLflow API")
+    records = [{"format": FORMAT, "experiment": e.name, "runs": [run_record(r) for r in every_run(client, e.experiment_id)]}
+               for e in found]  # every lookup first: no half-written folder
+    if not experiments:
+        records = [r for r in records if r["runs"]]  # by default only experiments that hold runs
+    if not records:
         raise UserError("the MLflow store holds no runs to archive; run a recipe first or check MLFLOW_TRACKING_URI")
-    for name in names:
-        if not name or "/" in name or name.startswith("."):
-            raise UserError(f"experiment name '{name}' cannot be used as a file name; archive it under another "
-                            "experiment name or export it with the MLflow API")
-    records = [experiment_records(name, uri) for name in names]  # every lookup first: no half-written folder
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for record in records:
         path = out_dir / f"{record['experiment']}.json"
-        path.write_text(json.dumps(record, indent=1, sort_keys=False) + "\n")
+        path.write_text(json.dumps(record, indent=1) + "\n")
         written.append(path)
     return written
 

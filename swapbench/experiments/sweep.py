@@ -131,18 +131,14 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, list[Job], Path]:
 
 def finished_by_key(client, experiment_id: str, keys: set[str]) -> dict[str, str]:
     """sweep key -> the latest FINISHED run of ``experiment_id`` with that key, under any parent."""
+    from swapbench.tracking import every_run
+
     found: dict[str, str] = {}
-    token = None
-    while True:  # every page: an experiment may hold more runs than one search returns
-        page = client.search_runs([experiment_id], "attributes.status = 'FINISHED'", max_results=1000,
-                                  order_by=["attributes.start_time ASC"], page_token=token)
-        for run in page:
-            key = run.data.tags.get(SWEEP_KEY_TAG)
-            if key in keys:
-                found[key] = run.info.run_id
-        token = page.token
-        if not token:
-            return found
+    for run in every_run(client, experiment_id, "attributes.status = 'FINISHED'"):  # oldest first: the latest wins
+        key = run.data.tags.get(SWEEP_KEY_TAG)
+        if key in keys:
+            found[key] = run.info.run_id
+    return found
 
 
 def _experiment(spec: SweepFile, path: Path) -> str:
