@@ -9,6 +9,9 @@ Every edit is encode -> change the codes -> decode, through ``SwappingAutoencode
 - :func:`paste_structure`: a region edit. Inside a mask the structure code of ``source`` replaces
   that of ``target``; the texture stays the target's. The structure code is spatial, so the edit
   stays local.
+- :func:`paste_texture`: the texture counterpart of a region edit. The texture code is one vector
+  per image, so it has no place to paste into: inside the mask the image is G(s(target), t(source)),
+  outside G(s(target), t(target)), composited in image space with the mask.
 - Global edits by texture-code arithmetic: :func:`texture_pca` (principal directions of the texture
   codes of a set of images, in units of their standard deviation), :func:`attribute_direction`
   (mean texture code of images with an attribute minus that of images without), and
@@ -140,13 +143,31 @@ def paste_structure(model: SwappingAutoencoder, target: torch.Tensor, source: to
     code of ``source`` replaces that of ``target`` (soft at the mask's edges, after area-downsampling
     it to the code's grid); the texture code stays the target's."""
     ct, cs = _pair(encode(model, target), encode(model, source), ("target", "source"))
-    n = ct.texture.shape[0]
-    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-2:] != target.shape[-2:] or mask.shape[0] not in (1, n):
-        raise UserError(f"the mask must be (1 or {n}, 1, {target.shape[-2]}, {target.shape[-1]}), one per edited "
-                        f"image or one for all, at the images' size; got {tuple(mask.shape)}")
+    _check_mask(mask, target, ct.texture.shape[0])
     weight = F.interpolate(mask.float().clamp(0, 1).to(ct.structure.device), size=ct.structure.shape[-2:],
                            mode="area")
     return _decode(model, torch.lerp(ct.structure, cs.structure, weight), ct.texture)
+
+
+@torch.no_grad()
+def paste_texture(model: SwappingAutoencoder, target: torch.Tensor, source: torch.Tensor,
+                  mask: torch.Tensor) -> torch.Tensor:
+    """Region edit of the texture: ``mask`` * G(s(target), t(source)) + (1 - ``mask``) * G(s(target),
+    t(target)), mask as in :func:`paste_structure`. The texture code is a single vector per image, so
+    the region is applied in image space to two decodes of the target's structure; outside the mask
+    the result is the target's reconstruction exactly."""
+    ct, cs = _pair(encode(model, target), encode(model, source), ("target", "source"))
+    _check_mask(mask, target, ct.texture.shape[0])
+    kept = _decode(model, ct.structure, ct.texture)
+    swapped = _decode(model, ct.structure, cs.texture)
+    weight = mask.float().clamp(0, 1).cpu()
+    return torch.where(weight > 0, torch.lerp(kept, swapped, weight), kept)
+
+
+def _check_mask(mask: torch.Tensor, target: torch.Tensor, n: int) -> None:
+    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-2:] != target.shape[-2:] or mask.shape[0] not in (1, n):
+        raise UserError(f"the mask must be (1 or {n}, 1, {target.shape[-2]}, {target.shape[-1]}), one per edited "
+                        f"image or one for all, at the images' size; got {tuple(mask.shape)}")
 
 
 def change_inside_and_outside(before: torch.Tensor, after: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -297,13 +318,26 @@ def load_mask(path: str | Path, resolution: int) -> torch.Tensor:
         raise UserError(f"mask file {path} does not exist; check the path")
     try:
         with Image.open(path) as im:
-            rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
+            rgba = np.asarray(im.convert("RGBA"))
     except Exception as exc:  # any decoding failure is the input's problem
         raise UserError(f"cannot read mask file {path} ({read_error(exc)}); replace it") from None
-    _check_size(path, *rgba.shape[:2])
+    return mask_from_rgba(rgba, resolution, f"mask {path}")
+
+
+def mask_from_rgba(rgba: np.ndarray, resolution: int, name: str = "the mask") -> torch.Tensor:
+    """(1, 1, R, R) in [0, 1] from uint8 RGBA pixels (H, W, 4), as :func:`load_mask` reads a file: the
+    luminance over black, centre-cropped and resized like an image. A mask painted at the model's
+    resolution comes back unchanged (as 0..255 / 255)."""
+    rgba = np.asarray(rgba, dtype=np.float32)
+    if rgba.ndim != 3 or rgba.shape[-1] != 4:
+        raise UserError(f"{name} must be RGBA pixels (H, W, 4); got shape {tuple(rgba.shape)}")
+    _check_size(Path(name), *rgba.shape[:2])
     gray = rgba[..., :3].mean(-1) * rgba[..., 3] / 255  # luminance over black, 0..255
     pixels = torch.from_numpy(np.rint(gray).astype(np.uint8)).unsqueeze(0)
-    mask = (_centre_square(pixels, resolution) + 1) / 2
+    if pixels.shape[-2:] == (resolution, resolution):
+        mask = pixels.float().unsqueeze(0) / 255
+    else:
+        mask = (_centre_square(pixels, resolution) + 1) / 2
     if mask.max() < 0.5:
-        raise UserError(f"mask {path} has no white area (nothing to edit); white marks the region to change")
+        raise UserError(f"{name} has no white area (nothing to edit); white marks the region to change")
     return mask
