@@ -215,8 +215,11 @@ def test_session_refuses_bad_uploads(session, monkeypatch) -> None:
     assert session.images == {} and list(session.folder.iterdir()) == []
 
 
-def test_session_region_texture_stays_inside_and_pca_moves(session) -> None:
+def test_session_region_texture_stays_inside_and_pca_moves(session, monkeypatch) -> None:
     from swapbench.editing import manipulate as M
+    from swapbench.editing import session as S
+
+    monkeypatch.setattr(S, "PCA_FIT_CROPS", 64)  # the page fits 512; fewer keep the test short
 
     a = session.add_upload(_skimage_photo("chelsea.png").read_bytes(), "cat.png")
     b = session.add_upload(_skimage_photo("coffee.png").read_bytes(), "coffee.png")
@@ -239,20 +242,22 @@ def test_session_region_texture_stays_inside_and_pca_moves(session) -> None:
     assert grid.image.ndim == 3 and grid.image.shape[2] == 3
 
 
-def test_ui_refuses_a_taken_port_and_warns_off_loopback(tmp_path: Path) -> None:
+def test_ui_refuses_a_taken_port_a_bad_model_and_warns_off_loopback(tmp_path: Path, monkeypatch) -> None:
     import socket
+    import tempfile
 
-    from conftest import run_cli
+    from conftest import invoke_cli
 
+    monkeypatch.chdir(tmp_path)
+    before = tempfile.gettempdir()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen(1)
-        result = run_cli("ui", "--port", str(s.getsockname()[1]), cwd=tmp_path, timeout=120)
-    assert result.returncode == 2 and result.stderr.startswith("error: cannot listen on 127.0.0.1:"), result.stderr
-    assert "Traceback" not in result.stderr
-    result = run_cli("ui", "--run", "zoo:no_such_model", "--port", "0", cwd=tmp_path, timeout=120)
-    assert result.returncode == 2 and "no zoo model 'no_such_model'" in result.stderr, result.stderr
-    result = run_cli("ui", "--host", "0.0.0.0", "--screenshot", "shot.jpg", cwd=tmp_path, timeout=120)  # refused before binding
-    assert result.stderr.startswith("warning: --host 0.0.0.0 serves the page beyond this machine"), result.stderr
-    assert result.returncode == 2 and "must end in .png" in result.stderr, result.stderr
-    assert list(tmp_path.iterdir()) == []
+        code, _, err = invoke_cli(["ui", "--port", str(s.getsockname()[1])])
+    assert code == 2 and err.startswith("error: cannot listen on 127.0.0.1:"), err
+    code, _, err = invoke_cli(["ui", "--run", "zoo:no_such_model", "--port", "0"])
+    assert code == 2 and err.startswith("error: no zoo model 'no_such_model'"), err
+    code, _, err = invoke_cli(["ui", "--host", "192.0.2.1", "--screenshot", "shot.jpg"])  # refused before binding
+    assert err.startswith("warning: listening on 192.0.2.1 (--host) serves the page beyond this machine"), err
+    assert code == 2 and "must end in .png" in err, err
+    assert list(tmp_path.iterdir()) == [] and tempfile.gettempdir() == before

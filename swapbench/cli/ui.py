@@ -1,4 +1,4 @@
-"""``swapbench ui``: the local editor page (swapbench/ui/), on 127.0.0.1 unless --host says otherwise."""
+"""``swapbench ui``: the local editor page (swapbench/ui/), on 127.0.0.1 unless told otherwise (--host)."""
 
 from __future__ import annotations
 
@@ -20,13 +20,12 @@ def ui(
     time_swaps: Annotated[int, typer.Option(min=0, help="Instead of serving: time this many swap requests over HTTP (gallery images, after 3 warm-up requests), print the median and exit.")] = 0,
 ) -> None:
     """Serve the editor page: swap, blend, paint a region, move along texture directions, make grids."""
-    import tempfile
-
     from swapbench.ui.server import LOOPBACK, Server
 
     if host not in LOOPBACK:
-        err.print(f"warning: --host {host} serves the page beyond this machine: anyone who can reach it can use the model "
-                  "and upload files; use 127.0.0.1 unless you mean it", markup=False, highlight=False)
+        err.print(f"warning: listening on {host} (--host) serves the page beyond this machine: anyone who can reach it can "
+                  "use the model and upload files; keep the default 127.0.0.1 unless you mean it", markup=False, highlight=False,
+                  soft_wrap=True)
     if screenshot is not None and screenshot.suffix.lower() != ".png":
         from swapbench.errors import UserError
 
@@ -36,7 +35,6 @@ def ui(
 
         raise UserError("--screenshot and --time-swaps need a model; add --run zoo:NAME (or a run id or checkpoint)")
     with Server(host, port, device) as server:
-        tempfile.tempdir = str(server.folder)  # whatever this process writes to temp (run artifacts) stays in it
         if run is not None:
             session = server.state.load(run)
             out.print(f"loaded {run} ({session.resolution} px, commit {session.em.commit[:10]})", markup=False, highlight=False)
@@ -50,7 +48,7 @@ def ui(
             from swapbench.ui.timing import time_swaps as measure
 
             server.start()
-            out.print(measure(server.url, time_swaps), markup=False, highlight=False)
+            out.print(measure(server.url, time_swaps), markup=False, highlight=False, soft_wrap=True)
             return
         out.print(f"swapbench ui: serving on {server.url} (uploads in {server.folder}, removed at exit; Ctrl-C stops)",
                   markup=False, highlight=False, soft_wrap=True)

@@ -90,7 +90,7 @@ def paint_stroke(driver, points: list[tuple[float, float]]) -> None:
 def screenshot(url: str, out: Path, a: int = 0, b: int = 5, grid: int = 3) -> Path:
     """A screenshot of the page at ``url`` (a model already loaded) after a swap of gallery images
     ``a`` and ``b``, a brush stroke of B's structure over the left of A, and a ``grid`` x ``grid`` swap grid."""
-    driver = chromium(1400, 1250)
+    driver = chromium(1400, 1500)
     try:
         driver.get(url)
         wait_idle(driver)
@@ -102,6 +102,7 @@ def screenshot(url: str, out: Path, a: int = 0, b: int = 5, grid: int = 3) -> Pa
         thumbs[a].find_element("css selector", ".pick-a").click()
         driver.find_elements("css selector", "#images .thumb")[b].find_element("css selector", ".pick-b").click()
         wait_idle(driver)
+        driver.execute_script("document.getElementById('brush').value = 10")
         paint_stroke(driver, [(0.15, 0.2), (0.3, 0.35), (0.3, 0.6), (0.2, 0.85)])
         wait_idle(driver)
         for i, t in enumerate(driver.find_elements("css selector", "#images .thumb")[:2 * grid]):

@@ -239,10 +239,12 @@ class Server:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 7860, device: str = "auto"):
         self.folder = Path(tempfile.mkdtemp(prefix="swapbench-ui-"))
+        # whatever this process writes to temp (a run's checkpoint fetched from MLflow) goes into the folder too
+        self._tempdir, tempfile.tempdir = tempfile.tempdir, str(self.folder)
         try:
             self.sock = bind(host, port)
         except BaseException:
-            shutil.rmtree(self.folder, ignore_errors=True)
+            self._remove_folder()
             raise
         self.state = UiState(self.folder, device)
         self.url = address(self.sock)
@@ -277,6 +279,10 @@ class Server:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.sock.close()
+        self._remove_folder()
+
+    def _remove_folder(self) -> None:
+        tempfile.tempdir = self._tempdir
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> Server:

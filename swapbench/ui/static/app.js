@@ -235,11 +235,15 @@ function at(event) {
   return [(event.clientX - r.left) * paint.width / r.width, (event.clientY - r.top) * paint.height / r.height];
 }
 
-function dab(x, y) {
-  pctx.fillStyle = "#fff";
+let last = null;
+function dab(x, y) {  // a round brush: a stroke from the previous point, so fast moves leave no gaps
+  pctx.strokeStyle = pctx.fillStyle = "#fff";
+  pctx.lineWidth = parseFloat($("brush").value);
+  pctx.lineCap = pctx.lineJoin = "round";
   pctx.beginPath();
-  pctx.arc(x, y, parseFloat($("brush").value) / 2, 0, 2 * Math.PI);
-  pctx.fill();
+  if (last) { pctx.moveTo(last[0], last[1]); pctx.lineTo(x, y); pctx.stroke(); }
+  else { pctx.arc(x, y, pctx.lineWidth / 2, 0, 2 * Math.PI); pctx.fill(); }
+  last = [x, y];
 }
 
 paint.addEventListener("pointerdown", (event) => {
@@ -247,6 +251,7 @@ paint.addEventListener("pointerdown", (event) => {
   drawing = true;
   paint.setPointerCapture(event.pointerId);
   const [x, y] = at(event);
+  last = null;
   if ($("tool").value === "box") { boxStart = [x, y]; beforeBox = pctx.getImageData(0, 0, paint.width, paint.height); }
   else dab(x, y);
   ui.painted = true;
@@ -262,7 +267,7 @@ paint.addEventListener("pointermove", (event) => {
   } else dab(x, y);
   requestRegion();
 });
-const stop = () => { if (drawing) { drawing = false; boxStart = null; requestRegion(); } };
+const stop = () => { if (drawing) { drawing = false; boxStart = null; last = null; requestRegion(); } };
 paint.addEventListener("pointerup", stop);
 paint.addEventListener("pointercancel", stop);
 $("clear").onclick = clearPaint;
