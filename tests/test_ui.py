@@ -261,3 +261,47 @@ def test_ui_refuses_a_taken_port_a_bad_model_and_warns_off_loopback(tmp_path: Pa
     assert err.startswith("warning: listening on 192.0.2.1 (--host) serves the page beyond this machine"), err
     assert code == 2 and "must end in .png" in err, err
     assert list(tmp_path.iterdir()) == [] and tempfile.gettempdir() == before
+
+
+def test_server_answers_bad_requests_with_one_line(session) -> None:
+    """The HTTP layer in this process (Server.start, on 127.0.0.1): malformed requests are 400s with an
+    error line, never a traceback, and the temporary folder goes with the server."""
+    import urllib.error
+    import urllib.request
+
+    from swapbench.ui.server import Server
+
+    def post(server, path, body: bytes, headers: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(server.url + path, data=body, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    as_json = {"Content-Type": "application/json"}
+    with Server("127.0.0.1", 0, "cpu") as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        server.start()
+        code, reply = post(server, "api/swap", b'{"a": "img0", "b": "img1"}', as_json)
+        assert code == 400 and reply["error"].startswith("no model loaded yet"), reply
+        server.state.session = session
+        a = session.add_upload(_skimage_photo("chelsea.png").read_bytes(), "cat.png").id
+        cases = [
+            ("api/swap", b'{"a": "' + a.encode() + b'", "b": "nope"}', "no image 'nope'"),
+            ("api/swap", b'{"a": "' + a.encode() + b'", "b": "' + a.encode() + b'", "alpha": "x"}', "alpha must be a number"),
+            ("api/swap", b'{"a": 1, "b": 2, "gamma": 3}', "bad request to /api/swap"),
+            ("api/swap", b"{not json", "bad request to /api/swap"),
+            ("api/region", b'{"a": "' + a.encode() + b'", "b": "' + a.encode() + b'", "mask": "data:image/png;base64,AAAA"}',
+             "the painted region could not be read"),
+            ("api/grid", b'{"a": [], "b": []}', "the grid needs at least one"),
+            ("api/model", b'{"source": "zoo:no_such_model"}', "no zoo model 'no_such_model'"),
+        ]
+        for path, body, words in cases:
+            code, reply = post(server, path, body, as_json)
+            assert code == 400 and words in reply["error"] and "Traceback" not in reply["error"], (path, reply)
+        code, reply = post(server, "api/upload", b"x" * 64, {"X-Filename": "a.txt"})
+        assert code == 400 and "'a.txt' is not an image" in reply["error"], reply
+        folder = server.folder
+        assert folder.is_dir()
+    assert not folder.exists()

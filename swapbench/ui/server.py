@@ -11,6 +11,7 @@ Uploads are written only into the server's temporary folder, which :func:`serve`
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import logging
 import shutil
@@ -39,6 +40,19 @@ def _decode_data_url(text: str) -> bytes:
         return base64.b64decode(text.split(",", 1)[1], validate=True)
     except ValueError:
         raise UserError("the painted region is not valid base64; clear it and paint again") from None
+
+
+def _number(value: Any, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a number, got {value!r}; reload the page") from None
+
+
+def _numbers(values: Any, name: str) -> list[float]:
+    if not isinstance(values, list):
+        raise UserError(f"{name} must be a list of numbers; reload the page")
+    return [_number(v, name) for v in values]
 
 
 def available_models() -> dict[str, list[dict[str, str]]]:
@@ -122,13 +136,17 @@ def build_app(state: UiState):
                         raise UserError("the request body must be a JSON object")
                 else:
                     body = {}
+                try:
+                    inspect.signature(fn).bind(**body)
+                except TypeError as exc:
+                    raise UserError(f"bad request to {request.url.path} ({exc}); reload the page") from None
                 from starlette.concurrency import run_in_threadpool
 
                 return JSONResponse(await run_in_threadpool(fn, **body))
             except UserError as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
-            except (TypeError, ValueError, json.JSONDecodeError) as exc:
-                return JSONResponse({"error": f"bad request ({exc}); reload the page"}, status_code=400)
+            except json.JSONDecodeError as exc:
+                return JSONResponse({"error": f"bad request to {request.url.path} ({exc}); reload the page"}, status_code=400)
             except Exception as exc:  # a bug: the page says so in one line, the terminal has the traceback
                 log.exception("request %s failed", request.url.path)
                 return JSONResponse({"error": f"internal error ({type(exc).__name__}: {exc}); see the server's terminal"},
@@ -149,11 +167,11 @@ def build_app(state: UiState):
         return {"images": [_image_info(i) for i in state.need_session().add_gallery()]}
 
     def swap(a: str, b: str, alpha: float = 1.0) -> dict[str, Any]:
-        return _edit_reply(state.need_session().swap(a, b, float(alpha)))
+        return _edit_reply(state.need_session().swap(a, b, _number(alpha, "alpha")))
 
     def scores(a: str, b: str, alpha: float = 1.0) -> dict[str, Any]:
         s = state.need_session()
-        return {"scores": s.distances(a, b, s.swap(a, b, float(alpha)).image)}
+        return {"scores": s.distances(a, b, s.swap(a, b, _number(alpha, "alpha")).image)}
 
     def region(a: str, b: str, mask: str, part: str = "structure") -> dict[str, Any]:
         s = state.need_session()
@@ -163,7 +181,8 @@ def build_app(state: UiState):
 
     def global_edit(a: str, pca: list | None = None, attribute: float = 0.0, with_ids: list | None = None,
                     without_ids: list | None = None) -> dict[str, Any]:
-        return _edit_reply(state.need_session().global_edit(a, pca or [], float(attribute), with_ids or [], without_ids or []))
+        return _edit_reply(state.need_session().global_edit(a, _numbers(pca or [], "pca"), _number(attribute, "attribute"),
+                                                            with_ids or [], without_ids or []))
 
     def grid(a: list, b: list) -> dict[str, Any]:
         return _edit_reply(state.need_session().grid(a, b))
