@@ -171,6 +171,13 @@ def test_page_in_a_real_browser(tmp_path: Path, inputs: dict[str, Path], broken_
             browser.wait_for(driver, "document.getElementById('error').textContent.length > 0", what=source)
             assert words in driver.find_element("id", "error").text, driver.find_element("id", "error").text
         assert "reference_photos_warmup" in driver.find_element("id", "model-info").text
+        # another zoo model from the menu: loaded, and the page starts over with it
+        driver.find_element("id", "model-text").clear()
+        driver.execute_script("document.getElementById('model-select').value = 'zoo:reference_photos'")
+        driver.find_element("id", "model-load").click()
+        browser.wait_for(driver, "document.getElementById('model-info').textContent.startsWith('zoo:reference_photos ')",
+                         what="loading zoo:reference_photos")
+        assert driver.execute_script("return window.swapbench.images.length") == 0
     finally:
         if driver is not None:
             driver.quit()
@@ -305,3 +312,22 @@ def test_server_answers_bad_requests_with_one_line(session) -> None:
         folder = server.folder
         assert folder.is_dir()
     assert not folder.exists()
+
+
+def test_model_menu_lists_swap_ae_runs_of_the_local_store_only_where_one_exists(tmp_path: Path, monkeypatch) -> None:
+    import mlflow
+
+    from swapbench.ui.server import available_models
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    menu = available_models()
+    assert "zoo:reference_photos_warmup" in [m["source"] for m in menu["zoo"]] and menu["runs"] == []
+    assert list(tmp_path.iterdir()) == []  # listing created no store
+    client = mlflow.MlflowClient("sqlite:///mlflow.db")
+    experiment = client.create_experiment("menu")
+    runs = {}
+    for family in ("swap_ae", "stylegan2"):
+        runs[family] = client.create_run(experiment, run_name=f"a {family} run").info.run_id
+        client.log_param(runs[family], "model.family", family)
+    assert [m["source"] for m in available_models()["runs"]] == [runs["swap_ae"]]
