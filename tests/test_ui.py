@@ -116,6 +116,17 @@ def test_page_in_a_real_browser(tmp_path: Path, inputs: dict[str, Path], broken_
         error = driver.find_element("id", "error")
         assert error.is_displayed() and "notes.txt" in error.text and "not an image" in error.text, error.text
         assert driver.execute_script("return window.swapbench.images.length") == 0
+        # a file over the size limit: refused with its size, nothing sent
+        from swapbench.editing.session import MAX_UPLOAD_BYTES
+
+        big = tmp_path / "big.png"
+        with open(big, "wb") as f:
+            f.truncate(MAX_UPLOAD_BYTES + 1)
+        driver.execute_script("document.getElementById('error').textContent = ''")
+        driver.find_element("id", "upload").send_keys(str(big))
+        browser.wait_for(driver, "document.getElementById('error').textContent.length > 0", what="the size error")
+        assert "'big.png'" in error.text and "over the limit of 20 MiB" in error.text, error.text
+        assert driver.execute_script("return window.swapbench.images.length") == 0
 
         # two images: A = the cat, B = the coffee; the swap appears
         driver.find_element("id", "upload").send_keys(f"{inputs['a']}\n{inputs['b']}")

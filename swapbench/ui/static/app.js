@@ -73,6 +73,7 @@ function downloads(where, name, src, record) {
 // ---- model ------------------------------------------------------------------------------------
 function showState(state) {
   ui.model = state.model;
+  ui.limits = state.limits;
   $("model-info").textContent = state.model
     ? `${state.model.source} · recipe ${state.model.recipe} · ${state.model.resolution} px · commit ${state.model.commit.slice(0, 10)}`
     : "no model loaded";
@@ -161,6 +162,11 @@ $("upload").onchange = async (event) => {
   clearError();
   let added = false;
   for (const file of event.target.files) {
+    const limit = ui.limits ? ui.limits.upload_bytes : Infinity;
+    if (file.size > limit) {  // refused here too: a server that answers before reading a large body can look like a reset
+      showError(`'${file.name}' is ${(file.size / 2 ** 20).toFixed(1)} MiB, over the limit of ${limit / 2 ** 20} MiB; upload a smaller image`);
+      continue;
+    }
     try {
       const reply = await fetch("/api/upload", { method: "POST", headers: { "X-Filename": encodeURIComponent(file.name) }, body: file });
       let data;
