@@ -90,15 +90,14 @@ def check_store(uri: str, nodes: list[dict[str, Any]]) -> None:
     local = uri.startswith(LOCAL_STORES) or "://" not in uri
     if local and len(nodes) > 1:
         raise UserError(f"the MLflow store {scrub(uri)} is a file on this machine's disk, which the other nodes of this "
-                        f"{len(nodes)}-node Ray cluster cannot write; start a server every node reaches "
-                        "(`mlflow server --host ADDRESS --port 5000 --backend-store-uri sqlite:///mlflow.db`) and set "
-                        "MLFLOW_TRACKING_URI=http://ADDRESS:5000")
+                        f"{len(nodes)}-node Ray cluster cannot write; run `mlflow server` on an ADDRESS every node "
+                        "reaches (docs/distributed.md) and set MLFLOW_TRACKING_URI=http://ADDRESS:5000")
     hosts = {n.get("NodeManagerAddress") for n in nodes}
     server = uri.split("://", 1)[-1].split("@")[-1].split("/")[0]
     if not local and server.startswith(LOOPBACK) and (len(hosts) > 1 or not hosts <= {"127.0.0.1", "localhost"}):
         raise UserError(f"the MLflow server {scrub(uri)} is on a loopback address, which the cluster's nodes "
-                        f"({', '.join(sorted(map(str, hosts)))}) do not reach; give the server an address they reach "
-                        "(`mlflow server --host ADDRESS`) and set MLFLOW_TRACKING_URI to it")
+                        f"({', '.join(sorted(map(str, hosts)))}) do not reach; serve it on an address they reach "
+                        "(docs/distributed.md) and set MLFLOW_TRACKING_URI to it")
 
 
 def resources(recipe, cluster_gpus: float) -> dict[str, float]:
