@@ -71,11 +71,15 @@ def main(folder: Path, first: int, last: int) -> None:
     cluster = None
     report: dict = {"killed": {}}
     try:
-        server.start()
+        started: list[bool] = []
+        starting = threading.Thread(target=lambda: started.append(server.start() is None))  # while the cluster starts
+        starting.start()
         cluster = Cluster(initialize_head=True, head_node_args={
             "num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False, "temp_dir": ray_tmp})
         cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
         cluster.wait_for_nodes()
+        starting.join()
+        assert started, f"the MLflow server did not start: {(folder / 'server.log').read_text()[-2000:]}"
         stop = threading.Event()
         killer = threading.Thread(target=kill_mid_run, args=(folder, server.uri, first, last, report["killed"], stop))
         killer.start()

@@ -136,3 +136,63 @@ def test_the_cluster_check_refuses_a_store_or_a_folder_the_nodes_do_not_share(tm
     check_fits(jobs, two)  # 3 CPUs: the second node has 4
     with pytest.raises(UserError, match="asks for 3 CPUs .* which no node of the Ray cluster has"):
         check_fits(jobs, one)
+
+
+def _one_job(tmp_path, **train):
+    from swapbench.experiments.sweep import load_sweep
+
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({**RECIPE, "train": {**RECIPE["train"], **train}}))
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"base": "tiny.yaml"}))
+    return load_sweep(tmp_path / "sweep.yaml")[1][0]
+
+
+def test_a_user_error_comes_back_as_a_result_and_an_early_death_restarts_the_same_run(tmp_path, monkeypatch):
+    """The task function itself, outside Ray: a user error is returned (so Ray, which retries only dead
+    processes, never retries it), and a retry whose first attempt died before any checkpoint trains that
+    same MLflow run from step 0."""
+    import mlflow
+
+    from swapbench.experiments.ray_sweep import RAY_TASK_TAG, UserFailure, _ray_run
+    from swapbench.experiments.sweep import SWEEP_KEY_TAG
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    job = _one_job(tmp_path, images=4 * 3, checkpoint_every=1000)
+    bad = dataclasses_replace_root(job, tmp_path / "no_such_folder")
+    failed = _ray_run(bad, "x", "parent", "s0", 1, str(tmp_path), uri)
+    assert isinstance(failed, UserFailure) and "no_such_folder" in failed.message
+
+    # a first attempt that opened its run and died before writing anything else
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("x").experiment_id
+    first = client.create_run(exp, tags={RAY_TASK_TAG: "s1", SWEEP_KEY_TAG: job.key}).info.run_id
+    assert _ray_run(job, "x", "parent", "s1", 1, str(tmp_path), uri) == first
+    run = client.get_run(first)
+    assert run.info.status == "FINISHED" and run.data.tags["swapbench.resumed_at_steps"] == "0"
+    assert run.data.params["train.images"] == "12"  # described, as the dead attempt may not have
+    assert [m.step for m in client.get_metric_history(first, "train/recon_l1")] == [1, 2, 3]
+    assert len(client.search_runs([exp])) == 1  # no second run for the same task
+    assert _ray_run(job, "x", "parent", "s1", 1, str(tmp_path), uri) == first  # died after finishing: nothing to do
+
+
+def dataclasses_replace_root(job, root):
+    import dataclasses
+
+    recipe = job.recipe.model_validate({**job.recipe.to_dict(), "data": {**job.recipe.data.model_dump(),
+                                                                          "dataset": "folder", "root": str(root)}})
+    return dataclasses.replace(job, recipe=recipe)
+
+
+def test_a_ray_address_that_does_not_answer_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    from conftest import free_port
+
+    from swapbench.experiments.sweep import run_sweep
+
+    _one_job(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with pytest.raises(UserError, match=r"no Ray cluster answers at 127.0.0.1:\d+ .*ray start --head"):
+        run_sweep(tmp_path / "sweep.yaml", ray_address=f"127.0.0.1:{free_port()}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.yaml", "tiny.yaml"]
+    with pytest.raises(UserError, match="--jobs and --ray do not go together"):
+        run_sweep(tmp_path / "sweep.yaml", 2, ray_address="auto")
