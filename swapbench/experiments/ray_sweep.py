@@ -94,7 +94,7 @@ def check_store(uri: str, nodes: list[dict[str, Any]]) -> None:
                         "reaches (docs/distributed.md) and set MLFLOW_TRACKING_URI=http://ADDRESS:5000")
     hosts = {n.get("NodeManagerAddress") for n in nodes}
     server = uri.split("://", 1)[-1].split("@")[-1].split("/")[0]
-    if not local and server.startswith(LOOPBACK) and (len(hosts) > 1 or not hosts <= {"127.0.0.1", "localhost"}):
+    if not local and server.startswith(LOOPBACK) and len(hosts) > 1:  # nodes on several machines
         raise UserError(f"the MLflow server {scrub(uri)} is on a loopback address, which the cluster's nodes "
                         f"({', '.join(sorted(map(str, hosts)))}) do not reach; serve it on an address they reach "
                         "(docs/distributed.md) and set MLFLOW_TRACKING_URI to it")
@@ -172,7 +172,8 @@ def check_shared(folders: set[Path], nodes: list[dict[str, Any]]) -> None:
     if problems:
         raise UserError(f"tracking.checkpoint_dir must be one folder every node reads and writes (a run retried on another "
                         f"node continues from its checkpoint there), but {'; '.join(problems[:3])}; put it on shared "
-                        "storage mounted at the same path on every node (--set tracking.checkpoint_dir=/shared/checkpoints)")
+                        "storage mounted at the same path on every node: start the sweep from a folder there, or give "
+                        "the sweep file set: [tracking.checkpoint_dir=/shared/checkpoints]")
 
 
 @dataclasses.dataclass(frozen=True)
