@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,14 +69,16 @@ def main(folder: Path, first: int, last: int) -> None:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     server = MlflowServer(folder)
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    os.environ["RAY_TMPDIR"] = ray_tmp  # Ray's files, its current-cluster address included, stay out of /tmp/ray
+    Path(ray_tmp, "ray").mkdir()
     cluster = None
     report: dict = {"killed": {}}
     try:
         started: list[bool] = []
-        starting = threading.Thread(target=lambda: started.append(server.start() is None))  # while the cluster starts
+        starting = threading.Thread(target=lambda: started.append(server.start(timeout=300) is None))  # while the cluster starts
         starting.start()
         cluster = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False, "temp_dir": ray_tmp})
+            "num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False, "temp_dir": f"{ray_tmp}/ray"})
         cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
         cluster.wait_for_nodes()
         starting.join()
@@ -95,6 +98,7 @@ def main(folder: Path, first: int, last: int) -> None:
         if cluster is not None:
             cluster.shutdown()
         server.stop()
+        shutil.rmtree(ray_tmp, ignore_errors=True)  # the cluster's logs and sockets
         (folder / "scenario.json").write_text(json.dumps(report, indent=1))
 
 
