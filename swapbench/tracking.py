@@ -257,7 +257,8 @@ def connect(uri: str, experiment: str) -> str:
 
 @contextlib.contextmanager
 def open_run(recipe: Recipe, run_id: str | None = None, tags: dict[str, str] | None = None,
-             folder: str | Path | None = None, restore_status: bool = False) -> Iterator[Tracker]:
+             folder: str | Path | None = None, restore_status: bool = False,
+             describe: bool | None = None) -> Iterator[Tracker]:
     """Start (or, with ``run_id``, reopen) the MLflow run of ``recipe``.
 
     A new run gets the flattened recipe as params, the resolved recipe as ``recipe.yaml``, and tags
@@ -266,6 +267,8 @@ def open_run(recipe: Recipe, run_id: str | None = None, tags: dict[str, str] | N
     from there. The run ends FINISHED, FAILED on an exception (its reason in the tag
     ``swapbench.failure``), or KILLED on Ctrl-C; with ``restore_status`` the run's status stays as it
     was, however the reopening ends (a re-scoring neither fails a finished run nor finishes a stopped one).
+    ``describe`` logs the params and ``recipe.yaml`` (default: for a new run only; the same values again
+    are harmless, for a run whose first process may have died before they reached MLflow).
     """
     t = recipe.tracking
     recipe_tags = {"swapbench.recipe": recipe.name, "swapbench.recipe_hash": recipe.hash(),
@@ -277,7 +280,7 @@ def open_run(recipe: Recipe, run_id: str | None = None, tags: dict[str, str] | N
     name = t.run_name or f"{all_tags['swapbench.variant']}-seed{recipe.seed}"
     with _run(tracking_uri(recipe), t.experiment or recipe.name, run_id, None if run_id else name,
               all_tags, journal, restore_status) as tracker:
-        if run_id is None:
+        if describe or (describe is None and run_id is None):
             tracker.log_params(recipe.flat())
             tracker.log_text(recipe.to_yaml(), RECIPE_ARTIFACT)
         yield tracker

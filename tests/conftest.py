@@ -102,9 +102,8 @@ class MlflowServer:
         import time
         import urllib.request
 
-        exe = Path(sys.executable).with_name("mlflow")
         self.proc = subprocess.Popen(
-            [str(exe), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
              "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
              "--artifacts-destination", str(self.folder / "artifacts")],
             cwd=self.folder, stdout=subprocess.DEVNULL, stderr=open(self.folder / "server.log", "ab"),

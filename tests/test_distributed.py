@@ -101,3 +101,53 @@ def test_torchrun_run_logs_one_mlflow_run_from_rank_0(tmp_path):
     assert run.info.status == "FINISHED"
     assert run.data.metrics["train/images_seen"] == 4 * STEPS and run.data.metrics["train/steps"] == STEPS
     assert len(list(tmp_path.glob("checkpoints/*/last.safetensors"))) == 1
+
+
+# terms that pair or crop images within one process's share of the batch (swaps, co-occurrence crops,
+# minibatch stddev) make several processes train differently from one by design (see
+# swapbench.training.distributed); without them, gradient averaging must reproduce the whole batch's step
+NO_SHARE_COUPLING = {**RECIPE, "model": {**RECIPE["model"], "cooccur_discriminator": None, "discriminator_mbstd": 0},
+                     "loss": {**RECIPE["loss"], "cooccur": 0, "patch_r1": 0, "g_swap": 0, "d_swap": 0}}
+TWO_NODE_ATOL = 1e-5  # float32 sums in another order; measured 2.4e-7 at most after 3 steps (weights up to 3.9)
+
+
+def test_two_torchrun_nodes_reach_the_single_process_weights(tmp_path):
+    """Two `torchrun` invocations (node ranks 0 and 1, one process each) against one rendezvous endpoint on
+    127.0.0.1, in a network namespace of the test's own, train one run; its weights are one process's."""
+    from test_ray_sweep import _namespace
+
+    from swapbench.training.checkpoint import load_checkpoint
+    from swapbench.training.trainer import build_trainer
+
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(NO_SHARE_COUPLING))
+    node = (f"{sys.executable} -m torch.distributed.run --nnodes 2 --nproc_per_node 1 --master_addr 127.0.0.1 "
+            "--master_port 29500 --node_rank {} -m swapbench train tiny.yaml --no-progress > node{}.log 2>&1")
+    script = (f"ip link set lo up && ({node.format(0, 0)} & a=$!; {node.format(1, 1)}; b=$?; wait $a; "
+              "test $? -eq 0 -a $b -eq 0)")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "OMP_NUM_THREADS": "1",
+           "GLOO_SOCKET_IFNAME": "lo"}
+    done = subprocess.run([*_namespace(), "sh", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    logs = "".join((tmp_path / f"node{i}.log").read_text()[-2000:] for i in range(2) if (tmp_path / f"node{i}.log").exists())
+    assert done.returncode == 0, done.stderr + logs
+    (ckpt,) = tmp_path.glob("checkpoints/*/last.safetensors")  # rank 0 alone writes
+    state, meta = load_checkpoint(ckpt)
+    assert meta["step"] == STEPS
+    two_nodes = flatten_state({k: v for k, v in state.items() if k in ("autoencoder", "discriminator")})[0]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        recipe = recipe_from_dict(NO_SHARE_COUPLING)
+        initial = build_trainer(recipe)
+        start = flatten_state({k: v.state_dict() for k, v in initial.networks().items()})[0]
+        trainer = build_trainer(recipe)
+        trainer.fit()
+        one = flatten_state({k: v.state_dict() for k, v in trainer.networks().items()})[0]
+    finally:
+        torch.set_num_threads(threads)
+    assert one.keys() == two_nodes.keys()
+    worst = max((one[k].double() - two_nodes[k].double()).abs().max().item() for k in one)
+    moved = max((one[k].double() - start[k].double()).abs().max().item() for k in one)
+    assert worst <= TWO_NODE_ATOL < moved / 100, (worst, moved)
+    print(f"two torchrun nodes vs one process: max |weight difference| {worst:.2e} after {STEPS} steps (moved {moved:.2e})")

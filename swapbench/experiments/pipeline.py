@@ -22,7 +22,7 @@ from swapbench.outputs import writable_folder
 from swapbench.progress import TrainingProgress
 from swapbench.recipe import Recipe
 from swapbench.runtime import git_commit, resolve_device
-from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, Tracker, check_reachable, open_run, tracking_uri
+from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, Tracker, check_reachable, get_run, open_run, tracking_uri
 from swapbench.training import distributed
 from swapbench.training.trainer import TrainResult, build_trainer
 
@@ -109,8 +109,12 @@ def log_manifests(tracker: Tracker, folder: Path, splits: dict[str, Dataset]) ->
 
 
 def train_and_evaluate(recipe: Recipe, *, evaluate_after: bool = True, progress: bool = True,
-                       tags: dict[str, str] | None = None) -> RunSummary:
-    """Train ``recipe`` in a new MLflow run (with extra ``tags``), then score it with the recipe's metrics."""
+                       tags: dict[str, str] | None = None, run_id: str | None = None) -> RunSummary:
+    """Train ``recipe`` in a new MLflow run (with extra ``tags``), then score it with the recipe's metrics.
+
+    With ``run_id``, train from the start into that existing run instead: a sweep task that Ray retried
+    after its first attempt died before writing a checkpoint (see swapbench.experiments.ray_sweep). The
+    steps the dead attempt logged (its journal, beside the checkpoints) are not logged again."""
     requested, skip = requested_metrics(recipe)
     metric_names(requested, skip)  # unknown metric names fail before training, not after
     writable_folder(recipe.tracking.checkpoint_dir, "tracking.checkpoint_dir")  # before any work or run
@@ -124,7 +128,9 @@ def train_and_evaluate(recipe: Recipe, *, evaluate_after: bool = True, progress:
     applicable(metric_names(requested, skip), trainer.model, requested)  # e.g. swap scores of a GAN
     if not procs.is_main:
         return _train_share(trainer)
-    with open_run(recipe, tags=tags) as tracker:
+    with open_run(recipe, run_id=run_id, tags=tags, describe=True) as tracker:
+        if run_id is not None:
+            note_resumed(tracker, get_run(run_id, tracking_uri(recipe)).data.tags, 0)
         ckpt_dir = Path(recipe.tracking.checkpoint_dir) / tracker.run_id
         log_manifests(tracker, ckpt_dir, {"train": train_set, "test": test_set})
         return _train_in_run(trainer, tracker, ckpt_dir, test_set, evaluate_after, progress)
@@ -218,12 +224,16 @@ def resume_run(run_id: str, checkpoint: str | Path | None = None, *, evaluate_af
     if not procs.is_main:
         return _train_share(trainer)
     with open_run(recipe, run_id=run_id) as tracker:
-        tags = run.data.tags
-        steps, commits = tags.get("swapbench.resumed_at_steps"), tags.get("swapbench.resume_git_commits")
-        tracker.set_tags({"swapbench.resumed_at_steps": f"{steps},{trainer.step}" if steps else str(trainer.step),
-                          "swapbench.resume_git_commits": f"{commits},{git_commit()}" if commits else git_commit()})
+        note_resumed(tracker, run.data.tags, trainer.step)
         return _train_in_run(trainer, tracker, Path(recipe.tracking.checkpoint_dir) / run_id, test_set,
                              evaluate_after, progress)
+
+
+def note_resumed(tracker: Tracker, tags: dict[str, str], step: int) -> None:
+    """Add ``step`` and this commit to the run's resume tags (``swapbench.resumed_at_steps``: each part's start)."""
+    steps, commits = tags.get("swapbench.resumed_at_steps"), tags.get("swapbench.resume_git_commits")
+    tracker.set_tags({"swapbench.resumed_at_steps": f"{steps},{step}" if steps else str(step),
+                      "swapbench.resume_git_commits": f"{commits},{git_commit()}" if commits else git_commit()})
 
 
 MAX_TEST_IMAGES = 50_000  # the usual FID sample size; more takes hours on a CPU and gigabytes of memory

@@ -16,7 +16,8 @@ FINISHED run anywhere in the sweep's experiment, so an interrupted sweep resumes
 and a sweep file that gains variants (a new parent: the parent stands for one set of keys, recorded in
 its tag ``swapbench.sweep_keys``) trains only the new ones and counts the finished runs as its own.
 
-With ``--jobs N`` the runs train in N worker processes. Ctrl-C or ``kill`` (SIGINT or SIGTERM) of the
+With ``--jobs N`` the runs train in N worker processes; with ``--ray ADDRESS`` they are tasks on a Ray
+cluster (swapbench.experiments.ray_sweep, docs/distributed.md). Ctrl-C or ``kill`` (SIGINT or SIGTERM) of the
 sweep process stops the whole sweep: no queued run starts, each running one is asked (SIGTERM) to stop at
 its next step boundary with a checkpoint and ends KILLED, as does the parent run; a second signal stops
 them at once. The workers ignore a terminal's Ctrl-C themselves, so that each is asked exactly once.
@@ -158,18 +159,23 @@ def _run_job(job: Job, experiment: str, parent: str, threads: int | None) -> str
         _Worker.in_run = False
 
 
-def _train_job(job: Job, experiment: str, parent: str, threads: int | None) -> str:
+def job_recipe(job: Job, experiment: str | None = None, **tracking: Any) -> Recipe:
+    """The recipe a sweep's run trains: the job's, logging to the sweep's ``experiment`` (and with other
+    ``tracking`` settings, e.g. an absolute checkpoint folder on a cluster)."""
+    tracking = {**tracking, **({"experiment": experiment} if experiment is not None else {})}
+    return job.recipe.model_validate({**job.recipe.to_dict(), "tracking": {**job.recipe.tracking.model_dump(), **tracking}})
+
+
+def _train_job(job: Job, experiment: str, parent: str, threads: int | None, tags: dict[str, str] | None = None) -> str:
     from swapbench.experiments.pipeline import train_and_evaluate
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    recipe = job.recipe.model_validate(
-        {**job.recipe.to_dict(), "tracking": {**job.recipe.tracking.model_dump(), "experiment": experiment}})
     tags = {"mlflow.parentRunId": parent, "swapbench.variant": job.variant, SWEEP_KEY_TAG: job.key,
-            "swapbench.seed": str(job.seed), "swapbench.overrides": " ".join(job.overrides)}
-    return train_and_evaluate(recipe, progress=False, tags=tags).run_id
+            "swapbench.seed": str(job.seed), "swapbench.overrides": " ".join(job.overrides), **(tags or {})}
+    return train_and_evaluate(job_recipe(job, experiment), progress=False, tags=tags).run_id
 
 
 class _Worker:
@@ -228,15 +234,38 @@ def _run_in_workers(todo: list[Job], experiment: str, parent: str, jobs_in_paral
             signal.signal(sig, handler)
 
 
-def run_sweep(path: str | Path, jobs_in_parallel: int = 1, echo=print) -> tuple[str, list[str], list[str]]:
-    """Run (or resume) a sweep; returns (parent run id, child run ids run now, keys skipped)."""
-    import mlflow
+def run_sweep(path: str | Path, jobs_in_parallel: int = 1, echo=print,
+              ray_address: str | None = None) -> tuple[str, list[str], list[str]]:
+    """Run (or resume) a sweep; returns (parent run id, child run ids run now, keys skipped). With
+    ``ray_address`` the runs are tasks on that Ray cluster (swapbench.experiments.ray_sweep)."""
 
-    from swapbench.tracking import connect, tracking_uri
+    from swapbench.tracking import tracking_uri
 
+    if ray_address is not None and jobs_in_parallel > 1:
+        raise UserError("--jobs and --ray do not go together: on a Ray cluster each run is a task and the cluster's CPUs "
+                        "set how many run at once; drop --jobs")
     spec, jobs, path = load_sweep(path)
     experiment = _experiment(spec, path)
-    connect(tracking_uri(jobs[0].recipe), experiment)
+    uri = tracking_uri(jobs[0].recipe)
+    if ray_address is None:
+        return _run_sweep(spec, jobs, path, experiment, uri, jobs_in_parallel, echo)
+    from swapbench.experiments.ray_sweep import import_ray, join_cluster
+
+    ray = import_ray()
+    try:
+        nodes = join_cluster(ray_address, uri, jobs)  # before a parent run (or a store) exists
+        return _run_sweep(spec, jobs, path, experiment, uri, jobs_in_parallel, echo, (ray_address, nodes))
+    finally:
+        ray.shutdown()
+
+
+def _run_sweep(spec: SweepFile, jobs: list[Job], path: Path, experiment: str, uri: str, jobs_in_parallel: int, echo,
+               cluster: tuple[str, list] | None = None) -> tuple[str, list[str], list[str]]:
+    import mlflow
+
+    from swapbench.tracking import connect
+
+    connect(uri, experiment)
     client = mlflow.MlflowClient()
     exp_id = client.get_experiment_by_name(experiment).experiment_id
     keys = sorted(j.key for j in jobs)
@@ -257,7 +286,11 @@ def run_sweep(path: str | Path, jobs_in_parallel: int = 1, echo=print) -> tuple[
     echo(f"sweep {path.stem}: parent run {parent}, {len(jobs)} runs, {len(skipped)} already finished, {len(todo)} to run")
     children = []
     try:
-        if jobs_in_parallel <= 1:
+        if cluster is not None:
+            from swapbench.experiments.ray_sweep import run_on_ray
+
+            children = run_on_ray(todo, experiment, parent, cluster[1], cluster[0], uri, echo)
+        elif jobs_in_parallel <= 1:
             for job in todo:
                 echo(f"  {job.variant} seed {job.seed} ...")
                 children.append(_run_job(job, experiment, parent, None))
@@ -265,6 +298,9 @@ def run_sweep(path: str | Path, jobs_in_parallel: int = 1, echo=print) -> tuple[
             children = _run_in_workers(todo, experiment, parent, jobs_in_parallel)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM, with one job or several: the parent ends KILLED too
         client.set_terminated(parent, "KILLED")
+        raise
+    except Exception:  # a run failed (or the cluster refused the sweep): so did the sweep
+        client.set_terminated(parent, "FAILED")
         raise
     client.set_terminated(parent, "FINISHED")
     return parent, children, skipped
