@@ -20,6 +20,8 @@ def evaluate(
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log the scores into the run that made the checkpoint.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
     n: Annotated[Optional[int], typer.Option("--n", min=2, help="Test images and swap pairs to use (default: the recipe's).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="test, validation (scores logged as val/<score>) or both "
+                                                 "(default: the recipe's eval.split).")] = None,
 ) -> None:
     """Score a trained model again (e.g. with metrics added since it was trained)."""
     from swapbench.experiments.pipeline import evaluate_checkpoint
@@ -29,7 +31,7 @@ def evaluate(
     if metrics is not None and not names:
         raise UserError(f"--metrics '{metrics}' names no metric; give comma-separated names (`swapbench registry metric`) "
                         "or leave it out for the recipe's")
-    scores, meta = evaluate_checkpoint(checkpoint_of(target), names, log_to_run=log, n=n)
+    scores, meta = evaluate_checkpoint(checkpoint_of(target), names, log_to_run=log, n=n, split=split)
     if as_json:
         print(json.dumps({"run_id": meta.get("run_id"), "scores": scores}))
     else:
@@ -44,6 +46,7 @@ def leaderboard(
     metrics: Annotated[Optional[str], typer.Option(help="Comma-separated scores (default: every score logged).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="md, csv, html, json or latex.")] = "md",
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of printing.")] = None,
+    split: Annotated[str, typer.Option(help="The split whose scores to tabulate: test or validation (never mixed).")] = "test",
 ) -> None:
     """One table per set of comparable runs: a row per variant (mean ± std over seeds), a column per score."""
     from swapbench.experiments.leaderboard import build_tables, load_runs, render
@@ -51,7 +54,7 @@ def leaderboard(
 
     if out_file is not None:
         writable_file(out_file, "--out")
-    text = render(build_tables(load_runs(experiment, sweep), csv(metrics)), fmt)
+    text = render(build_tables(load_runs(experiment, sweep), csv(metrics), split=split), fmt)
     if out_file is None:
         print(text, end="")
     else:

@@ -273,9 +273,10 @@ class EvalContext:
         raise ValueError(f"unknown control {name!r}; controls are {', '.join([*CONTROLS, *RECON_CONTROLS])}")
 
 
-def held_out_split(recipe: Recipe, test_set=None) -> tuple[Any, range]:
-    """(test split, reference indices): a split long enough to hold the ``data.test_images`` sources
-    followed by up to ``eval.reference_images`` reference items, and the indices of those items.
+def held_out_split(recipe: Recipe, test_set=None, split: str = "test") -> tuple[Any, range]:
+    """(held-out split, reference indices): the ``split`` (test or validation) long enough to hold the
+    ``data.test_images`` sources followed by up to ``eval.reference_images`` reference items, and the
+    indices of those items.
 
     Generated test splits (photos, synthetic) are rebuilt longer: their item i depends only on i, so
     the sources are unchanged. A folder's test split has a fixed list of files; the reference is the
@@ -286,7 +287,9 @@ def held_out_split(recipe: Recipe, test_set=None) -> tuple[Any, range]:
     generated = test_set is None or len(test_set) == sources  # a folder's split has its own length
     if generated and wanted > 0:
         longer = recipe.model_copy(update={"data": recipe.data.model_copy(update={"test_images": sources + wanted})})
-        test_set = build_dataset(longer, "test")
+        test_set = build_dataset(longer, split)
+    elif test_set is None:
+        test_set = build_dataset(recipe, split)
     start = min(sources, len(test_set))
     return test_set, range(start, min(len(test_set), sources + wanted))
 
@@ -307,12 +310,14 @@ def reference_record(recipe: Recipe, reference: range, split_manifest: dict[str,
 
 
 def build_context(model: nn.Module, recipe: Recipe, device: torch.device, test_set=None,
-                  pairs: list[tuple[int, int]] | None = None, images: torch.Tensor | None = None) -> EvalContext:
-    """The evaluation context of ``recipe``: its scored test images, its pairs and its held-out reference."""
+                  pairs: list[tuple[int, int]] | None = None, images: torch.Tensor | None = None,
+                  split: str = "test") -> EvalContext:
+    """The evaluation context of ``recipe`` on ``split`` (test or validation): its scored images, its
+    pairs and its held-out reference."""
     from swapbench.data import test_images
     from swapbench.data.pairs import draw_pairs
 
-    test_set, reference = held_out_split(recipe, test_set)
+    test_set, reference = held_out_split(recipe, test_set, split)
     images = test_images(recipe, test_set) if images is None else images
     pairs = draw_pairs(recipe.eval.swap_pairs, images.shape[0], recipe.eval.pairs_seed) if pairs is None else pairs
     return EvalContext(model, images, recipe, device, recipe.eval.batch_size, pairs, test_set, reference)

@@ -6,7 +6,9 @@ intervals, and the number of seeds. Below the models, reference rows give the co
 B, reconstruct A, and on synthetic data the flattened true swap) on the same pairs; a swap realism
 column is shown only beside texture-transfer and structure columns. Runs whose scores are not comparable
 (different dataset, resolution, N or score network) are never mixed: they go into separate tables,
-each with a note saying what they share.
+each with a note saying what they share. Nor are splits: a table is of one split (``split``, test by
+default: the scores logged under their own names; validation: those logged as ``val/<score>``), and its
+note says which.
 """
 
 from __future__ import annotations
@@ -163,7 +165,34 @@ def score_columns(df: pd.DataFrame, metrics: list[str] | None = None) -> tuple[l
     return columns, notes
 
 
-def build_tables(df: pd.DataFrame, metrics: list[str] | None = None) -> list[Table]:
+def of_split(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """The runs' scores of one split, under the scores' own names: test keeps the unprefixed metric columns
+    and drops every ``val/`` one; validation keeps only the ``val/`` columns, prefix removed. A split no run
+    was scored on is a user error (tables never fall back to the other split)."""
+    from swapbench.data import SCORE_SPLITS
+
+    if split not in SCORE_SPLITS:
+        raise UserError(f"--split {split} is not a split of scores; use {' or '.join(SCORE_SPLITS)}")
+    val = "metrics." + SCORE_SPLITS["validation"]
+    metric_cols = [c for c in df.columns if c.startswith("metrics.")]
+    if split == "test":
+        keep = [c for c in metric_cols if not c.startswith(val)]
+        rename = {}
+    else:
+        keep = [c for c in metric_cols if c.startswith(val)]
+        rename = {c: "metrics." + c[len(val):] for c in keep}
+    scored = [c for c in keep if df[c].notna().any() and not c.removeprefix("metrics.").startswith(NOT_SCORES)]
+    if not scored and metric_cols:
+        raise UserError(f"no run here was scored on the {split} split; score them with "
+                        f"`swapbench evaluate RUN_ID --split {split}`")
+    others = [c for c in df.columns if not c.startswith("metrics.")]
+    out = df[others + keep].rename(columns=rename)
+    out["split"] = split
+    return out
+
+
+def build_tables(df: pd.DataFrame, metrics: list[str] | None = None, split: str = "test") -> list[Table]:
+    df = of_split(df, split)
     metrics, notes = score_columns(df, metrics)
     df = df.copy()
     variant = df.get("tags.swapbench.variant")
@@ -177,6 +206,7 @@ def build_tables(df: pd.DataFrame, metrics: list[str] | None = None) -> list[Tab
     for key, part in groups:
         key = key if isinstance(key, tuple) else (key,)
         note = ", ".join(f"{k.removeprefix('params.')}={str(v)[:12]}" for k, v in zip(keys, key))
+        note += f", scores of the {split} split"
         frame = pd.concat([_aggregate(part, metrics), _control_rows(part, metrics)], ignore_index=True)
         tables.append(Table(note, frame, metrics, notes))
     return tables

@@ -1,0 +1,115 @@
+"""The protocol that can tell (DESIGN.md, "A protocol that can tell"): validation apart from test,
+intervals over independent sources, the synthetic part scores and their controls, the middle control."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_swap_scores import CPU, Spy, recipe
+
+import swapbench.data.synthetic as S
+from swapbench.data import build_dataset
+from swapbench.data.photos import PHOTO_FILES, TEST_PHOTOS, TRAIN_PHOTOS, VALIDATION_PHOTOS, PhotoCrops
+from swapbench.errors import UserError
+from swapbench.evaluation.evaluate import build_context
+from swapbench.recipe import load_recipe
+
+# -- validation and test --------------------------------------------------------------------------
+
+
+def test_photo_splits_are_whole_photographs_and_the_training_photos_are_unchanged():
+    assert not set(TRAIN_PHOTOS) & set(VALIDATION_PHOTOS)
+    assert not set(TRAIN_PHOTOS) & set(TEST_PHOTOS) and not set(VALIDATION_PHOTOS) & set(TEST_PHOTOS)
+    assert set(TRAIN_PHOTOS) | set(VALIDATION_PHOTOS) | set(TEST_PHOTOS) == set(PHOTO_FILES)
+    # the training photographs every existing photos recipe (and the zoo's models) trained on
+    assert TRAIN_PHOTOS == ("astronaut", "hubble_deep_field", "ihc", "motorcycle_left", "motorcycle_right", "retina",
+                            "rocket", "brick", "grass", "china")
+    val = PhotoCrops("validation", 32, test_images=24)
+    test = PhotoCrops("test", 32, test_images=24)
+    assert set(val.source_ids(range(24))) <= set(VALIDATION_PHOTOS)
+    assert set(test.source_ids(range(24))) == set(TEST_PHOTOS)  # 24 crops reach all four
+    assert torch.equal(val[3], PhotoCrops("validation", 32, test_images=24, seed=7)[3])  # independent of the seed
+    assert not any(torch.equal(val[i], test[i]) for i in range(24))
+
+
+def test_source_ids_name_the_photograph_each_crop_is_cut_from():
+    ds = PhotoCrops("test", 32, test_images=16)
+    for i, name in enumerate(ds.source_ids(range(16))):
+        only = PhotoCrops("test", 32, test_images=16)
+        k = ds.names.index(name)
+        # the same draw from a split whose other photographs are blanked gives the same crop: it is cut from `name`
+        only.photos = [p if j == k else torch.zeros_like(p) for j, p in enumerate(ds.photos)]
+        assert torch.equal(only[i], ds[i])
+
+
+def test_synthetic_validation_factors_are_neither_training_nor_test_ones():
+    val = S.SyntheticDataset("validation", 32, test_images=16)
+    ids = [val.factors(i) for i in range(16)]
+    assert all(lay >= S.TRAIN_LAYOUTS and sty >= S.TRAIN_STYLES for lay, sty in ids)
+    lay = torch.cat([S.layouts("train", [a for a, _ in ids]).center.flatten(1)], 1)
+    test_lay = S.layouts("test", list(range(64))).center.flatten(1)
+    assert torch.cdist(lay, test_lay).min() > 1e-4
+    assert not torch.equal(val[0], S.SyntheticDataset("test", 32, test_images=16)[0])
+    assert val.manifest()["factor_offset"] == S.VALIDATION_OFFSET
+
+
+def test_a_folder_validation_split_comes_out_of_training_and_leaves_the_test_files_alone(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"{i:02d}.png")
+    base = recipe("folder", root=str(tmp_path), test_fraction=0.2, test_images=2)
+    with_val = recipe("folder", root=str(tmp_path), test_fraction=0.2, test_images=2, validation_fraction=0.2)
+    old_test, old_train = build_dataset(base, "test").files, build_dataset(base, "train").files
+    test, train, val = (build_dataset(with_val, s).files for s in ("test", "train", "validation"))
+    assert test == old_test and len(val) == 4 and set(val) <= set(old_train) and not set(val) & set(train)
+    with pytest.raises(UserError, match="data.validation_fraction"):
+        build_dataset(base, "validation")
+
+
+def test_the_split_setting_keeps_every_existing_recipe_hash():
+    quick = load_recipe("quickstart")
+    assert load_recipe("quickstart", ["eval.split=test"]).hash() == quick.hash()
+    assert load_recipe("quickstart", ["data.validation_fraction=0"]).hash() == quick.hash()
+    assert load_recipe("quickstart", ["eval.split=validation"]).hash() != quick.hash()
+    with pytest.raises(UserError):
+        load_recipe("quickstart", ["eval.split=train"])
+
+
+def test_scores_say_their_split_and_validation_is_scored_on_validation_images(tmp_path):
+    from swapbench.experiments.pipeline import score_model
+
+    r = recipe()
+    both = r.model_copy(update={"eval": r.eval.model_copy(update={"split": "both"})})
+    scores = score_model(Spy(), both, CPU, ["swap_reencode_texture"])
+    assert "swap_reencode_texture" in scores and "val/swap_reencode_texture" in scores
+    assert "val/control/copy_b/swap_reencode_texture" in scores
+    val_ctx = build_context(Spy(), r, CPU, split="validation")
+    assert set(val_ctx.dataset.source_ids(range(val_ctx.n))) <= set(VALIDATION_PHOTOS)
+
+
+def _log(split_scores: dict[str, float]) -> None:
+    with mlflow.start_run():
+        mlflow.log_params({"data.dataset": "photos", "data.resolution": 32, "data.test_images": 64,
+                           "eval.swap_pairs": 64, "score.inception_sha256": "abc", "seed": 0})
+        mlflow.set_tags({"swapbench.variant": "v", "swapbench.recipe": "base"})
+        mlflow.log_metrics(split_scores)
+
+
+def test_a_leaderboard_never_mixes_splits(tmp_path):
+    from swapbench.experiments.leaderboard import build_tables, load_runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("splits")
+    _log({"swap_structure_dist": 0.1, "val/swap_structure_dist": 0.7})
+    (test,) = build_tables(load_runs("splits", uri=uri))
+    (val,) = build_tables(load_runs("splits", uri=uri), split="validation")
+    assert test.frame["swap_structure_dist"].tolist() == [0.1] and "test split" in test.note
+    assert val.frame["swap_structure_dist"].tolist() == [0.7] and "validation split" in val.note
+    mlflow.set_experiment("test_only")
+    _log({"swap_structure_dist": 0.2})
+    with pytest.raises(UserError, match="validation split"):
+        build_tables(load_runs("test_only", uri=uri), split="validation")
