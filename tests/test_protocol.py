@@ -113,3 +113,35 @@ def test_a_leaderboard_never_mixes_splits(tmp_path):
     _log({"swap_structure_dist": 0.2})
     with pytest.raises(UserError, match="validation split"):
         build_tables(load_runs("test_only", uri=uri), split="validation")
+
+
+# -- intervals over sources -----------------------------------------------------------------------
+
+
+def test_the_cluster_bootstrap_weighs_rows_by_their_sources_draws():
+    from swapbench.evaluation.metrics.intervals import cluster_bootstrap_weights, cluster_jackknife_subsets
+
+    clusters = [("p",), ("p",), ("q",), ("r",)]
+    w = cluster_bootstrap_weights(clusters, 500, 0)
+    assert w.shape == (500, 4)
+    assert (w[:, 0] == w[:, 1]).all()  # two crops of one photograph are drawn together, never apart
+    assert np.allclose(w[:, [0, 2, 3]].sum(1), 3)  # three sources drawn per resample
+    pairs = [("p", "q"), ("q", "r"), ("p", "r")]
+    wp, wi = cluster_bootstrap_weights(pairs, 50, 1), cluster_bootstrap_weights([("p",), ("q",), ("r",)], 50, 1)
+    assert np.allclose(wp, np.stack([wi[:, 0] * wi[:, 1], wi[:, 1] * wi[:, 2], wi[:, 0] * wi[:, 2]], 1))
+    assert [k.tolist() for k in cluster_jackknife_subsets([("p",), ("p",), ("q",), ("r",), ("r",)])] == [
+        [2, 3, 4], [0, 1, 3, 4], [0, 1, 2]]
+
+
+def test_photo_intervals_resample_photographs_and_are_wider_than_crop_intervals():
+    ctx = build_context(Spy(), recipe(test_images=32), CPU)
+    assert ctx.sources is not None and len(set(ctx.sources)) == 4
+    per_image = torch.tensor([float(TEST_PHOTOS.index(s)) for s in ctx.sources])  # all between-photo variation
+    clustered = ctx.mean_score("x", per_image, over="images")
+    assert clustered["x_n"] == 32 and clustered["x_n_sources"] == 4
+    ctx.__dict__["sources"] = None  # the same values resampled as if every crop were independent
+    naive = ctx.mean_score("x", per_image, over="images")
+    assert "x_n_sources" not in naive
+    assert clustered["x_ci_high"] - clustered["x_ci_low"] > 1.5 * (naive["x_ci_high"] - naive["x_ci_low"])
+    # synthetic images are each their own source: rows stay the unit
+    assert build_context(Spy(), recipe("synthetic"), CPU).sources is None

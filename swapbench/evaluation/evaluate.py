@@ -222,24 +222,72 @@ class EvalContext:
         return self.dataset.gt_swap(self.structure_indices, self.texture_indices)
 
     # -- intervals -----------------------------------------------------------------------------
+    @cached_property
+    def sources(self) -> list[str] | None:
+        """The source (e.g. photograph) of each scored image, when the dataset says (``source_ids``);
+        None where every image is its own source. Intervals resample sources (metrics.intervals)."""
+        if not hasattr(self.dataset, "source_ids"):
+            return None
+        return [str(s) for s in self.dataset.source_ids(range(self.n))]
+
+    def clusters(self, over: str) -> list[tuple[str, ...]] | None:
+        """The sources of each row: (source,) per image (``over='images'``), (source of A_i, source of B_i)
+        per pair (``over='pairs'``); None without sources, and for generated samples (``'samples'``), which
+        have none."""
+        if self.sources is None or over not in ("images", "pairs"):
+            return None
+        if over == "images":
+            return [(s,) for s in self.sources]
+        return [(self.sources[a], self.sources[b]) for a, b in self.pairs]
+
     def resamples(self, n: int) -> np.ndarray:
         """(eval.bootstrap_samples, n) row indices drawn with replacement from eval.bootstrap_seed."""
         from swapbench.evaluation.metrics.intervals import bootstrap_indices
 
         return bootstrap_indices(n, self.recipe.eval.bootstrap_samples, self.recipe.eval.bootstrap_seed)
 
-    def jackknife_subsets(self, n: int) -> list[np.ndarray]:
-        """The kept rows of each delete-a-group recomputation of a distance (FID, KID) over ``n`` rows,
-        grouped at random from eval.bootstrap_seed; none when eval.bootstrap_samples is 0."""
-        from swapbench.evaluation.metrics.intervals import jackknife_subsets
+    def source_weights(self, over: str) -> tuple[np.ndarray, int] | None:
+        """(resample weights, number of sources) of a bootstrap over sources, or None (rows are independent)."""
+        from swapbench.evaluation.metrics.intervals import cluster_bootstrap_weights
 
-        return jackknife_subsets(n, self.recipe.eval.bootstrap_seed) if self.recipe.eval.bootstrap_samples else []
+        clusters = self.clusters(over)
+        if clusters is None:
+            return None
+        weights = cluster_bootstrap_weights(clusters, self.recipe.eval.bootstrap_samples, self.recipe.eval.bootstrap_seed)
+        return weights, len({s for row in clusters for s in row})
 
-    def mean_score(self, name: str, per_item: torch.Tensor | np.ndarray) -> dict[str, float]:
-        """{name: mean, name_ci_low/high: bootstrap 95 % interval, name_n} of per-pair or per-image values."""
-        from swapbench.evaluation.metrics.intervals import mean_with_interval
+    def jackknife_subsets(self, n: int, over: str = "pairs") -> list[np.ndarray]:
+        """The kept rows of each delete-a-group recomputation of a distance (FID, KID) over ``n`` rows: with
+        sources, each source left out in turn; else groups drawn at random from eval.bootstrap_seed; none
+        when eval.bootstrap_samples is 0."""
+        from swapbench.evaluation.metrics.intervals import cluster_jackknife_subsets, jackknife_subsets
 
+        if not self.recipe.eval.bootstrap_samples:
+            return []
+        clusters = self.clusters(over)
+        if clusters is not None and len(clusters) == n:
+            return cluster_jackknife_subsets(clusters)
+        return jackknife_subsets(n, self.recipe.eval.bootstrap_seed)
+
+    def mean_score(self, name: str, per_item: torch.Tensor | np.ndarray, over: str = "pairs") -> dict[str, float]:
+        """{name: mean, name_ci_low/high: bootstrap 95 % interval, name_n (and name_n_sources where images share
+        sources)} of per-pair (``over='pairs'``) or per-image (``'images'``) values."""
+        from swapbench.evaluation.metrics.intervals import mean_with_interval, weighted_mean_with_interval
+
+        clustered = self.source_weights(over)
+        if clustered is not None:
+            return weighted_mean_with_interval(name, per_item, *clustered)
         return mean_with_interval(name, per_item, self.resamples(len(per_item)))
+
+    def ratio_score(self, name: str, numerator: np.ndarray, denominator: np.ndarray) -> dict[str, float]:
+        """1 - mean(numerator) / mean(denominator) over pairs, with its interval (resampling sources where
+        images share them)."""
+        from swapbench.evaluation.metrics.intervals import ratio_with_interval, weighted_ratio_with_interval
+
+        clustered = self.source_weights("pairs")
+        if clustered is not None:
+            return weighted_ratio_with_interval(name, numerator, denominator, *clustered)
+        return ratio_with_interval(name, numerator, denominator, self.resamples(len(numerator)))
 
     # -- controls ------------------------------------------------------------------------------
     def with_outputs(self, outputs: torch.Tensor, copied_rows: list[int] | None = None) -> EvalContext:

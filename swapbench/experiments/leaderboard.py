@@ -233,6 +233,9 @@ def _row(name: str, runs: pd.DataFrame, metrics: list[str], prefix: str = "") ->
             summary["mean"], summary["std"], summary["lo"], summary["hi"])
         n_col = f"metrics.{m}_n"
         row[f"{m}_n"] = int(runs[n_col].dropna().iloc[0]) if n_col in runs and runs[n_col].notna().any() else None
+        src_col = f"metrics.{m}_n_sources"  # where images share sources (crops of photographs): how many
+        row[f"{m}_n_sources"] = (int(runs[src_col].dropna().iloc[0])
+                                 if src_col in runs and runs[src_col].notna().any() else None)
     row["run_ids"] = " ".join(runs["run_id"])
     commits = runs.get("tags.swapbench.git_commit", pd.Series(dtype=str)).dropna()
     row["commits"] = " ".join(sorted({c[:12] for c in commits}))
@@ -292,7 +295,9 @@ def _display(table: Table, bold: tuple[str, str]) -> pd.DataFrame:
     out = pd.DataFrame({"variant": table.frame["variant"], "seeds": table.frame["seeds"]})
     for m in table.metrics:
         n = table.frame[f"{m}_n"].dropna()
-        header = f"{m} {arrow(m)}" + (f" (N={int(n.iloc[0])})" if len(n) else "")
+        src = table.frame[f"{m}_n_sources"].dropna() if f"{m}_n_sources" in table.frame else pd.Series(dtype=float)
+        header = f"{m} {arrow(m)}" + (f" (N={int(n.iloc[0])}" + (f", {int(src.iloc[0])} sources" if len(src) else "")
+                                      + ")" if len(n) else "")
         cells = []
         for i, row in table.frame.iterrows():
             text = _cell(row, m)

@@ -67,6 +67,9 @@ def score_model(model: torch.nn.Module, recipe: Recipe, device: torch.device,
         ctx = build_context(model.to(device), recipe, device, test_set if split == "test" else None, split=split)
         prefix = SCORE_SPLITS[split]
         scores.update({prefix + k: v for k, v in evaluate(ctx, requested, skip).items()})
+        # N in images and in independent sources (crops of one photograph are not independent)
+        scores[f"eval/{split}_images"] = ctx.n
+        scores[f"eval/{split}_sources"] = len(set(ctx.sources)) if ctx.sources is not None else ctx.n
         contexts[split] = ctx
     scores["eval/seconds"] = time.perf_counter() - start
     if tracker is not None:
