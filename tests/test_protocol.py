@@ -145,3 +145,36 @@ def test_photo_intervals_resample_photographs_and_are_wider_than_crop_intervals(
     assert clustered["x_ci_high"] - clustered["x_ci_low"] > 1.5 * (naive["x_ci_high"] - naive["x_ci_low"])
     # synthetic images are each their own source: rows stay the unit
     assert build_context(Spy(), recipe("synthetic"), CPU).sources is None
+
+
+# -- the parts of a synthetic swap ----------------------------------------------------------------
+
+
+def test_each_control_fails_exactly_the_part_it_should_and_the_true_swap_passes_all_three():
+    from swapbench.evaluation.evaluate import evaluate
+    from swapbench.evaluation.metrics.parts import PART_SCORES, passes
+
+    r = recipe("synthetic", resolution=64, test_images=32)
+    r = r.model_copy(update={"eval": r.eval.model_copy(update={"swap_pairs": 32})})
+    ctx = build_context(Spy(), r, CPU)
+    parts = list(PART_SCORES)
+    outcome = {}
+    for name, child in [("truth", ctx.with_outputs(ctx.gt_swaps)), ("copy_a", ctx.control("copy_a")),
+                        ("copy_b", ctx.control("copy_b")), ("truth_flat", ctx.control("truth_flat"))]:
+        scores = evaluate(child, parts)
+        outcome[name] = {p: passes(p, scores[p]) for p in parts}
+        assert all(f"{p}_ci_low" in scores for p in parts)
+    assert outcome["truth"] == {"gt_layout": True, "gt_colour_error": True, "gt_pattern": True}
+    assert outcome["copy_a"]["gt_colour_error"] is False and outcome["copy_a"]["gt_layout"] is True
+    assert outcome["copy_b"]["gt_layout"] is False
+    assert outcome["truth_flat"] == {"gt_layout": True, "gt_colour_error": True, "gt_pattern": False}
+    # the model's scores come with every control's, truth_flat included
+    scores = evaluate(ctx, parts)
+    assert {f"control/{c}/{p}" for c in ("copy_a", "copy_b", "truth_flat") for p in parts} <= set(scores)
+
+
+def test_part_scores_exist_only_where_the_truth_is_known():
+    from swapbench.evaluation.evaluate import evaluate
+
+    scores = evaluate(build_context(Spy(), recipe(), CPU), ["gt_layout", "gt_colour_error", "gt_pattern"])
+    assert not any(k.startswith("gt_") for k in scores)

@@ -274,6 +274,15 @@ class SyntheticDataset(Dataset):
         sty = [self.factors(i)[1] for i in texture_indices]
         return self.render_factors(lay, sty, flat_patterns)
 
+    def gt_regions(self, structure_indices: list[int]) -> torch.Tensor:
+        """(N, R, H, W) hard 0/1 masks of the regions of each item's layout (the region with the largest
+        weight), 0 within about a pixel of a region edge (where the antialiased edge mixes regions): the
+        layout a swap of A_i must keep, as the part scores of swapbench.evaluation.metrics.parts use it."""
+        lay = layouts(self.stream, [self.factors(i)[0] for i in structure_indices])
+        weights = region_weights(lay, self.resolution)
+        hard = torch.nn.functional.one_hot(weights.argmax(1), N_REGIONS).permute(0, 3, 1, 2).float()
+        return hard * (weights.max(1, keepdim=True).values > 0.99).float()
+
     def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
         ids = [self.factors(i) for i in indices]
         return list(self.render_factors([a for a, _ in ids], [b for _, b in ids]).unbind(0))

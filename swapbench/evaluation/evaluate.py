@@ -221,6 +221,13 @@ class EvalContext:
             return None
         return self.dataset.gt_swap(self.structure_indices, self.texture_indices)
 
+    @cached_property
+    def gt_regions(self) -> torch.Tensor | None:
+        """A_i's region masks (edges left out) for every pair, when the dataset knows its layouts; else None."""
+        if not hasattr(self.dataset, "gt_regions"):
+            return None
+        return self.dataset.gt_regions(self.structure_indices)
+
     # -- intervals -----------------------------------------------------------------------------
     @cached_property
     def sources(self) -> list[str] | None:
