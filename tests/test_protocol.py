@@ -178,3 +178,67 @@ def test_part_scores_exist_only_where_the_truth_is_known():
 
     scores = evaluate(build_context(Spy(), recipe(), CPU), ["gt_layout", "gt_colour_error", "gt_pattern"])
     assert not any(k.startswith("gt_") for k in scores)
+
+
+# -- the middle control ---------------------------------------------------------------------------
+
+
+class Coded(Spy):
+    """Spy with a decoder: decode(s, t) puts the colour statistics t on the normalised layout s."""
+
+    def decode(self, s, t):
+        side = 16
+        lum = torch.nn.functional.interpolate(s.view(-1, 1, 4, 4), size=(side, side), mode="nearest")
+        mean, std = t[:, :3, None, None], t[:, 3:, None, None]
+        return (lum * std + mean).clamp(-1, 1)
+
+
+def test_the_blend_and_the_code_midpoint_are_logged_with_the_controls():
+    from swapbench.evaluation.evaluate import evaluate
+
+    model = Coded()
+    ctx = build_context(model, recipe(resolution=16), CPU)
+    a, b = ctx.structure_indices, ctx.texture_indices
+    assert torch.equal(ctx.control("blend").swaps, 0.5 * ctx.images[a] + 0.5 * ctx.images[b])
+    (sa, ta), (sb, tb) = model.encode(ctx.images[a]), model.encode(ctx.images[b])
+    assert torch.allclose(ctx.control("code_midpoint").swaps, model.decode((sa + sb) / 2, (ta + tb) / 2))
+    scores = evaluate(ctx, ["swap_reencode_texture", "recon_l1"])
+    assert "control/blend/swap_reencode_texture" in scores and "control/code_midpoint/swap_reencode_texture" in scores
+    scores = evaluate(build_context(Spy(), recipe(resolution=16), CPU), ["swap_reencode_texture", "recon_l1"])
+    assert "control/blend/swap_reencode_texture" in scores  # a pixel control: any model
+    assert not any("code_midpoint" in k for k in scores)  # Spy has no decoder
+
+
+def _scores(tex: float, struct: float, controls: dict[str, tuple[float, float]], half: float = 0.01) -> dict:
+    out = {"swap_texture_dist": tex, "swap_texture_dist_ci_low": tex - half, "swap_texture_dist_ci_high": tex + half,
+           "swap_structure_dist": struct, "swap_structure_dist_ci_low": struct - half,
+           "swap_structure_dist_ci_high": struct + half}
+    for c, (t, s) in controls.items():
+        for name, v in (("swap_texture_dist", t), ("swap_structure_dist", s)):
+            out.update({f"control/{c}/{name}": v, f"control/{c}/{name}_ci_low": v - half,
+                        f"control/{c}/{name}_ci_high": v + half})
+    return out
+
+
+def test_a_swap_works_only_beyond_copy_a_copy_b_and_the_blend_on_both_with_intervals_apart():
+    from swapbench.evaluation.protocol import swap_works
+
+    controls = {"copy_a": (1.0, 0.0), "copy_b": (0.0, 0.5), "blend": (0.5, 0.25)}
+    assert swap_works(_scores(0.3, 0.1, controls)).works is True
+    # beyond both copies but not beyond the blend on texture: the rule's blind spot without a middle control
+    v = swap_works(_scores(0.6, 0.1, controls))
+    assert v.works is False and "blend" in v.why() and "copy" not in v.why()
+    assert swap_works(_scores(0.3, 0.6, controls)).works is False  # structure no better than copy B
+    assert swap_works(_scores(0.3, 0.1, controls, half=0.2)).works is False  # intervals overlap the blend's
+    assert swap_works(_scores(0.3, 0.1, {"copy_a": (1.0, 0.0), "copy_b": (0.0, 0.5)})).works is None  # no blend
+
+
+def test_leaderboard_tables_show_the_blend_row(tmp_path):
+    from swapbench.experiments.leaderboard import build_tables, load_runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("blend")
+    _log({k: v for k, v in _scores(0.3, 0.1, {"copy_a": (1.0, 0.0), "copy_b": (0.0, 0.5), "blend": (0.5, 0.25)}).items()})
+    (table,) = build_tables(load_runs("blend", uri=uri))
+    assert "control: blend" in table.frame["variant"].tolist()

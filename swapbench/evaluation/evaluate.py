@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from swapbench.errors import UserError
-from swapbench.evaluation.metrics import CONTROLS, RECON_CONTROLS, applies_to, needs
+from swapbench.evaluation.metrics import CONTROL_SCORES, CONTROLS, RECON_CONTROLS, applies_to, needs
 from swapbench.recipe import Recipe
 from swapbench.registry import METRICS
 
@@ -317,6 +317,14 @@ class EvalContext:
             return self.with_outputs(self.images[b], copied_rows=b)
         if name == "recon_a":
             return self.with_outputs(self.reconstructions[a])
+        if name == "blend":
+            return self.with_outputs(0.5 * self.images[a] + 0.5 * self.images[b])
+        if name == "code_midpoint":
+            def midpoint(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+                (sx, tx), (sy, ty) = self.model.encode(x), self.model.encode(y)
+                return self.model.decode((sx + sy) / 2, (tx + ty) / 2)
+
+            return self.with_outputs(self.batched(midpoint, self.images[a], self.images[b]))
         if name == "truth_flat":
             return self.with_outputs(self.dataset.gt_swap(a, b, flat_patterns=True))
         if name == "thumbnail_4x":  # a reconstruction control: it replaces G(E(x)), not the swaps
@@ -404,8 +412,9 @@ def applicable(names: Sequence[str], model: nn.Module, requested: Sequence[str] 
 
 def controls_for(ctx: EvalContext) -> list[str]:
     """The controls of :data:`CONTROLS` that ``ctx`` can produce: recon_a needs a model that reconstructs,
-    truth_flat a dataset that knows its true swap."""
-    can = {"recon_a": hasattr(ctx.model, "reconstruct"), "truth_flat": hasattr(ctx.dataset, "gt_swap")}
+    code_midpoint one that encodes and decodes, truth_flat a dataset that knows its true swap."""
+    can = {"recon_a": hasattr(ctx.model, "reconstruct"), "truth_flat": hasattr(ctx.dataset, "gt_swap"),
+           "code_midpoint": hasattr(ctx.model, "encode") and hasattr(ctx.model, "decode")}
     return [c for c in CONTROLS if can.get(c, True)]
 
 
@@ -423,8 +432,12 @@ def evaluate(ctx: EvalContext, metrics: Sequence[str] | str = "all", skip: Seque
         for controls, need in ((controls_for(ctx), "swap"), (list(RECON_CONTROLS), "reconstruct")):
             controlled = [n for n in names if need in needs(n)]
             for control in controls if controlled else []:
+                only = CONTROL_SCORES.get(control)
+                scored = [n for n in controlled if only is None or n in only]
+                if not scored:
+                    continue
                 child = ctx.control(control)
-                for name in controlled:
+                for name in scored:
                     scores.update({f"control/{control}/{k}": v for k, v in METRICS.get(name)(child).items()})
     finally:
         ctx.model.train(was_training)

@@ -313,7 +313,8 @@ LEGEND = ("Each model row: mean over its runs (seeds column) with the union of t
           "where its interval "
           "overlaps no other model row's. Rows 'control: ...' are references on the same pairs, never "
           "ranked: copy_a outputs the structure image A, copy_b the texture image B, recon_a the model's "
-          "reconstruction of A, truth_flat (synthetic data) the true swap with every pattern flattened to its mean "
+          "reconstruction of A, blend the pixel blend 0.5 A + 0.5 B, code_midpoint the decoder at the midpoint of A's and "
+          "B's codes (re-encoding scores), truth_flat (synthetic data) the true swap with every pattern flattened to its mean "
           "colour, thumbnail_4x each test image downsampled 4x and upsampled back (reconstruction scores).")
 
 
