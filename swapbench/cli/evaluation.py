@@ -117,3 +117,21 @@ def archive_show(
     scores = {k: v for k, v in run["metrics"].items() if not k.startswith(NOT_SCORES) and not k.endswith("_n")}
     scores = {k: scores[k] for k in sorted(scores, key=lambda k: (k.startswith("control/"), k))}  # controls last
     out.print(scores_table("final scores", scores))
+
+
+@app.command()
+def claims(
+    out_file: Annotated[Path, typer.Option("--out", help="The Markdown file to write (results/claims.md).")] = Path("results/claims.md"),
+    runs_dir: Annotated[Path, typer.Option("--runs", help="Folder of run records (`swapbench archive write`).")] = Path("results/runs"),
+    zoo_dir: Annotated[Path, typer.Option("--zoo", help="Folder of zoo models, whose manifests are records too.")] = Path("zoo"),
+) -> None:
+    """The paper's claims with a verdict per scale (holds / does not hold / inconclusive, and why), numbers with
+    intervals, controls, run ids and commits, from the committed run records alone."""
+    from swapbench.experiments.claims import write_claims
+    from swapbench.outputs import writable_file
+
+    if not runs_dir.is_dir():
+        raise UserError(f"no run-record folder {runs_dir}; give --runs, or write one with `swapbench archive write --out {runs_dir}`")
+    writable_file(out_file, "--out")
+    write_claims(out_file, runs_dir, zoo_dir)
+    out.print(f"wrote {out_file}")
