@@ -242,3 +242,27 @@ def test_leaderboard_tables_show_the_blend_row(tmp_path):
     _log({k: v for k, v in _scores(0.3, 0.1, {"copy_a": (1.0, 0.0), "copy_b": (0.0, 0.5), "blend": (0.5, 0.25)}).items()})
     (table,) = build_tables(load_runs("blend", uri=uri))
     assert "control: blend" in table.frame["variant"].tolist()
+
+
+# -- the studies' sweep files ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dataset", ["photos", "synthetic"])
+def test_the_study_sweeps_validate_and_name_what_the_claims_read(dataset):
+    from swapbench.experiments.claims import study
+    from swapbench.experiments.sweep import load_sweep
+
+    expected = {"losses_quickstart": ({"full", "no_cooc", "no_swap", "no_recon_gan"}, {0, 1, 2}, 32),
+                "losses_reference": ({"full", "no_cooc"}, {0, 1}, 64),
+                "codes_quickstart": ({"texdim_8", "texdim_64", "texdim_256", "texdim_2048", "structure_16x16",
+                                      "structure_4x4"}, {0, 1, 2}, 32)}
+    for name, (variants, seeds, resolution) in expected.items():
+        kind, scale = name.split("_")
+        spec, jobs, _ = load_sweep(study(kind, scale, dataset))
+        assert spec.experiment == study(kind, scale, dataset)
+        assert {j.variant for j in jobs} == variants and {j.recipe.seed for j in jobs} == seeds
+        assert {j.recipe.data.dataset for j in jobs} == {dataset} and {j.recipe.data.resolution for j in jobs} == {resolution}
+        assert {j.recipe.eval.split for j in jobs} == {"both"}  # choose on validation, report test
+    codes = {j.variant: j.recipe.model for j in load_sweep(study("codes", "quickstart", dataset))[1]}
+    assert [codes[f"texdim_{d}"].texture_dim for d in (8, 64, 256, 2048)] == [8, 64, 256, 2048]
+    assert codes["structure_16x16"].structure_downsample == 2 and codes["structure_4x4"].structure_downsample == 8
