@@ -114,7 +114,7 @@ def archive_show(
               f"{run['start_time']} to {run['end_time']}")
     out.print(f"recipe {tags.get('swapbench.recipe')}, variant {tags.get('swapbench.variant')}, "
               f"trained at {tags.get('swapbench.git_commit')}, scored at {tags.get('swapbench.score_git_commit')}")
-    scores = {k: v for k, v in run["metrics"].items() if not k.startswith(NOT_SCORES) and not k.endswith("_n")}
+    scores = {k: v for k, v in run["metrics"].items() if not k.startswith(NOT_SCORES) and not k.endswith(("_n", "_n_sources"))}
     scores = {k: scores[k] for k in sorted(scores, key=lambda k: (k.startswith("control/"), k))}  # controls last
     out.print(scores_table("final scores", scores))
 
