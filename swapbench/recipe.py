@@ -70,6 +70,10 @@ class DataConfig(Section):
     )
     limit: int | None = Field(None, ge=2, description="Use at most this many image files of a folder (sorted by path).")
     test_fraction: float = Field(0.1, gt=0, lt=1, description="Share of a folder's files held out as the test split.")
+    validation_fraction: float = Field(
+        0.0, ge=0, lt=1, description="Share of a folder's (or LMDB's) files taken out of training as the validation "
+        "split (0: none). Datasets photos and synthetic always have one (whole photographs / unseen factors)."
+    )
     manifest: str | None = Field(
         None, description="Split manifest (JSON) to reuse; every run writes its own next to its checkpoint."
     )
@@ -224,6 +228,10 @@ class EvalConfig(Section):
     grid_size: int = Field(4, ge=2, description="Structure and texture images per side of the swap grid.")
     swap_pairs: int = Field(64, ge=1, description="Test (structure, texture) pairs, A != B, that swap scores use.")
     pairs_seed: int = Field(0, description="Seed of the test pairs; fixed so every method swaps the same pairs.")
+    split: Literal["test", "validation", "both"] = Field(
+        "test", description="Split the scores are of: test (logged under their names), validation (logged as "
+        "val/<score>), or both. Choose settings on validation scores; report test scores."
+    )
     reference_images: int = Field(
         1000, ge=0, description="Real images held out as the swap FID/KID reference: the test-split items after the "
         "data.test_images sources (never a swap source), at most this many, as many as the split has."
@@ -498,7 +506,8 @@ class Recipe(Section):
 # keeps the old behaviour belongs here.
 HASH_NEUTRAL: dict[str, Any] = {"train.cpu_minutes": None, "loss.texture_cycle": 0.0, "model.generator_fourier": 0,
                                  "loss.recon_lpips_net": "vgg", "loss.recon_warmup_images": 0,
-                                 "data.augment": [], "eval.skip_metrics": []}
+                                 "data.augment": [], "eval.skip_metrics": [], "data.validation_fraction": 0.0,
+                                 "eval.split": "test"}
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

@@ -369,7 +369,7 @@ DISCRIMINATORS = Registry(
 LOSSES = Registry("loss", ("swapbench.training.losses",))
 METRICS = MetricRegistry(
     "metric", tuple(f"swapbench.evaluation.metrics.{m}" for m in ("reconstruction", "swap_realism", "ground_truth",
-                                                                  "sample_realism", "disentanglement"))
+                                                                  "parts", "sample_realism", "disentanglement"))
 )
 OPTIMIZERS = Registry("optimizer", ("swapbench.training.optim",))
 MODELS = ModelRegistry("model", ("swapbench.models.build",))

@@ -135,7 +135,7 @@ def test_every_metric_records_direction_needs_and_description_and_grouped_names_
     for name in METRICS.names():
         assert direction(name) in ("down", "up") and METRICS.needs(name) and METRICS.describe(name), name
     assert {n for n in METRICS.names() if direction(n) == "up"} == {
-        "recon_psnr", "gt_swap_psnr", "swap_reencode_structure", "swap_reencode_texture"}
+        "recon_psnr", "gt_swap_psnr", "swap_reencode_structure", "swap_reencode_texture", "gt_layout", "gt_pattern"}
     assert set(SWAP_REALISM + TEXTURE_TRANSFER + STRUCTURE_KEPT + SCORES) <= set(METRICS.names())
     assert direction("control/copy_a/swap_fid") is None and direction("swap_fid_ci_low") is None
 

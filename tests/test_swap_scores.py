@@ -373,6 +373,6 @@ def test_skip_metrics_leaves_scores_out_of_all_and_keeps_the_rest_with_their_con
     assert requested == "all" and skipped == skip
     assert requested_metrics(load_recipe("small"), ["recon_psnr"]) == (["recon_psnr"], [])  # the command line's list
     scores = evaluate(build_context(Spy(), recipe(), CPU), requested, skipped)
-    suffixes = ("", "_ci_low", "_ci_high", "_n")
+    suffixes = ("", "_ci_low", "_ci_high", "_n", "_n_sources")  # photos: crops of 4 photographs
     assert {k.split("/")[-1] for k in scores} == {f"{name}{end}" for name in keep for end in suffixes}
     assert "control/copy_b/swap_reencode_structure" in scores and "control/thumbnail_4x/recon_psnr" in scores

@@ -20,6 +20,8 @@ def evaluate(
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log the scores into the run that made the checkpoint.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
     n: Annotated[Optional[int], typer.Option("--n", min=2, help="Test images and swap pairs to use (default: the recipe's).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="test, validation (scores logged as val/<score>) or both "
+                                                 "(default: the recipe's eval.split).")] = None,
 ) -> None:
     """Score a trained model again (e.g. with metrics added since it was trained)."""
     from swapbench.experiments.pipeline import evaluate_checkpoint
@@ -29,7 +31,7 @@ def evaluate(
     if metrics is not None and not names:
         raise UserError(f"--metrics '{metrics}' names no metric; give comma-separated names (`swapbench registry metric`) "
                         "or leave it out for the recipe's")
-    scores, meta = evaluate_checkpoint(checkpoint_of(target), names, log_to_run=log, n=n)
+    scores, meta = evaluate_checkpoint(checkpoint_of(target), names, log_to_run=log, n=n, split=split)
     if as_json:
         print(json.dumps({"run_id": meta.get("run_id"), "scores": scores}))
     else:
@@ -44,6 +46,7 @@ def leaderboard(
     metrics: Annotated[Optional[str], typer.Option(help="Comma-separated scores (default: every score logged).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="md, csv, html, json or latex.")] = "md",
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of printing.")] = None,
+    split: Annotated[str, typer.Option(help="The split whose scores to tabulate: test or validation (never mixed).")] = "test",
 ) -> None:
     """One table per set of comparable runs: a row per variant (mean ± std over seeds), a column per score."""
     from swapbench.experiments.leaderboard import build_tables, load_runs, render
@@ -51,7 +54,7 @@ def leaderboard(
 
     if out_file is not None:
         writable_file(out_file, "--out")
-    text = render(build_tables(load_runs(experiment, sweep), csv(metrics)), fmt)
+    text = render(build_tables(load_runs(experiment, sweep), csv(metrics), split=split), fmt)
     if out_file is None:
         print(text, end="")
     else:
@@ -111,6 +114,24 @@ def archive_show(
               f"{run['start_time']} to {run['end_time']}")
     out.print(f"recipe {tags.get('swapbench.recipe')}, variant {tags.get('swapbench.variant')}, "
               f"trained at {tags.get('swapbench.git_commit')}, scored at {tags.get('swapbench.score_git_commit')}")
-    scores = {k: v for k, v in run["metrics"].items() if not k.startswith(NOT_SCORES) and not k.endswith("_n")}
+    scores = {k: v for k, v in run["metrics"].items() if not k.startswith(NOT_SCORES) and not k.endswith(("_n", "_n_sources"))}
     scores = {k: scores[k] for k in sorted(scores, key=lambda k: (k.startswith("control/"), k))}  # controls last
     out.print(scores_table("final scores", scores))
+
+
+@app.command()
+def claims(
+    out_file: Annotated[Path, typer.Option("--out", help="The Markdown file to write (results/claims.md).")] = Path("results/claims.md"),
+    runs_dir: Annotated[Path, typer.Option("--runs", help="Folder of run records (`swapbench archive write`).")] = Path("results/runs"),
+    zoo_dir: Annotated[Path, typer.Option("--zoo", help="Folder of zoo models, whose manifests are records too.")] = Path("zoo"),
+) -> None:
+    """The paper's claims with a verdict per scale (holds / does not hold / inconclusive, and why), numbers with
+    intervals, controls, run ids and commits, from the committed run records alone."""
+    from swapbench.experiments.claims import write_claims
+    from swapbench.outputs import writable_file
+
+    if not runs_dir.is_dir():
+        raise UserError(f"no run-record folder {runs_dir}; give --runs, or write one with `swapbench archive write --out {runs_dir}`")
+    writable_file(out_file, "--out")
+    write_claims(out_file, runs_dir, zoo_dir)
+    out.print(f"wrote {out_file}")

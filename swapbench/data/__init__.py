@@ -2,7 +2,7 @@
 
 A registered dataset is a callable (usually a class) that accepts any of the keyword settings
 :func:`build_dataset` passes (``split``, ``resolution``, ``test_images``, ``scale``, ``hflip``,
-``seed``, ``root``, ``crop``, ``limit``, ``test_fraction``, ``manifest``, ``skip_corrupt``,
+``seed``, ``root``, ``crop``, ``limit``, ``test_fraction``, ``validation_fraction``, ``manifest``, ``skip_corrupt``,
 ``preprocess``, ``load_size``; it names the ones it uses; only a dataset that takes ``preprocess``
 may be used with a ``data.preprocess`` other than ``square``) and returns a
 ``torch.utils.data.Dataset`` whose items are float images (3, resolution, resolution) in [-1, 1]. It may also define:
@@ -44,6 +44,7 @@ def build_dataset(recipe: Recipe, split: str) -> Dataset:
         "crop": d.crop,
         "limit": d.limit,
         "test_fraction": d.test_fraction,
+        "validation_fraction": d.validation_fraction,
         "manifest": d.manifest,
         "skip_corrupt": d.skip_corrupt,
         "preprocess": d.preprocess,
@@ -63,6 +64,13 @@ def build_dataset(recipe: Recipe, split: str) -> Dataset:
 
 # settings that decide which test images a run is scored on: runs compared on one figure or table must agree on them
 SAME_TEST_IMAGES = ("dataset", "resolution", "root", "limit", "test_fraction", "manifest", "test_images")
+# the splits a score can be of (``eval.split``), and the prefix its logged name carries
+SCORE_SPLITS = {"test": "", "validation": "val/"}
+
+
+def scored_splits(recipe: Recipe) -> list[str]:
+    """The splits ``eval.split`` asks scores of, validation first."""
+    return ["validation", "test"] if recipe.eval.split == "both" else [recipe.eval.split]
 
 
 def data_differences(a: Recipe, b: Recipe, ignore: tuple[str, ...] = ()) -> list[str]:

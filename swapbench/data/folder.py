@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 
 SPLIT_SEED = 12345  # the test files are the same for every recipe seed, so runs are comparable
 VIRTUAL_LENGTH = 1_000_000  # items per pass of a random training split (files repeat with new crops)
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
 
 # (absolute path, size in bytes, mtime in ns) -> None when the file decodes and is large enough,
 # else the reason it is unusable. In memory only: a second dataset over the same folder (the other
@@ -104,16 +104,32 @@ def check_file(path: Path) -> str | None:
 # Finding files and splitting
 # ---------------------------------------------------------------------------------------------
 
-def split_files(files: list[str], test_fraction: float) -> dict[str, list[str]]:
-    """The fixed train/test split of ``files`` (each split keeps the files' order)."""
+def split_files(files: list[str], test_fraction: float, validation_fraction: float = 0.0) -> dict[str, list[str]]:
+    """The fixed train/validation/test split of ``files`` (each split keeps the files' order). The test
+    files are the first of one fixed permutation, the validation files (``validation_fraction`` > 0,
+    taken out of training) the next: adding a validation split never changes the test files."""
     n = len(files)
     n_test = min(n, max(1, round(test_fraction * n)))
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
-    test_idx = set(perm[:n_test].tolist())
-    return {
-        "train": [f for i, f in enumerate(files) if i not in test_idx],
+    n_val = min(n - n_test, max(1, round(validation_fraction * n))) if validation_fraction > 0 else 0
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
+    test_idx, val_idx = set(perm[:n_test]), set(perm[n_test : n_test + n_val])
+    splits = {
+        "train": [f for i, f in enumerate(files) if i not in test_idx and i not in val_idx],
         "test": [f for i, f in enumerate(files) if i in test_idx],
     }
+    if n_val:
+        splits["validation"] = [f for i, f in enumerate(files) if i in val_idx]
+    return splits
+
+
+def check_split(dataset: str, split: str, validation_fraction: float | None) -> None:
+    """A user error for a split the settings do not make (validation needs data.validation_fraction > 0;
+    None: the split comes from a manifest, which says itself whether it has one)."""
+    if split not in SPLITS:
+        raise UserError(f"dataset '{dataset}' has no split '{split}'; use one of {', '.join(SPLITS)}")
+    if split == "validation" and validation_fraction is not None and validation_fraction <= 0:
+        raise UserError(f"dataset '{dataset}' has a validation split only with data.validation_fraction > 0 "
+                        "(a share of the files taken out of training); set it, e.g. data.validation_fraction=0.1")
 
 
 def read_manifest(path: str | Path, split: str) -> dict[str, Any]:
@@ -173,9 +189,9 @@ class ImageFolder(Dataset):
                  crop: str = "random", limit: int | None = None, test_fraction: float = 0.1,
                  manifest: str | os.PathLike | None = None, skip_corrupt: bool = False,
                  scale: tuple[float, float] = (0.2, 0.6), hflip: bool = True, seed: int = 0,
-                 test_images: int = 64, preprocess: str = "square", load_size: int | None = None):
-        if split not in SPLITS:
-            raise UserError(f"dataset 'folder' has no split '{split}'; use one of {', '.join(SPLITS)}")
+                 test_images: int = 64, preprocess: str = "square", load_size: int | None = None,
+                 validation_fraction: float = 0.0):
+        check_split("folder", split, None if manifest is not None else validation_fraction)
         if crop not in ("random", "center"):
             raise UserError(f"data.crop '{crop}' is not a crop of dataset 'folder'; use random or center")
         if root is None:
@@ -207,7 +223,7 @@ class ImageFolder(Dataset):
                 )
             if limit is not None:
                 all_files = all_files[:limit]
-            splits = split_files(all_files, test_fraction)
+            splits = split_files(all_files, test_fraction, validation_fraction)
             self.limit, self.test_fraction = limit, test_fraction
         else:
             record = read_manifest(manifest, split)

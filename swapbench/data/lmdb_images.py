@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from swapbench.data.folder import SPLITS, VIRTUAL_LENGTH, split_files
+from swapbench.data.folder import VIRTUAL_LENGTH, check_split, split_files
 from swapbench.data.image_io import to_rgb_array
 from swapbench.data.photos import crop_resize
 from swapbench.data.preprocess import MODES
@@ -86,9 +86,8 @@ class LMDBImages(Dataset):
                  preprocess: str = "square", load_size: int | None = None, crop: str = "random",
                  scale: tuple[float, float] = (0.2, 0.6), hflip: bool = True, seed: int = 0,
                  limit: int | None = None, test_fraction: float = 0.1, skip_corrupt: bool = False,
-                 manifest: str | None = None):
-        if split not in SPLITS:
-            raise UserError(f"dataset 'lmdb' has no split '{split}'; use one of {', '.join(SPLITS)}")
+                 manifest: str | None = None, validation_fraction: float = 0.0):
+        check_split("lmdb", split, validation_fraction)
         if root is None:
             raise UserError("dataset 'lmdb' needs data.root: set it to the LMDB database folder (the one holding "
                             "data.mdb)")
@@ -112,7 +111,7 @@ class LMDBImages(Dataset):
         if limit is not None:
             keys = keys[:limit]
         names = [k.hex() for k in keys]  # split_files works on strings; hex keeps every key distinct
-        chosen = set(split_files(names, test_fraction)[split])
+        chosen = set(split_files(names, test_fraction, validation_fraction)[split])
         self.keys = [k for k, name in zip(keys, names) if name in chosen]
         if len(self.keys) < 2:
             raise UserError(f"data.root LMDB database {self.root} gives {len(self.keys)} '{split}' image(s) of "

@@ -20,6 +20,10 @@ seed streams of split 0 (``TRAIN_LAYOUTS`` layouts, ``TRAIN_STYLES`` styles), th
 streams of split 1 (its own ``test_images`` layouts and styles). No test layout or style is a
 training one: each is a separate continuous random draw, and the test suite checks the parameters.
 
+The validation split is disjoint from both: its item i is (layout, style) number
+``VALIDATION_OFFSET + i`` of split 0's streams, far beyond the ``TRAIN_LAYOUTS`` / ``TRAIN_STYLES`` ids
+that training uses, and test uses split 1's streams. Settings are chosen on it, never on test.
+
 The training split pairs layout ``i mod TRAIN_LAYOUTS`` with style ``(i * 7919 + 1) mod TRAIN_STYLES``
 for item i, so over an epoch every layout meets many styles. Test item i is (test layout i, test
 style i), so any two test images differ in both factors.
@@ -43,6 +47,9 @@ TRAIN_LAYOUTS = 20_000
 TRAIN_STYLES = 20_000
 TRAIN_LENGTH = 1_000_000
 SPLIT_INDEX = {"train": 0, "test": 1}
+SPLITS = ("train", "validation", "test")
+# validation factors are ids of the training streams that training never draws (it uses < TRAIN_LAYOUTS)
+VALIDATION_OFFSET = 2**29
 
 
 @dataclass
@@ -233,11 +240,12 @@ class SyntheticDataset(Dataset):
                f"test: data.test_images items with their own layouts and styles")
 
     def __init__(self, split: str, resolution: int, test_images: int = 64):
-        if split not in SPLIT_INDEX:
-            raise UserError(f"dataset 'synthetic' has no split '{split}'; use train or test")
+        if split not in SPLITS:
+            raise UserError(f"dataset 'synthetic' has no split '{split}'; use one of {', '.join(SPLITS)}")
         if not 8 <= resolution <= 2048:
             raise UserError(f"dataset 'synthetic' renders 8 to 2048 px, not {resolution}; change data.resolution")
         self.split = split
+        self.stream = "test" if split == "test" else "train"  # the factor streams (see the module docstring)
         self.resolution = resolution
         self.length = TRAIN_LENGTH if split == "train" else test_images
 
@@ -250,11 +258,13 @@ class SyntheticDataset(Dataset):
             raise IndexError(index)
         if self.split == "test":
             return index, index
+        if self.split == "validation":
+            return VALIDATION_OFFSET + index, VALIDATION_OFFSET + index
         return index % TRAIN_LAYOUTS, (index * 7919 + 1) % TRAIN_STYLES
 
     def render_factors(self, layout_ids: list[int], style_ids: list[int], flat_patterns: bool = False) -> torch.Tensor:
         """Render any combination of this split's layouts and styles: the ground truth of a swap."""
-        return render(layouts(self.split, layout_ids), styles(self.split, style_ids), self.resolution, flat_patterns)
+        return render(layouts(self.stream, layout_ids), styles(self.stream, style_ids), self.resolution, flat_patterns)
 
     def gt_swap(self, structure_indices: list[int], texture_indices: list[int],
                 flat_patterns: bool = False) -> torch.Tensor:
@@ -263,6 +273,15 @@ class SyntheticDataset(Dataset):
         lay = [self.factors(i)[0] for i in structure_indices]
         sty = [self.factors(i)[1] for i in texture_indices]
         return self.render_factors(lay, sty, flat_patterns)
+
+    def gt_regions(self, structure_indices: list[int]) -> torch.Tensor:
+        """(N, R, H, W) hard 0/1 masks of the regions of each item's layout (the region with the largest
+        weight), 0 within about a pixel of a region edge (where the antialiased edge mixes regions): the
+        layout a swap of A_i must keep, as the part scores of swapbench.evaluation.metrics.parts use it."""
+        lay = layouts(self.stream, [self.factors(i)[0] for i in structure_indices])
+        weights = region_weights(lay, self.resolution)
+        hard = torch.nn.functional.one_hot(weights.argmax(1), N_REGIONS).permute(0, 3, 1, 2).float()
+        return hard * (weights.max(1, keepdim=True).values > 0.99).float()
 
     def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
         ids = [self.factors(i) for i in indices]
@@ -273,5 +292,6 @@ class SyntheticDataset(Dataset):
 
     def manifest(self) -> dict:
         return {"dataset": "synthetic", "split": self.split, "resolution": self.resolution, "length": self.length,
+                **({"factor_offset": VALIDATION_OFFSET} if self.split == "validation" else {}),
                 "layouts": TRAIN_LAYOUTS if self.split == "train" else self.length,
                 "styles": TRAIN_STYLES if self.split == "train" else self.length}

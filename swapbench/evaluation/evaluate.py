@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from swapbench.errors import UserError
-from swapbench.evaluation.metrics import CONTROLS, RECON_CONTROLS, applies_to, needs
+from swapbench.evaluation.metrics import CONTROL_SCORES, CONTROLS, RECON_CONTROLS, applies_to, needs
 from swapbench.recipe import Recipe
 from swapbench.registry import METRICS
 
@@ -221,25 +221,80 @@ class EvalContext:
             return None
         return self.dataset.gt_swap(self.structure_indices, self.texture_indices)
 
+    @cached_property
+    def gt_regions(self) -> torch.Tensor | None:
+        """A_i's region masks (edges left out) for every pair, when the dataset knows its layouts; else None."""
+        if not hasattr(self.dataset, "gt_regions"):
+            return None
+        return self.dataset.gt_regions(self.structure_indices)
+
     # -- intervals -----------------------------------------------------------------------------
+    @cached_property
+    def sources(self) -> list[str] | None:
+        """The source (e.g. photograph) of each scored image, when the dataset says (``source_ids``);
+        None where every image is its own source. Intervals resample sources (metrics.intervals)."""
+        if not hasattr(self.dataset, "source_ids"):
+            return None
+        return [str(s) for s in self.dataset.source_ids(range(self.n))]
+
+    def clusters(self, over: str) -> list[tuple[str, ...]] | None:
+        """The sources of each row: (source,) per image (``over='images'``), (source of A_i, source of B_i)
+        per pair (``over='pairs'``); None without sources, and for generated samples (``'samples'``), which
+        have none."""
+        if self.sources is None or over not in ("images", "pairs"):
+            return None
+        if over == "images":
+            return [(s,) for s in self.sources]
+        return [(self.sources[a], self.sources[b]) for a, b in self.pairs]
+
     def resamples(self, n: int) -> np.ndarray:
         """(eval.bootstrap_samples, n) row indices drawn with replacement from eval.bootstrap_seed."""
         from swapbench.evaluation.metrics.intervals import bootstrap_indices
 
         return bootstrap_indices(n, self.recipe.eval.bootstrap_samples, self.recipe.eval.bootstrap_seed)
 
-    def jackknife_subsets(self, n: int) -> list[np.ndarray]:
-        """The kept rows of each delete-a-group recomputation of a distance (FID, KID) over ``n`` rows,
-        grouped at random from eval.bootstrap_seed; none when eval.bootstrap_samples is 0."""
-        from swapbench.evaluation.metrics.intervals import jackknife_subsets
+    def source_weights(self, over: str) -> tuple[np.ndarray, int] | None:
+        """(resample weights, number of sources) of a bootstrap over sources, or None (rows are independent)."""
+        from swapbench.evaluation.metrics.intervals import cluster_bootstrap_weights
 
-        return jackknife_subsets(n, self.recipe.eval.bootstrap_seed) if self.recipe.eval.bootstrap_samples else []
+        clusters = self.clusters(over)
+        if clusters is None:
+            return None
+        weights = cluster_bootstrap_weights(clusters, self.recipe.eval.bootstrap_samples, self.recipe.eval.bootstrap_seed)
+        return weights, len({s for row in clusters for s in row})
 
-    def mean_score(self, name: str, per_item: torch.Tensor | np.ndarray) -> dict[str, float]:
-        """{name: mean, name_ci_low/high: bootstrap 95 % interval, name_n} of per-pair or per-image values."""
-        from swapbench.evaluation.metrics.intervals import mean_with_interval
+    def jackknife_subsets(self, n: int, over: str = "pairs") -> list[np.ndarray]:
+        """The kept rows of each delete-a-group recomputation of a distance (FID, KID) over ``n`` rows: with
+        sources, each source left out in turn; else groups drawn at random from eval.bootstrap_seed; none
+        when eval.bootstrap_samples is 0."""
+        from swapbench.evaluation.metrics.intervals import cluster_jackknife_subsets, jackknife_subsets
 
+        if not self.recipe.eval.bootstrap_samples:
+            return []
+        clusters = self.clusters(over)
+        if clusters is not None and len(clusters) == n:
+            return cluster_jackknife_subsets(clusters)
+        return jackknife_subsets(n, self.recipe.eval.bootstrap_seed)
+
+    def mean_score(self, name: str, per_item: torch.Tensor | np.ndarray, over: str = "pairs") -> dict[str, float]:
+        """{name: mean, name_ci_low/high: bootstrap 95 % interval, name_n (and name_n_sources where images share
+        sources)} of per-pair (``over='pairs'``) or per-image (``'images'``) values."""
+        from swapbench.evaluation.metrics.intervals import mean_with_interval, weighted_mean_with_interval
+
+        clustered = self.source_weights(over)
+        if clustered is not None:
+            return weighted_mean_with_interval(name, per_item, *clustered)
         return mean_with_interval(name, per_item, self.resamples(len(per_item)))
+
+    def ratio_score(self, name: str, numerator: np.ndarray, denominator: np.ndarray) -> dict[str, float]:
+        """1 - mean(numerator) / mean(denominator) over pairs, with its interval (resampling sources where
+        images share them)."""
+        from swapbench.evaluation.metrics.intervals import ratio_with_interval, weighted_ratio_with_interval
+
+        clustered = self.source_weights("pairs")
+        if clustered is not None:
+            return weighted_ratio_with_interval(name, numerator, denominator, *clustered)
+        return ratio_with_interval(name, numerator, denominator, self.resamples(len(numerator)))
 
     # -- controls ------------------------------------------------------------------------------
     def with_outputs(self, outputs: torch.Tensor, copied_rows: list[int] | None = None) -> EvalContext:
@@ -262,6 +317,14 @@ class EvalContext:
             return self.with_outputs(self.images[b], copied_rows=b)
         if name == "recon_a":
             return self.with_outputs(self.reconstructions[a])
+        if name == "blend":
+            return self.with_outputs(0.5 * self.images[a] + 0.5 * self.images[b])
+        if name == "code_midpoint":
+            def midpoint(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+                (sx, tx), (sy, ty) = self.model.encode(x), self.model.encode(y)
+                return self.model.decode((sx + sy) / 2, (tx + ty) / 2)
+
+            return self.with_outputs(self.batched(midpoint, self.images[a], self.images[b]))
         if name == "truth_flat":
             return self.with_outputs(self.dataset.gt_swap(a, b, flat_patterns=True))
         if name == "thumbnail_4x":  # a reconstruction control: it replaces G(E(x)), not the swaps
@@ -273,9 +336,10 @@ class EvalContext:
         raise ValueError(f"unknown control {name!r}; controls are {', '.join([*CONTROLS, *RECON_CONTROLS])}")
 
 
-def held_out_split(recipe: Recipe, test_set=None) -> tuple[Any, range]:
-    """(test split, reference indices): a split long enough to hold the ``data.test_images`` sources
-    followed by up to ``eval.reference_images`` reference items, and the indices of those items.
+def held_out_split(recipe: Recipe, test_set=None, split: str = "test") -> tuple[Any, range]:
+    """(held-out split, reference indices): the ``split`` (test or validation) long enough to hold the
+    ``data.test_images`` sources followed by up to ``eval.reference_images`` reference items, and the
+    indices of those items.
 
     Generated test splits (photos, synthetic) are rebuilt longer: their item i depends only on i, so
     the sources are unchanged. A folder's test split has a fixed list of files; the reference is the
@@ -286,7 +350,9 @@ def held_out_split(recipe: Recipe, test_set=None) -> tuple[Any, range]:
     generated = test_set is None or len(test_set) == sources  # a folder's split has its own length
     if generated and wanted > 0:
         longer = recipe.model_copy(update={"data": recipe.data.model_copy(update={"test_images": sources + wanted})})
-        test_set = build_dataset(longer, "test")
+        test_set = build_dataset(longer, split)
+    elif test_set is None:
+        test_set = build_dataset(recipe, split)
     start = min(sources, len(test_set))
     return test_set, range(start, min(len(test_set), sources + wanted))
 
@@ -307,12 +373,14 @@ def reference_record(recipe: Recipe, reference: range, split_manifest: dict[str,
 
 
 def build_context(model: nn.Module, recipe: Recipe, device: torch.device, test_set=None,
-                  pairs: list[tuple[int, int]] | None = None, images: torch.Tensor | None = None) -> EvalContext:
-    """The evaluation context of ``recipe``: its scored test images, its pairs and its held-out reference."""
+                  pairs: list[tuple[int, int]] | None = None, images: torch.Tensor | None = None,
+                  split: str = "test") -> EvalContext:
+    """The evaluation context of ``recipe`` on ``split`` (test or validation): its scored images, its
+    pairs and its held-out reference."""
     from swapbench.data import test_images
     from swapbench.data.pairs import draw_pairs
 
-    test_set, reference = held_out_split(recipe, test_set)
+    test_set, reference = held_out_split(recipe, test_set, split)
     images = test_images(recipe, test_set) if images is None else images
     pairs = draw_pairs(recipe.eval.swap_pairs, images.shape[0], recipe.eval.pairs_seed) if pairs is None else pairs
     return EvalContext(model, images, recipe, device, recipe.eval.batch_size, pairs, test_set, reference)
@@ -344,8 +412,9 @@ def applicable(names: Sequence[str], model: nn.Module, requested: Sequence[str] 
 
 def controls_for(ctx: EvalContext) -> list[str]:
     """The controls of :data:`CONTROLS` that ``ctx`` can produce: recon_a needs a model that reconstructs,
-    truth_flat a dataset that knows its true swap."""
-    can = {"recon_a": hasattr(ctx.model, "reconstruct"), "truth_flat": hasattr(ctx.dataset, "gt_swap")}
+    code_midpoint one that encodes and decodes, truth_flat a dataset that knows its true swap."""
+    can = {"recon_a": hasattr(ctx.model, "reconstruct"), "truth_flat": hasattr(ctx.dataset, "gt_swap"),
+           "code_midpoint": hasattr(ctx.model, "encode") and hasattr(ctx.model, "decode")}
     return [c for c in CONTROLS if can.get(c, True)]
 
 
@@ -363,8 +432,12 @@ def evaluate(ctx: EvalContext, metrics: Sequence[str] | str = "all", skip: Seque
         for controls, need in ((controls_for(ctx), "swap"), (list(RECON_CONTROLS), "reconstruct")):
             controlled = [n for n in names if need in needs(n)]
             for control in controls if controlled else []:
+                only = CONTROL_SCORES.get(control)
+                scored = [n for n in controlled if only is None or n in only]
+                if not scored:
+                    continue
                 child = ctx.control(control)
-                for name in controlled:
+                for name in scored:
                     scores.update({f"control/{control}/{k}": v for k, v in METRICS.get(name)(child).items()})
     finally:
         ctx.model.train(was_training)

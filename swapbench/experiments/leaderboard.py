@@ -6,7 +6,9 @@ intervals, and the number of seeds. Below the models, reference rows give the co
 B, reconstruct A, and on synthetic data the flattened true swap) on the same pairs; a swap realism
 column is shown only beside texture-transfer and structure columns. Runs whose scores are not comparable
 (different dataset, resolution, N or score network) are never mixed: they go into separate tables,
-each with a note saying what they share.
+each with a note saying what they share. Nor are splits: a table is of one split (``split``, test by
+default: the scores logged under their own names; validation: those logged as ``val/<score>``), and its
+note says which.
 """
 
 from __future__ import annotations
@@ -163,7 +165,34 @@ def score_columns(df: pd.DataFrame, metrics: list[str] | None = None) -> tuple[l
     return columns, notes
 
 
-def build_tables(df: pd.DataFrame, metrics: list[str] | None = None) -> list[Table]:
+def of_split(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """The runs' scores of one split, under the scores' own names: test keeps the unprefixed metric columns
+    and drops every ``val/`` one; validation keeps only the ``val/`` columns, prefix removed. A split no run
+    was scored on is a user error (tables never fall back to the other split)."""
+    from swapbench.data import SCORE_SPLITS
+
+    if split not in SCORE_SPLITS:
+        raise UserError(f"--split {split} is not a split of scores; use {' or '.join(SCORE_SPLITS)}")
+    val = "metrics." + SCORE_SPLITS["validation"]
+    metric_cols = [c for c in df.columns if c.startswith("metrics.")]
+    if split == "test":
+        keep = [c for c in metric_cols if not c.startswith(val)]
+        rename = {}
+    else:
+        keep = [c for c in metric_cols if c.startswith(val)]
+        rename = {c: "metrics." + c[len(val):] for c in keep}
+    scored = [c for c in keep if df[c].notna().any() and not c.removeprefix("metrics.").startswith(NOT_SCORES)]
+    if not scored and metric_cols:
+        raise UserError(f"no run here was scored on the {split} split; score them with "
+                        f"`swapbench evaluate RUN_ID --split {split}`")
+    others = [c for c in df.columns if not c.startswith("metrics.")]
+    out = df[others + keep].rename(columns=rename)
+    out["split"] = split
+    return out
+
+
+def build_tables(df: pd.DataFrame, metrics: list[str] | None = None, split: str = "test") -> list[Table]:
+    df = of_split(df, split)
     metrics, notes = score_columns(df, metrics)
     df = df.copy()
     variant = df.get("tags.swapbench.variant")
@@ -177,6 +206,7 @@ def build_tables(df: pd.DataFrame, metrics: list[str] | None = None) -> list[Tab
     for key, part in groups:
         key = key if isinstance(key, tuple) else (key,)
         note = ", ".join(f"{k.removeprefix('params.')}={str(v)[:12]}" for k, v in zip(keys, key))
+        note += f", scores of the {split} split"
         frame = pd.concat([_aggregate(part, metrics), _control_rows(part, metrics)], ignore_index=True)
         tables.append(Table(note, frame, metrics, notes))
     return tables
@@ -203,6 +233,9 @@ def _row(name: str, runs: pd.DataFrame, metrics: list[str], prefix: str = "") ->
             summary["mean"], summary["std"], summary["lo"], summary["hi"])
         n_col = f"metrics.{m}_n"
         row[f"{m}_n"] = int(runs[n_col].dropna().iloc[0]) if n_col in runs and runs[n_col].notna().any() else None
+        src_col = f"metrics.{m}_n_sources"  # where images share sources (crops of photographs): how many
+        row[f"{m}_n_sources"] = (int(runs[src_col].dropna().iloc[0])
+                                 if src_col in runs and runs[src_col].notna().any() else None)
     row["run_ids"] = " ".join(runs["run_id"])
     commits = runs.get("tags.swapbench.git_commit", pd.Series(dtype=str)).dropna()
     row["commits"] = " ".join(sorted({c[:12] for c in commits}))
@@ -262,7 +295,9 @@ def _display(table: Table, bold: tuple[str, str]) -> pd.DataFrame:
     out = pd.DataFrame({"variant": table.frame["variant"], "seeds": table.frame["seeds"]})
     for m in table.metrics:
         n = table.frame[f"{m}_n"].dropna()
-        header = f"{m} {arrow(m)}" + (f" (N={int(n.iloc[0])})" if len(n) else "")
+        src = table.frame[f"{m}_n_sources"].dropna() if f"{m}_n_sources" in table.frame else pd.Series(dtype=float)
+        header = f"{m} {arrow(m)}" + (f" (N={int(n.iloc[0])}" + (f", {int(src.iloc[0])} sources" if len(src) else "")
+                                      + ")" if len(n) else "")
         cells = []
         for i, row in table.frame.iterrows():
             text = _cell(row, m)
@@ -278,7 +313,8 @@ LEGEND = ("Each model row: mean over its runs (seeds column) with the union of t
           "where its interval "
           "overlaps no other model row's. Rows 'control: ...' are references on the same pairs, never "
           "ranked: copy_a outputs the structure image A, copy_b the texture image B, recon_a the model's "
-          "reconstruction of A, truth_flat (synthetic data) the true swap with every pattern flattened to its mean "
+          "reconstruction of A, blend the pixel blend 0.5 A + 0.5 B, code_midpoint the decoder at the midpoint of A's and "
+          "B's codes (re-encoding scores), truth_flat (synthetic data) the true swap with every pattern flattened to its mean "
           "colour, thumbnail_4x each test image downsampled 4x and upsampled back (reconstruction scores).")
 
 

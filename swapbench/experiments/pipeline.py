@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from swapbench.data import build_dataset
+from swapbench.data import SCORE_SPLITS, build_dataset, scored_splits
 from swapbench.data.pairs import pairs_record
 from swapbench.errors import UserError
 from swapbench.evaluation.evaluate import EvalContext, applicable, build_context, evaluate, metric_names, reference_record
@@ -52,28 +52,45 @@ def requested_metrics(recipe: Recipe, metrics: Sequence[str] | str | None = None
 def score_model(model: torch.nn.Module, recipe: Recipe, device: torch.device,
                 metrics: Sequence[str] | str | None = None, tracker: Tracker | None = None,
                 test_set: Dataset | None = None, checkpoint: Path | None = None) -> dict[str, float]:
-    """Evaluate ``model`` on the recipe's test split and log the scores (and eval/seconds). With
-    ``checkpoint`` (the file ``model`` was loaded from or last saved to), the run's tags name its
-    step and sha256, so that the scores a run shows are tied to one set of weights (a run scored,
-    then trained further, shows scores of an older checkpoint: ``swapbench zoo publish`` checks)."""
+    """Evaluate ``model`` on the split(s) ``eval.split`` names and log the scores (and eval/seconds):
+    test scores under their own names, validation scores as ``val/<name>`` (:data:`SCORE_SPLITS`), and
+    the tag ``swapbench.scored_splits``. With ``checkpoint`` (the file ``model`` was loaded from or last
+    saved to), the run's tags name its step and sha256, so that the scores a run shows are tied to one set
+    of weights (a run scored, then trained further, shows scores of an older checkpoint: ``swapbench zoo
+    publish`` checks). ``test_set``: the test split, when the caller has built it already."""
     requested, skip = requested_metrics(recipe, metrics)
     metric_names(requested, skip)  # unknown names fail before any work
     start = time.perf_counter()
-    ctx = build_context(model.to(device), recipe, device, test_set)
-    scores = evaluate(ctx, requested, skip)
+    scores: dict[str, float] = {}
+    contexts: dict[str, EvalContext] = {}
+    for split in scored_splits(recipe):
+        ctx = build_context(model.to(device), recipe, device, test_set if split == "test" else None, split=split)
+        prefix = SCORE_SPLITS[split]
+        scores.update({prefix + k: v for k, v in evaluate(ctx, requested, skip).items()})
+        # N in images and in independent sources (crops of one photograph are not independent)
+        scores[f"eval/{split}_images"] = ctx.n
+        scores[f"eval/{split}_sources"] = len(set(ctx.sources)) if ctx.sources is not None else ctx.n
+        contexts[split] = ctx
     scores["eval/seconds"] = time.perf_counter() - start
     if tracker is not None:
         # at the checkpoint's step: a run's score histories are its checkpoints' scores, the latest the last's
         step, sha256 = scored_checkpoint(checkpoint) if checkpoint is not None else (None, None)
         tracker.log_metrics({k: v for k, v in scores.items() if v == v}, step=step)  # NaN: not comparable, see the tags
-        tracker.log_params(score_network_params(ctx))
+        networks: dict[str, str] = {}
+        for ctx in contexts.values():
+            networks.update(score_network_params(ctx))
+        tracker.log_params(networks)
+        notes = {f"{SCORE_SPLITS[s]}{k}": v for s, ctx in contexts.items() for k, v in ctx.notes.items()}
         tracker.set_tags({"swapbench.score_git_commit": git_commit(),  # may differ from the training commit
-                          **{f"swapbench.score_note.{k}": v for k, v in ctx.notes.items()},
+                          "swapbench.scored_splits": ",".join(contexts),
+                          **{f"swapbench.score_note.{k}": v for k, v in notes.items()},
                           **({SCORED_STEP_TAG: str(step), SCORED_SHA256_TAG: sha256} if checkpoint is not None else {})})
-        manifest = ctx.dataset.manifest() if hasattr(ctx.dataset, "manifest") else None
-        record = pairs_record(ctx.pairs, recipe.eval.pairs_seed, manifest,
-                              reference=reference_record(recipe, ctx.reference, manifest))
-        tracker.log_text(json.dumps(record, indent=1), "pairs.json")
+        for split, ctx in contexts.items():
+            manifest = ctx.dataset.manifest() if hasattr(ctx.dataset, "manifest") else None
+            record = pairs_record(ctx.pairs, recipe.eval.pairs_seed, manifest,
+                                  reference=reference_record(recipe, ctx.reference, manifest))
+            record["split"] = split
+            tracker.log_text(json.dumps(record, indent=1), "pairs.json" if split == "test" else f"pairs_{split}.json")
     return scores
 
 
@@ -256,10 +273,16 @@ def check_test_images(n: int, recipe: Recipe) -> int:
 
 
 def evaluate_checkpoint(path: str | Path, metrics: Sequence[str] | str | None = None,
-                        device: str = "auto", log_to_run: bool = True, n: int | None = None) -> tuple[dict[str, float], dict]:
+                        device: str = "auto", log_to_run: bool = True, n: int | None = None,
+                        split: str | None = None) -> tuple[dict[str, float], dict]:
     """Score a checkpoint; with ``log_to_run`` the scores go into the MLflow run that wrote it.
-    ``n`` rescores with that many test images and swap pairs (each score logs its N)."""
+    ``n`` rescores with that many test images and swap pairs (each score logs its N); ``split`` (test,
+    validation or both) in place of the recipe's eval.split."""
     model, recipe, meta = load_model(path)
+    if split is not None:
+        if split not in ("test", "validation", "both"):
+            raise UserError(f"--split {split} is not a split; use test, validation or both")
+        recipe = recipe.model_copy(update={"eval": recipe.eval.model_copy(update={"split": split})})
     if n is not None:
         recipe = recipe.with_test_images(check_test_images(n, recipe))
     dev = resolve_device(device)

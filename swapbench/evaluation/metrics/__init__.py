@@ -19,6 +19,11 @@ CONTROLS = {
     "copy_a": "copy the structure image: output A_i (perfect structure, no texture transfer)",
     "copy_b": "copy the texture image: output B_i (perfect texture, no structure kept)",
     "recon_a": "reconstruct the structure image: output G(E(A_i)) (the model's own image of A_i, no swap)",
+    "blend": "the pixel blend 0.5 A_i + 0.5 B_i: the middle between the copies; a swap works only where it beats "
+             "copy A on texture, copy B on structure and this on both",
+    "code_midpoint": "the decoder at the midpoint of the codes, G((s(A_i) + s(B_i)) / 2, (t(A_i) + t(B_i)) / 2) (models "
+                     "with an encoder and decoder; re-encoding scores only): the middle in code space, where a "
+                     "re-encoding score is as far from both codes as a half-copy",
     "truth_flat": "the true swap with every region's pattern flattened to its mean colour (datasets with a known "
                   "swap only): A_i's layout and B_i's colours, no pattern; a swap scoring better on gt_swap_lpips "
                   "carries B_i's patterns, not only its colours",
@@ -33,6 +38,8 @@ RECON_CONTROLS = {
 # the controls every swap score is logged with, whatever the model and data (the others need a model that
 # reconstructs, or a dataset that knows its true swap)
 COPY_CONTROLS = ("copy_a", "copy_b")
+# controls logged only for some swap scores (the others: for every swap score)
+CONTROL_SCORES = {"code_midpoint": ("swap_reencode_structure", "swap_reencode_texture")}
 
 
 def with_companions(columns: list[str], available: list[str]) -> list[str]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from swapbench.evaluation.metrics.intervals import ratio_with_interval
 from swapbench.evaluation.metrics.lpips_net import MIN_SIDE
 from swapbench.registry import METRICS
 
@@ -76,8 +75,8 @@ def _code_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def swap_reencode_structure(ctx) -> dict[str, float]:
     (s_img, _), (s_swap, _) = ctx.image_codes, ctx.swap_codes
     a, b = ctx.structure_indices, ctx.texture_indices
-    return ratio_with_interval("swap_reencode_structure", _code_distance(s_swap, s_img[a]).numpy(),
-                               _code_distance(s_img[a], s_img[b]).numpy(), ctx.resamples(len(a)))
+    return ctx.ratio_score("swap_reencode_structure", _code_distance(s_swap, s_img[a]).numpy(),
+                           _code_distance(s_img[a], s_img[b]).numpy())
 
 
 @METRICS.register("swap_reencode_texture", direction="up", needs=("swap", "encode"),
@@ -86,8 +85,8 @@ def swap_reencode_structure(ctx) -> dict[str, float]:
 def swap_reencode_texture(ctx) -> dict[str, float]:
     (_, t_img), (_, t_swap) = ctx.image_codes, ctx.swap_codes
     a, b = ctx.structure_indices, ctx.texture_indices
-    return ratio_with_interval("swap_reencode_texture", _code_distance(t_swap, t_img[b]).numpy(),
-                               _code_distance(t_img[a], t_img[b]).numpy(), ctx.resamples(len(a)))
+    return ctx.ratio_score("swap_reencode_texture", _code_distance(t_swap, t_img[b]).numpy(),
+                           _code_distance(t_img[a], t_img[b]).numpy())
 
 
 @METRICS.register("swap_texture_dist", direction="down", needs=("swap",),

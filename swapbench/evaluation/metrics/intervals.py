@@ -17,6 +17,15 @@ Two methods, each where it is valid:
   estimate at this N. FID's own upward bias at small N is not inside it: compare FIDs only at equal N.
 
 Both resample the features, never rerun the network.
+
+**Clusters.** Where several scored images are crops of one source photograph (dataset ``photos``, whose
+test split is crops of four photographs), crops are not independent draws, and resampling them as if they
+were gives intervals far too narrow. There the unit resampled is the source (the dataset's
+``source_ids``): the bootstrap draws sources with replacement and weighs each row by how often its
+sources were drawn (a pair (A_i, B_i) by the product of its two sources' counts: the pigeonhole bootstrap
+for a crossed design), and the jackknife leaves out one source at a time (every row that uses it).
+Such a score also logs ``<name>_n_sources``. Data whose images are each their own source (synthetic,
+folders) keep the row bootstrap.
 """
 
 from __future__ import annotations
@@ -98,3 +107,48 @@ def ratio_with_interval(name: str, numerator: np.ndarray, denominator: np.ndarra
     value = 1 - num.mean() / den.mean()
     boot = 1 - num[resamples].mean(axis=1) / den[resamples].mean(axis=1) if resamples.size else None
     return with_interval(name, value, boot, len(num))
+
+
+# -- clustered rows: resample sources, not rows -------------------------------------------------
+
+def cluster_bootstrap_weights(clusters: list[tuple[str, ...]], count: int, seed: int) -> np.ndarray:
+    """(count, rows) weights of a bootstrap over sources: each resample draws the distinct sources with
+    replacement, and a row weighs the product of the draw counts of its sources (one source for an image,
+    two for a pair). A resample may leave every row at weight 0 (its mean is then NaN and dropped)."""
+    names = sorted({s for row in clusters for s in row})
+    index = {s: i for i, s in enumerate(names)}
+    draws = np.random.RandomState(seed).randint(0, len(names), size=(count, len(names)))
+    counts = np.stack([np.bincount(d, minlength=len(names)) for d in draws]) if count else np.zeros((0, len(names)))
+    weights = np.ones((count, len(clusters)))
+    for j in range(max((len(r) for r in clusters), default=0)):
+        weights *= counts[:, [index[row[j]] for row in clusters]]
+    return weights
+
+
+def cluster_jackknife_subsets(clusters: list[tuple[str, ...]]) -> list[np.ndarray]:
+    """The kept rows of each delete-a-source recomputation: for every source, the rows that do not use it.
+    None below 3 sources, or where leaving a source out would leave fewer than 2 rows."""
+    names = sorted({s for row in clusters for s in row})
+    if len(names) < 3:
+        return []
+    subsets = [np.flatnonzero([name not in row for row in clusters]) for name in names]
+    return subsets if all(len(k) >= 2 for k in subsets) else []
+
+
+def weighted_mean_with_interval(name: str, per_item: torch.Tensor | np.ndarray, weights: np.ndarray,
+                                sources: int) -> dict[str, float]:
+    """The plain mean, its interval from weighted resamples (:func:`cluster_bootstrap_weights`), N rows and
+    N sources."""
+    values = per_item.double().numpy() if isinstance(per_item, torch.Tensor) else np.asarray(per_item, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = weights @ values / weights.sum(axis=1) if weights.size else None
+    return {**with_interval(name, values.mean(), boot, len(values)), f"{name}_n_sources": sources}
+
+
+def weighted_ratio_with_interval(name: str, numerator: np.ndarray, denominator: np.ndarray, weights: np.ndarray,
+                                 sources: int) -> dict[str, float]:
+    """1 - mean(numerator) / mean(denominator), resampled by source weights."""
+    num, den = np.asarray(numerator, np.float64), np.asarray(denominator, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = 1 - (weights @ num) / (weights @ den) if weights.size else None
+    return {**with_interval(name, 1 - num.mean() / den.mean(), boot, len(num)), f"{name}_n_sources": sources}

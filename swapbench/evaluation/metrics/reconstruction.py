@@ -29,13 +29,13 @@ def thumbnail(images: torch.Tensor, factor: int) -> torch.Tensor:
 @METRICS.register("recon_l1", direction="down", needs=("reconstruct",),
                   description="Mean absolute error of G(E(x)) vs x on [-1, 1], test split.")
 def recon_l1(ctx) -> dict[str, float]:
-    return ctx.mean_score("recon_l1", (ctx.reconstructions.clamp(-1, 1) - ctx.images).abs().flatten(1).mean(1))
+    return ctx.mean_score("recon_l1", (ctx.reconstructions.clamp(-1, 1) - ctx.images).abs().flatten(1).mean(1), over="images")
 
 
 @METRICS.register("recon_psnr", direction="up", needs=("reconstruct",),
                   description="Mean per-image PSNR (dB, peak 1 on [0, 1]) of G(E(x)) vs x, test split.")
 def recon_psnr(ctx) -> dict[str, float]:
-    return ctx.mean_score("recon_psnr", psnr(ctx.reconstructions, ctx.images))
+    return ctx.mean_score("recon_psnr", psnr(ctx.reconstructions, ctx.images), over="images")
 
 
 def _recon_lpips(ctx, net: str) -> dict[str, float]:
@@ -46,7 +46,7 @@ def _recon_lpips(ctx, net: str) -> dict[str, float]:
         log.warning("recon_lpips_%s is not defined at %d px (the %s backbone needs at least %d px); not logged",
                     net, side, net, MIN_SIDE[net])
         return {}
-    return ctx.mean_score(f"recon_lpips_{net}", ctx.lpips_distance(net, ctx.reconstructions, ctx.images))
+    return ctx.mean_score(f"recon_lpips_{net}", ctx.lpips_distance(net, ctx.reconstructions, ctx.images), over="images")
 
 
 @METRICS.register("recon_lpips_alex", direction="down", needs=("reconstruct",),

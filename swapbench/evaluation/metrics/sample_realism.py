@@ -11,12 +11,12 @@ from swapbench.registry import METRICS
 @METRICS.register("sample_fid", direction="down", needs=("sample",),
                   description="FID of N generated samples (fixed seeds) vs the N real test images (clean-fid, Inception pool).")
 def sample_fid(ctx) -> dict[str, float]:
-    leave_out = frechet_on_subsets(ctx.sample_features, ctx.real_features, ctx.jackknife_subsets(ctx.n))
+    leave_out = frechet_on_subsets(ctx.sample_features, ctx.real_features, ctx.jackknife_subsets(ctx.n, over="samples"))
     return with_jackknife_interval("sample_fid", frechet_distance(ctx.sample_features, ctx.real_features), leave_out, ctx.n)
 
 
 @METRICS.register("sample_kid", direction="down", needs=("sample",),
                   description="KID (unbiased) of N generated samples vs the N real test images.")
 def sample_kid(ctx) -> dict[str, float]:
-    leave_out = kid_on_subsets(ctx.sample_features, ctx.real_features, ctx.jackknife_subsets(ctx.n))
+    leave_out = kid_on_subsets(ctx.sample_features, ctx.real_features, ctx.jackknife_subsets(ctx.n, over="samples"))
     return with_jackknife_interval("sample_kid", kernel_distance(ctx.sample_features, ctx.real_features), leave_out, ctx.n)
