@@ -568,6 +568,29 @@ def describe_fields(model: type[BaseModel] = Recipe, prefix: str = "") -> list[t
     return rows
 
 
+def allowed_numbers(key: str) -> str:
+    """The numbers the schema lets the dotted setting ``key`` take, e.g. ``1 <= x <= 65536`` or ``finite``
+    (empty for a setting that is not a number): what `swapbench recipes options` shows."""
+    import annotated_types as at
+
+    *sections, leaf = key.split(".")
+    model: type[BaseModel] = Recipe
+    for section in sections:
+        model = _schema(model)[section]
+    field = model.model_fields[leaf]
+    kinds = {t for t in get_args(field.annotation) or (field.annotation,)}
+    if not kinds & {int, float}:
+        return ""
+    bounds = {type(m): m for m in field.metadata if isinstance(m, (at.Gt, at.Ge, at.Lt, at.Le))}
+    num = lambda v: f"{v:,}" if isinstance(v, int) else f"{v:g}"  # noqa: E731
+    low = (f"{num(bounds[at.Ge].ge)} <= " if at.Ge in bounds else f"{num(bounds[at.Gt].gt)} < " if at.Gt in bounds else "")
+    high = (f" <= {num(bounds[at.Le].le)}" if at.Le in bounds else f" < {num(bounds[at.Lt].lt)}" if at.Lt in bounds else "")
+    text = f"{low}x{high}" if low or high else ""
+    if float in kinds:
+        text = f"finite, {text}" if text else "finite"
+    return text
+
+
 def read_by(key: str) -> str:
     """Who reads the dotted ``key``: the registered components that declared its section, or 'swapbench'."""
     declared = settings_sections().get(key.split(".", 1)[0])

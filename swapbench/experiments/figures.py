@@ -138,11 +138,11 @@ def metric_curve(df: pd.DataFrame, x: str, metrics: list[str]):
 
     from swapbench.evaluation.metrics import arrow, direction
 
-    xs = curve_x(df, x)
     missing = [m for m in metrics if f"metrics.{m}" not in df.columns]
     if missing:
-        raise UserError(f"no run logged {', '.join(missing)}; logged scores: "
-                        f"{', '.join(sorted(c[8:] for c in df.columns if c.startswith('metrics.') and direction(c[8:])))}")
+        logged = sorted(c[8:] for c in df.columns if c.startswith("metrics.") and direction(c[8:]))
+        raise UserError(f"no run logged {', '.join(missing)}; logged scores: {', '.join(logged) or '(none)'}")
+    xs = curve_x(df, x)
     one_run_each = xs.is_unique
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.8 * len(metrics), 4.0), squeeze=False)
     for ax, m in zip(axes[0], metrics):
