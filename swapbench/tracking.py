@@ -386,7 +386,14 @@ def get_run(run_id: str, uri: str | None = None):
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    uri = use_store(uri or tracking_uri(), create=False)
+    from swapbench.store import sqlite_path
+
+    uri = uri or tracking_uri()
+    store = sqlite_path(uri)
+    if store is not None and not store.exists():
+        raise UserError(f"no MLflow run '{run_id}': there is no MLflow store {store} here; run this from the folder "
+                        "the run was started in, or point MLFLOW_TRACKING_URI at the store that holds it")
+    uri = use_store(uri, create=False)
     try:
         return mlflow.get_run(run_id)
     except MlflowException:

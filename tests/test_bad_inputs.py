@@ -172,6 +172,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("connect-timeout-inf", ["run", "tiny.yaml", "--set", "tracking.connect_timeout=.inf", "--set", "tracking.uri={dead}"],
      "tracking.connect_timeout: Input should be a finite number"),
     ("tracking-uri-unknown-scheme", ["leaderboard"], "has scheme 'foo', which names no MLflow store", {"MLFLOW_TRACKING_URI": "foo://bar"}),
+    ("tracking-env-unknown-scheme-run", ["run", "tiny.yaml"], "has scheme 'foo', which names no MLflow store",
+     {"MLFLOW_TRACKING_URI": "foo://bar"}),
     ("store-not-a-database-run", ["run", "tiny.yaml", "--set", "tracking.uri=sqlite:///notdb.db"], "is not an sqlite database"),
     ("store-not-a-database-leaderboard", ["leaderboard"], "is not an sqlite database", {"MLFLOW_TRACKING_URI": "sqlite:///notdb.db"}),
     ("tracking-file-store", ["leaderboard"], "cannot use the MLflow tracking store file:", {"MLFLOW_TRACKING_URI": "file:{ws}/empty"}),
