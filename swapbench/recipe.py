@@ -160,13 +160,12 @@ class ModelConfig(Section):
         "authors' single final ToRGB."
     )
     discriminator_mbstd: int = Field(
-        0, ge=0, le=COUNT_LIMIT,
-            description="Minibatch standard-deviation group size of the image discriminator; 0: none (authors)."
+        0, ge=0, le=COUNT_LIMIT, description="Minibatch standard-deviation group size of the image discriminator; 0: "
+        "none (authors)."
     )
     generator_fourier: int = Field(
-        0, ge=0, le=COUNT_LIMIT,
-            description="Fixed sinusoids of image position (this many orientation x frequency pairs, sine and "
-        "cosine each) added at every generator scale through a texture-modulated 1x1 convolution, so a texture "
+        0, ge=0, le=COUNT_LIMIT, description="Fixed sinusoids of image position (this many orientation x frequency pairs, "
+        "sine and cosine each) added at every generator scale through a texture-modulated 1x1 convolution, so a texture "
         "code can draw periodic patterns anywhere; 0: none (the authors' generator; swapbench's addition)."
     )
 
@@ -186,9 +185,8 @@ class CooccurConfig(Section):
         "1024 x this / side channels at each side (widths=paper)."
     )
     max_channels: int = Field(
-        384, ge=1, le=WIDTH_LIMIT,
-            description="Cap on the patch discriminator's width at 16 px and below, and width of its feature "
-        "layers (authors' netPatchD_max_nc); the patch feature has 4 x this values (widths=paper)."
+        384, ge=1, le=WIDTH_LIMIT, description="Cap on the patch discriminator's width at 16 px and below, and width of "
+        "its feature layers (authors' netPatchD_max_nc); the patch feature has 4 x this values (widths=paper)."
     )
     head: list[Annotated[int, Field(ge=1, le=WIDTH_LIMIT)]] = Field(
         [2048, 2048, 1024], min_length=1, description="Hidden widths of the MLP that judges a (reference, crop) "
@@ -247,10 +245,9 @@ class EvalConfig(Section):
         "data.test_images sources (never a swap source), at most this many, as many as the split has."
     )
     bootstrap_samples: int = Field(
-        1000, ge=0, le=100_000,
-            description="Bootstrap resamples of the 95 % interval logged beside every mean score (over pairs; over "
-        "images for reconstruction); FID and KID use a 20-group jackknife instead (evaluation/metrics/intervals.py); "
-        "0 logs no intervals."
+        1000, ge=0, le=100_000, description="Bootstrap resamples of the 95 % interval logged beside every mean score "
+        "(over pairs; over images for reconstruction); FID and KID use a 20-group jackknife instead "
+        "(evaluation/metrics/intervals.py); 0 logs no intervals; at most 100,000."
     )
     bootstrap_seed: DrawSeed = Field(
         0, description="Seed of the bootstrap resamples and jackknife groups; fixed so intervals are reproducible."

@@ -33,8 +33,8 @@ class InversionConfig(Section):
         description="sg2_wplus_i2s: optimisation steps (Image2StyleGAN: 5,000).")
     refine_steps: int = Field(100, ge=1, le=1_000_000, description="sg2_encoder_opt: W+ optimisation steps after the encoder.")
     crossover: int | None = Field(
-        None, ge=1, le=COUNT_LIMIT,
-            description="Style-mixing swaps take w layers below this from A, the rest from B; null: half the layers."
+        None, ge=1, le=COUNT_LIMIT, description="Style-mixing swaps take w layers below this from A, the rest from B; null: "
+        "half the layers."
     )
     lpips_side: int = Field(
         256, ge=16, le=2048, description="Images larger than this are area-downsampled before LPIPS (ADA's projector)."
