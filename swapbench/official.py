@@ -12,6 +12,7 @@ leading batch axis of 1).
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,9 @@ def read_official(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; pass the authors' latest_checkpoint.pth (or NNk_checkpoint.pth)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a plain pickle's protocol before it refuses it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # torch raises UnpicklingError, RuntimeError, EOFError ... for bad files
         raise UserError(f"{path} is not a state dict that torch.load(weights_only=True) reads: not a torch file, or "
                         f"one holding Python objects besides tensors; pass the authors' latest_checkpoint.pth") from None

@@ -43,7 +43,9 @@ def writable_folder(path: str | Path, what: str, keep: bool = False) -> Path:
 
 def writable_file(path: str | Path, what: str, suffixes: tuple[str, ...] | None = None, force: bool = True) -> Path:
     """Check that the file ``path`` can be written: a known suffix, not a folder, its folder
-    writable (created if needed), and, without ``force``, not already there."""
+    writable, and, without ``force``, not already there. A folder this has to create to find out is
+    removed again: the writer creates it (:func:`make_parent`) when it writes, so a command that fails
+    on another input after this check leaves no empty folder behind."""
     path = Path(path)
     if suffixes and path.suffix.lower() not in suffixes:
         raise UserError(f"{what} {path} must end in {' or '.join(suffixes)}; give such a file name")
@@ -51,7 +53,14 @@ def writable_file(path: str | Path, what: str, suffixes: tuple[str, ...] | None 
         raise UserError(f"{what} {path} is a folder; give a file name inside it, e.g. {path / ('out' + (suffixes or ('',))[0])}")
     if path.exists() and not force:
         raise UserError(f"{what} {path} already exists; pass --force to overwrite it, or give another name")
-    writable_folder(path.parent, f"the folder of {what}", keep=True)
+    writable_folder(path.parent, f"the folder of {what}")
     if path.exists() and not os.access(path, os.W_OK):
         raise UserError(f"{what} {path} is not writable; give another file name")
+    return path
+
+
+def make_parent(path: str | Path) -> Path:
+    """``path``, after creating its folder (which :func:`writable_file` checked but did not keep)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     return path

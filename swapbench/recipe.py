@@ -23,7 +23,17 @@ from swapbench.registry import settings_sections
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # every float setting of every section (component sections included) is a finite number: no setting
+    # gives infinity a meaning (where "no limit" makes sense, the setting takes null instead)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+# Bounds that numbers are checked against once, here (the code that reads a setting relies on them).
+SEED_LIMIT = 2**32 - 1  # numpy's legacy generators (bootstrap, KID subsets) take seeds in [0, 2**32)
+Seed = Annotated[int, Field(ge=-SEED_LIMIT, le=SEED_LIMIT)]  # the recipe seed: negative ones work too
+DrawSeed = Annotated[int, Field(ge=0, le=SEED_LIMIT)]  # seeds handed to numpy's RandomState directly
+WIDTH_LIMIT = 65_536  # channels of a layer or length of a code: 32 x the widest layer of the authors' models
+COUNT_LIMIT = 1_024  # crops, blocks, sinusoids, threads, workers: small counts a recipe repeats per step
 
 
 # training augmentations (swapbench/data/augment.py), in the order they are applied
@@ -60,7 +70,7 @@ class DataConfig(Section):
         "or 'crop' takes a random data.resolution square (the test split: centred), '_and_centercrop' the centred square."
     )
     load_size: int | None = Field(
-        None, ge=8, description="Side the authors' preprocess modes scale to before cropping; null: data.resolution."
+        None, ge=8, le=8192, description="Side the authors' preprocess modes scale to before cropping; null: data.resolution."
     )
     root: str | None = Field(
         None, description="Image folder for dataset 'folder' (searched recursively); the LMDB database of dataset 'lmdb'."
@@ -80,7 +90,7 @@ class DataConfig(Section):
     skip_corrupt: bool = Field(
         False, description="Skip unreadable image files (each reported by name) instead of stopping before training."
     )
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0: load in the main process).")
+    num_workers: int = Field(0, ge=0, le=COUNT_LIMIT, description="DataLoader worker processes (0: load in the main process).")
 
 
 class ModelConfig(Section):
@@ -101,14 +111,15 @@ class ModelConfig(Section):
         32, ge=1, description="Width at full resolution, doubling per halving of the side: the StyleGAN2 baselines' "
         "networks, and the Swapping Autoencoder's with model.widths=uniform."
     )
-    max_channels: int = Field(512, ge=1, description="Upper bound on any layer's width where model.channels applies.")
-    structure_channels: int = Field(8, ge=1, description="Channels of the spatial structure code.")
+    max_channels: int = Field(512, ge=1, le=WIDTH_LIMIT,
+        description="Upper bound on any layer's width where model.channels applies.")
+    structure_channels: int = Field(8, ge=1, le=WIDTH_LIMIT, description="Channels of the spatial structure code.")
     structure_downsample: int = Field(
-        16, ge=1, description="Structure code side = resolution / this (a power of two)."
+        16, ge=1, le=2048, description="Structure code side = resolution / this (a power of two)."
     )
-    texture_dim: int = Field(2048, ge=1, description="Length of the texture code vector.")
+    texture_dim: int = Field(2048, ge=1, le=WIDTH_LIMIT, description="Length of the texture code vector.")
     generator_blocks: int = Field(
-        2, ge=0, description="Modulated residual blocks at the structure code's resolution."
+        2, ge=0, le=COUNT_LIMIT, description="Modulated residual blocks at the structure code's resolution."
     )
     # -- Swapping Autoencoder architecture (issue 13): the defaults build the authors' networks; the
     # -- other values are swapbench's cheaper CPU variants, chosen explicitly by the CPU recipes.
@@ -118,16 +129,19 @@ class ModelConfig(Section):
         "the patch discriminator cooccur.channels / model.max_channels."
     )
     encoder_capacity: float = Field(
-        1.0, gt=0, description="Encoder width multiplier (authors' netE_scale_capacity): round(32 x this) at full "
-        "resolution, doubling per downsampling, capped at model.texture_dim (widths=paper)."
+        1.0, ge=1 / 32, le=64, description="Encoder width multiplier (authors' netE_scale_capacity): round(32 x this) at full "
+        "resolution, doubling per downsampling, capped at model.texture_dim (widths=paper); at least 1/32, so the "
+        "first layer keeps a channel, and at most 64."
     )
     generator_capacity: float = Field(
-        1.0, gt=0, description="Generator width multiplier (authors' netG_scale_capacity): 128 at the image, doubling "
-        "per halving up to 512, times this (widths=paper)."
+        1.0, ge=1 / 128, le=64, description="Generator width multiplier (authors' netG_scale_capacity): 128 at the image, "
+        "doubling per halving up to 512, times this (widths=paper); at least 1/128, so the last layer keeps a channel, "
+        "and at most 64."
     )
     discriminator_capacity: float = Field(
-        1.0, gt=0, description="Image discriminator width multiplier (authors' netD_scale_capacity; StyleGAN2's "
-        "channel multiplier is 2 x this) (widths=paper)."
+        1.0, ge=1 / 16, le=64, description="Image discriminator width multiplier (authors' netD_scale_capacity; StyleGAN2's "
+        "channel multiplier is 2 x this) (widths=paper); at least 1/16, so the first layer keeps a channel at 2048 px, "
+        "and at most 64."
     )
     resample: Literal["fir", "average"] = Field(
         "fir", description="Resampling of encoder, generator and both discriminators: 'fir' blurs around strided "
@@ -138,7 +152,7 @@ class ModelConfig(Section):
         "reflect", description="Padding of the encoder trunk's 3x3 convolutions: reflection (authors) or zeros."
     )
     texture_convs: int = Field(
-        2, ge=0, description="Unpadded stride-2 3x3 convolutions of the encoder's texture branch before its global "
+        2, ge=0, le=16, description="Unpadded stride-2 3x3 convolutions of the encoder's texture branch before its global "
         "mean (authors' netE_num_downsampling_gl); each needs a map of at least 3 px."
     )
     generator_noise: bool = Field(
@@ -150,34 +164,35 @@ class ModelConfig(Section):
         "authors' single final ToRGB."
     )
     discriminator_mbstd: int = Field(
-        0, ge=0, description="Minibatch standard-deviation group size of the image discriminator; 0: none (authors)."
+        0, ge=0, le=COUNT_LIMIT, description="Minibatch standard-deviation group size of the image discriminator; 0: "
+        "none (authors)."
     )
     generator_fourier: int = Field(
-        0, ge=0, description="Fixed sinusoids of image position (this many orientation x frequency pairs, sine and "
-        "cosine each) added at every generator scale through a texture-modulated 1x1 convolution, so a texture "
+        0, ge=0, le=COUNT_LIMIT, description="Fixed sinusoids of image position (this many orientation x frequency pairs, "
+        "sine and cosine each) added at every generator scale through a texture-modulated 1x1 convolution, so a texture "
         "code can draw periodic patterns anywhere; 0: none (the authors' generator; swapbench's addition)."
     )
 
 
 class CooccurConfig(Section):
-    patch_size: int = Field(128, ge=4, description="Side the random crops are resized to (a power of two).")
+    patch_size: int = Field(128, ge=4, le=2048, description="Side the random crops are resized to (a power of two).")
     crop_min: float = Field(0.125, gt=0, le=1, description="Smallest crop side as a fraction of the image side.")
     crop_max: float = Field(0.25, gt=0, le=1, description="Largest crop side as a fraction of the image side.")
-    n_crops: int = Field(8, ge=1, description="Crops judged per swapped image.")
-    n_ref: int = Field(4, ge=1, description="Reference crops of the texture image averaged into one feature.")
+    n_crops: int = Field(8, ge=1, le=COUNT_LIMIT, description="Crops judged per swapped image.")
+    n_ref: int = Field(4, ge=1, le=COUNT_LIMIT, description="Reference crops of the texture image averaged into one feature.")
     channels: int = Field(
-        32, ge=1, description="Width of the patch discriminator at patch resolution (model.widths=uniform)."
+        32, ge=1, le=WIDTH_LIMIT, description="Width of the patch discriminator at patch resolution (model.widths=uniform)."
     )
     # -- patch discriminator architecture (issue 13): the defaults are the authors'
     capacity: float = Field(
-        4.0, gt=0, description="Patch discriminator width multiplier (authors' netPatchD_scale_capacity): "
+        4.0, gt=0, le=256, description="Patch discriminator width multiplier (authors' netPatchD_scale_capacity): "
         "1024 x this / side channels at each side (widths=paper)."
     )
     max_channels: int = Field(
-        384, ge=1, description="Cap on the patch discriminator's width at 16 px and below, and width of its feature "
-        "layers (authors' netPatchD_max_nc); the patch feature has 4 x this values (widths=paper)."
+        384, ge=1, le=WIDTH_LIMIT, description="Cap on the patch discriminator's width at 16 px and below, and width of "
+        "its feature layers (authors' netPatchD_max_nc); the patch feature has 4 x this values (widths=paper)."
     )
-    head: list[int] = Field(
+    head: list[Annotated[int, Field(ge=1, le=WIDTH_LIMIT)]] = Field(
         [2048, 2048, 1024], min_length=1, description="Hidden widths of the MLP that judges a (reference, crop) "
         "feature pair (authors: 2048, 2048, 1024)."
     )
@@ -185,9 +200,10 @@ class CooccurConfig(Section):
 
 class OptimConfig(Section):
     name: str = Field("adam", description="Registered optimizer name.")
-    lr: float = Field(0.002, gt=0, description="Learning rate (the discriminators' is lazy-R1 corrected).")
+    lr: float = Field(0.002, gt=0, le=1, description="Learning rate (the discriminators' is lazy-R1 corrected); at most "
+                      "1: Adam moves every weight by about this much per step, and the weights are of order 1.")
     betas: tuple[float, float] = Field((0.0, 0.99), description="Adam betas.")
-    eps: float = Field(1e-8, gt=0, description="Adam epsilon.")
+    eps: float = Field(1e-8, gt=0, le=1, description="Adam epsilon.")
 
 
 class TrainConfig(Section):
@@ -210,7 +226,7 @@ class TrainConfig(Section):
         "same_batch", description="Update order of the swap_ae trainer. 'alternate': discriminator and generator "
         "steps alternate on different minibatches, each step counting its batch in train.images (the authors' "
         "optimizer); 'same_batch': each batch drives both updates through one E/G forward pass (the CPU recipes).")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads; null keeps torch's default.")
+    threads: int | None = Field(None, ge=1, le=COUNT_LIMIT, description="torch CPU threads; null keeps torch's default.")
     on_nonfinite: Literal["stop", "skip_step"] = Field(
         "stop", description="A non-finite loss or gradient: stop (the run FAILED, its last good checkpoint kept) "
         "or skip_step (no update from that step; counted as train/skipped_steps)."
@@ -227,7 +243,7 @@ class EvalConfig(Section):
     use_ema: bool = Field(True, description="Score the EMA copy of encoder+generator when there is one.")
     grid_size: int = Field(4, ge=2, description="Structure and texture images per side of the swap grid.")
     swap_pairs: int = Field(64, ge=1, description="Test (structure, texture) pairs, A != B, that swap scores use.")
-    pairs_seed: int = Field(0, description="Seed of the test pairs; fixed so every method swaps the same pairs.")
+    pairs_seed: DrawSeed = Field(0, description="Seed of the test pairs; fixed so every method swaps the same pairs.")
     split: Literal["test", "validation", "both"] = Field(
         "test", description="Split the scores are of: test (logged under their names), validation (logged as "
         "val/<score>), or both. Choose settings on validation scores; report test scores."
@@ -237,11 +253,11 @@ class EvalConfig(Section):
         "data.test_images sources (never a swap source), at most this many, as many as the split has."
     )
     bootstrap_samples: int = Field(
-        1000, ge=0, description="Bootstrap resamples of the 95 % interval logged beside every mean score (over pairs; over "
-        "images for reconstruction); FID and KID use a 20-group jackknife instead (evaluation/metrics/intervals.py); "
-        "0 logs no intervals."
+        1000, ge=0, le=100_000, description="Bootstrap resamples of the 95 % interval logged beside every mean score "
+        "(over pairs; over images for reconstruction); FID and KID use a 20-group jackknife instead "
+        "(evaluation/metrics/intervals.py); 0 logs no intervals; at most 100,000."
     )
-    bootstrap_seed: int = Field(
+    bootstrap_seed: DrawSeed = Field(
         0, description="Seed of the bootstrap resamples and jackknife groups; fixed so intervals are reproducible."
     )
 
@@ -309,14 +325,16 @@ class TrackingConfig(Section):
     log_checkpoint: bool = Field(True, description="Log the final checkpoint as a run artifact.")
     checkpoint_dir: str = Field("checkpoints", description="Local folder for checkpoints; each run writes <dir>/<run id>/.")
     connect_timeout: float = Field(
-        10.0, gt=0, description="Seconds a tracking server may take to answer before a run starts (else a one-line error)."
+        10.0, gt=0, le=3600, description="Seconds a tracking server may take to answer before a run starts (else a "
+        "one-line error); at most an hour."
     )
     retry_seconds: float = Field(
-        10.0, gt=0, description="While the tracking server is away, seconds between attempts to upload the journal."
+        10.0, gt=0, le=3600, description="While the tracking server is away, seconds between attempts to upload the "
+        "journal; at most an hour."
     )
     flush_timeout: float = Field(
-        120.0, ge=0, description="Seconds a finished run waits for the server to take its journal; then it finishes "
-        "locally and `swapbench sync` uploads the rest."
+        120.0, ge=0, le=86_400, description="Seconds a finished run waits for the server to take its journal; then it "
+        "finishes locally and `swapbench sync` uploads the rest; at most a day."
     )
 
 
@@ -327,7 +345,8 @@ def _is_pow2(n: int) -> bool:
 class Recipe(Section):
     name: str = Field("recipe", description="Recipe name (defaults to the file name).")
     description: str = Field("", description="One line on what the recipe is for.")
-    seed: int = Field(0, description="Seed for weights, data order, crops and evaluation pairs.")
+    seed: Seed = Field(0, description="Seed for weights, data order, crops and evaluation pairs: an integer of at most "
+                       "32 bits, sign aside (numpy's legacy generator takes 32 bits).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' uses CUDA when present.")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -555,6 +574,29 @@ def describe_fields(model: type[BaseModel] = Recipe, prefix: str = "") -> list[t
     return rows
 
 
+def allowed_numbers(key: str) -> str:
+    """The numbers the schema lets the dotted setting ``key`` take, e.g. ``1 <= x <= 65536`` or ``finite``
+    (empty for a setting that is not a number): what `swapbench recipes options` shows."""
+    import annotated_types as at
+
+    *sections, leaf = key.split(".")
+    model: type[BaseModel] = Recipe
+    for section in sections:
+        model = _schema(model)[section]
+    field = model.model_fields[leaf]
+    kinds = {t for t in get_args(field.annotation) or (field.annotation,)}
+    if not kinds & {int, float}:
+        return ""
+    bounds = {type(m): m for m in field.metadata if isinstance(m, (at.Gt, at.Ge, at.Lt, at.Le))}
+    num = lambda v: f"{v:,}" if isinstance(v, int) else f"{v:g}"  # noqa: E731
+    low = (f"{num(bounds[at.Ge].ge)} <= " if at.Ge in bounds else f"{num(bounds[at.Gt].gt)} < " if at.Gt in bounds else "")
+    high = (f" <= {num(bounds[at.Le].le)}" if at.Le in bounds else f" < {num(bounds[at.Lt].lt)}" if at.Lt in bounds else "")
+    text = f"{low}x{high}" if low or high else ""
+    if float in kinds:
+        text = f"finite, {text}" if text else "finite"
+    return text
+
+
 def read_by(key: str) -> str:
     """Who reads the dotted ``key``: the registered components that declared its section, or 'swapbench'."""
     declared = settings_sections().get(key.split(".", 1)[0])
@@ -617,15 +659,26 @@ def find_recipe(ref: str | Path, relative_to: Path | None = None) -> Path:
     )
 
 
+def yaml_problem(exc: yaml.YAMLError, text: str) -> tuple[str, str]:
+    """(" line N" or "", what is wrong) of a YAML error, each on one line: PyYAML's own message spans
+    several lines, and a character YAML refuses (a NUL byte, say) comes with a position, not a line."""
+    mark = getattr(exc, "problem_mark", None)
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        return f" line {line}", f"it holds the character #x{exc.character:04x}, which YAML does not allow ({exc.reason})"
+    problem = getattr(exc, "problem", None) or "syntax error"
+    return (f" line {mark.line + 1}" if mark else ""), " ".join(str(problem).split())
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        data = yaml.safe_load(text)
     except UnicodeDecodeError:
         raise UserError(f"recipe {path} is not a text file (it holds binary data); give a YAML recipe") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"recipe {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        where, what = yaml_problem(exc, text)
+        raise UserError(f"recipe {path}{where} is not valid YAML: {what}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -743,8 +796,9 @@ def check_names(recipe: Recipe) -> None:
         for name in recipe.eval.metrics:
             METRICS.get(name)
         if recipe.eval.skip_metrics:
-            raise UserError(f"eval.skip_metrics={recipe.eval.skip_metrics} applies to eval.metrics 'all' only; "
-                            "leave those names out of the eval.metrics list instead, or set eval.metrics=all")
+            raise UserError(f"eval.skip_metrics={recipe.eval.skip_metrics} applies to eval.metrics 'all' only, and an "
+                            "eval.metrics list is set; add --set eval.skip_metrics=[] to score just that list (or set "
+                            "eval.metrics=all to score every metric but those)")
     for name in recipe.eval.skip_metrics:
         METRICS.get(name)
 

@@ -30,14 +30,21 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
-def prepare_sqlite(uri: str) -> None:
-    """Create or migrate the store at ``uri`` under a file lock, once per process."""
+def prepare_sqlite(uri: str, create: bool = True) -> None:
+    """Create or migrate the store at ``uri`` under a file lock, once per process. Without ``create``
+    a store file that does not exist is a user error (a command that only reads runs leaves no new file)."""
     path = sqlite_path(uri)
     if path is None or uri in _prepared:
         return
     if not path.parent.is_dir():
         raise UserError(f"the MLflow store {uri} is in a folder that does not exist ({path.parent}); "
                         "create it or give another tracking URI")
+    if not create and not path.exists():
+        raise UserError(f"there is no MLflow store {path} here, so no runs to read; run a recipe first, or point "
+                        "MLFLOW_TRACKING_URI at the store that holds the runs")
+    if path.is_dir():
+        raise UserError(f"the MLflow store {path} is a folder, not an sqlite file; give a file path "
+                        "(sqlite:///PATH.db)")
     import mlflow
 
     try:
@@ -51,6 +58,14 @@ def prepare_sqlite(uri: str) -> None:
     except OSError as exc:
         raise UserError(f"cannot open the MLflow store {path} ({exc.strerror}); check the folder's "
                         "permissions or give another tracking URI") from None
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"the MLflow store {path} is not an sqlite database ({exc}); move that file away, or give "
+                        "another tracking URI") from None
+    except Exception as exc:  # SQLAlchemy's wrapping of the same: MLflow reads the file as a store
+        if "not a database" not in str(exc) and "malformed" not in str(exc):
+            raise
+        raise UserError(f"the MLflow store {path} is not an sqlite database (file is not a database); move that file "
+                        "away, or give another tracking URI") from None
     _prepared.add(uri)
 
 

@@ -212,15 +212,40 @@ def check_reachable(uri: str, timeout: float | None = None) -> None:
                         "tracking.uri to use the local sqlite store") from None
 
 
-def use_store(uri: str) -> str:
-    """Point MLflow at ``uri`` after checking it answers (and, for sqlite, that its schema is whole)."""
+# URI schemes of the stores MLflow's tracking client opens ('' and 'file': its folder store, which this
+# MLflow refuses unless MLFLOW_ALLOW_FILE_STORE is set; the probe in use_store says so in one line)
+STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "file", "")
+
+
+def check_store_uri(uri: str) -> None:
+    """A tracking URI whose scheme names no store MLflow can open is a one-line error."""
+    from urllib.parse import urlparse
+
+    scheme = urlparse(uri).scheme.split("+")[0]  # postgresql+psycopg2 is postgresql
+    if scheme not in STORE_SCHEMES:
+        raise UserError(f"the tracking URI {scrub(uri)} has scheme '{scheme}', which names no MLflow store; give "
+                        "sqlite:///PATH.db or http://HOST:PORT (tracking.uri, or MLFLOW_TRACKING_URI)")
+
+
+def use_store(uri: str, create: bool = True) -> str:
+    """Point MLflow at ``uri`` after checking it answers (and, for sqlite, that its schema is whole). Without
+    ``create`` (a command that only reads runs) a sqlite store that does not exist is a user error, not a new
+    empty file."""
     import mlflow
 
-    from swapbench.store import prepare_sqlite
+    from swapbench.store import prepare_sqlite, sqlite_path
 
     quiet_mlflow()
+    check_store_uri(uri)
     check_reachable(uri)
-    prepare_sqlite(uri)
+    prepare_sqlite(uri, create=create)
+    if sqlite_path(uri) is None and not uri.startswith(("http://", "https://")):
+        try:  # another kind of store: its first use is the check
+            mlflow.MlflowClient(uri).search_experiments(max_results=1)
+        except Exception as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:200]
+            raise UserError(f"cannot use the MLflow tracking store {scrub(uri)} ({reason}); give sqlite:///PATH.db or "
+                            "http://HOST:PORT (tracking.uri, or MLFLOW_TRACKING_URI)") from None
     mlflow.set_tracking_uri(uri)
     return uri
 
@@ -364,7 +389,14 @@ def get_run(run_id: str, uri: str | None = None):
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    uri = use_store(uri or tracking_uri())
+    from swapbench.store import sqlite_path
+
+    uri = uri or tracking_uri()
+    store = sqlite_path(uri)
+    if store is not None and not store.exists():
+        raise UserError(f"no MLflow run '{run_id}': there is no MLflow store {store} here; run this from the folder "
+                        "the run was started in, or point MLFLOW_TRACKING_URI at the store that holds it")
+    uri = use_store(uri, create=False)
     try:
         return mlflow.get_run(run_id)
     except MlflowException:

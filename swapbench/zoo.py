@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from swapbench.errors import UserError, did_you_mean
 from swapbench.training.checkpoint import ZOO_MANIFEST, sha256_file
 
@@ -59,6 +61,29 @@ def check_name(name: str) -> str:
     return name
 
 
+class _Record(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")  # the manifest's own types: no string read as a number
+
+
+class _Weights(_Record):
+    sha256: str
+    bytes: int = 0
+
+
+class _Training(_Record):
+    images: int = 0
+    planned_images: int = 0
+    finished: bool = True
+    wall_minutes: float | None = None
+
+
+class _Manifest(_Record):
+    """The parts of manifest.json that swapbench reads (``zoo list``, the hash check), with their types."""
+
+    weights: _Weights
+    training: _Training = _Training()
+
+
 @dataclass(frozen=True)
 class ZooModel:
     name: str
@@ -86,6 +111,12 @@ class ZooModel:
         if not isinstance(data, dict) or not isinstance(data.get("weights"), dict) or not data["weights"].get("sha256"):
             raise UserError(f"zoo model '{self.name}': {path} records no weights sha256; restore the folder or "
                             "publish the model again")
+        try:
+            _Manifest.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise UserError(f"zoo model '{self.name}': {path} is damaged ({'.'.join(map(str, err['loc']))}: {err['msg']}, "
+                            f"got {err.get('input')!r:.60}); restore the folder or publish the model again") from None
         return data
 
     def verified_model_path(self) -> Path:

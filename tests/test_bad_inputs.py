@@ -14,6 +14,8 @@ import json
 import os
 import re
 import shutil
+import sys
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -149,6 +151,128 @@ CASES: list[tuple[str, list[str], str]] = [
     ("unknown-command", ["trian", "tiny.yaml"], "No such command 'trian'"),
     ("unknown-option", ["run", "tiny.yaml", "--epochs", "3"], "No such option: --epochs"),
     ("sync-no-journal", ["sync", "photos32"], "holds no tracking journal"),
+    # issue 36: the failures of the 386-case probe, and numbers checked for sense at the schema
+    # -- tracebacks before
+    ("figure-curve-runs-lack-x", ["figure", "curve", "--x", "seed", "--metrics", "recon_psnr", "--out", "c.png"],
+     "1 of the 2 runs have no 'seed'"),
+    ("figure-curve-unknown-metric", ["figure", "curve", "--x", "seed", "--metrics", "nope_metric", "--out", "c.png"],
+     "no run logged nope_metric; logged scores: recon_psnr"),
+    ("sweep-no-seeds", ["sweep", "sweep_no_seeds.yaml"], "seeds: List should have at least 1 item"),
+    ("zoo-list-training-a-list", ["zoo", "list"], "is damaged (training: Input should be a valid dictionary",
+     {"SWAPBENCH_ZOO": "zoo_training_list"}),
+    ("zoo-list-bytes-a-string", ["zoo", "list"], "is damaged (weights.bytes: Input should be a valid integer",
+     {"SWAPBENCH_ZOO": "zoo_bytes_string"}),
+    ("seed-huge", ["run", "tiny.yaml", "--set", "seed=99999999999999999999999"], "seed: Input should be less than or equal to 4294967295"),
+    ("encoder-capacity-inf", ["run", "tiny.yaml", "--set", "model.encoder_capacity=.inf"], "model.encoder_capacity: Input should be a finite number"),
+    ("encoder-capacity-tiny", ["run", "tiny.yaml", "--set", "model.encoder_capacity=1e-9"], "model.encoder_capacity: Input should be greater than or equal to 0.03125"),
+    ("texture-dim-huge", ["run", "tiny.yaml", "--set", "model.texture_dim=10000000000"], "model.texture_dim: Input should be less than or equal to 65536"),
+    ("edit-grid-cell-huge", ["edit", "grid", "--run", "{ckpt}", "--structure", "photos32/a.png", "--texture", "photos32/b.png",
+                             "--out", "g.png", "--cell", "1000000"], "Invalid value for '--cell': Input should be less than or equal to 1024"),
+    ("figure-swaps-n-huge", ["figure", "swaps", "--runs", "{fin}", "--out", "f.png", "--n", "100000"], "Invalid value for '--n': Input should be less than or equal to 256"),
+    ("connect-timeout-inf", ["run", "tiny.yaml", "--set", "tracking.connect_timeout=.inf", "--set", "tracking.uri={dead}"],
+     "tracking.connect_timeout: Input should be a finite number"),
+    ("tracking-uri-unknown-scheme", ["leaderboard"], "has scheme 'foo', which names no MLflow store", {"MLFLOW_TRACKING_URI": "foo://bar"}),
+    ("tracking-env-unknown-scheme-run", ["run", "tiny.yaml"], "has scheme 'foo', which names no MLflow store",
+     {"MLFLOW_TRACKING_URI": "foo://bar"}),
+    ("store-not-a-database-run", ["run", "tiny.yaml", "--set", "tracking.uri=sqlite:///notdb.db"], "is not an sqlite database"),
+    ("store-not-a-database-leaderboard", ["leaderboard"], "is not an sqlite database", {"MLFLOW_TRACKING_URI": "sqlite:///notdb.db"}),
+    ("tracking-file-store", ["leaderboard"], "cannot use the MLflow tracking store file:", {"MLFLOW_TRACKING_URI": "file:{ws}/empty"}),
+    ("lr-huge", ["run", "tiny.yaml", "--set", "optim.lr=1e308"], "optim.lr: Input should be less than or equal to 1"),
+    ("leaderboard-out-dev-full", ["leaderboard", "--out", "/dev/full"], "cannot write --out /dev/full (No space left on device)"),
+    # -- huge values that started work before
+    ("edit-texture-pca-n-huge", ["edit", "texture-pca", "--run", "{ckpt}", "--image", "photos32/a.png", "--out", "p.png",
+                                 "--n", "100000000"], "Invalid value for '--n': Input should be less than or equal to 100000"),
+    ("edit-interpolate-steps-huge", ["edit", "interpolate", "--run", "{ckpt}", "--a", "photos32/a.png", "--b", "photos32/b.png",
+                                     "--out", "p.png", "--steps", "100000000"], "Invalid value for '--steps': Input should be less than or equal to 256"),
+    ("preview-n-huge", ["datasets", "preview", "photos", "--n", "100000000", "--out", "g.png"], "Invalid value for '--n': Input should be less than or equal to 1024"),
+    ("score-speed-n-huge", ["score", "speed", "--n", "100000000"], "Invalid value for '--n': Input should be less than or equal to 1024"),
+    ("sweep-empty-axis", ["sweep", "sweep_empty_axis.yaml"], "grid.model.texture_dim: List should have at least 1 item"),
+    # -- one line, but something left behind before
+    ("export-unknown-dataset-new-dir", ["datasets", "export", "imagenet", "--out-dir", "new_dir", "--n", "2"], "unknown dataset 'imagenet'"),
+    ("export-bad-split-new-dir", ["datasets", "export", "photos", "--out-dir", "new_dir", "--split", "val"], "has no split 'val'"),
+    ("export-bad-set-new-dir", ["datasets", "export", "photos", "--out-dir", "new_dir", "--set", "data.nope=1"], "unknown key 'data.nope'"),
+    ("export-folder-no-root-new-dir", ["datasets", "export", "folder", "--out-dir", "new_dir"], "dataset 'folder' needs data.root"),
+    ("export-folder-empty-new-dir", ["datasets", "export", "folder", "--out-dir", "new_dir", "--set", "data.root=empty"], "has no image files"),
+    ("export-folder-corrupt-new-dir", ["datasets", "export", "folder", "--out-dir", "new_dir", "--set", "data.root=not_images"],
+     "2 unreadable image file(s) under not_images"),
+    ("out-new-dir-edit-missing-image", ["edit", "swap", "--run", "{ckpt}", "--structure", "nope.png", "--texture", "photos32/b.png",
+                                        "--out", "new_dir/sheet.png"], "image file nope.png does not exist"),
+    ("out-new-dir-figure-unknown-run", ["figure", "swaps", "--runs", "0123456789abcdef0123456789abcdef", "--out", "new_dir/f.png"], "no MLflow run"),
+    ("out-new-dir-preview-unknown-dataset", ["datasets", "preview", "imagenet", "--out", "new_dir/grid.png"], "unknown dataset 'imagenet'"),
+    ("out-new-dir-leaderboard-no-experiment", ["leaderboard", "--out", "new_dir/table.md", "--experiment", "nope"], "no MLflow experiment 'nope'"),
+    ("out-new-dir-curve-no-experiment", ["figure", "curve", "--x", "seed", "--metrics", "recon_psnr", "--out", "new_dir/c.png",
+                                         "--experiment", "nope"], "no MLflow experiment 'nope'"),
+    ("leaderboard-no-store", ["leaderboard"], "there is no MLflow store empty/mlflow.db here", {"MLFLOW_TRACKING_URI": "sqlite:///empty/mlflow.db"}),
+    ("curve-no-store", ["figure", "curve", "--x", "seed", "--metrics", "recon_psnr", "--out", "c.png"], "there is no MLflow store",
+     {"MLFLOW_TRACKING_URI": "sqlite:///empty/mlflow.db"}),
+    ("evaluate-run-no-store", ["evaluate", "0123456789abcdef0123456789abcdef"], "there is no MLflow store",
+     {"MLFLOW_TRACKING_URI": "sqlite:///empty/mlflow.db"}),
+    ("compare-no-store", ["compare", "0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"], "there is no MLflow store",
+     {"MLFLOW_TRACKING_URI": "sqlite:///empty/mlflow.db"}),
+    ("archive-no-store", ["archive", "write", "--out", "runs"], "there is no MLflow store", {"MLFLOW_TRACKING_URI": "sqlite:///empty/mlflow.db"}),
+    # -- invalid numbers accepted before
+    ("lr-inf", ["run", "tiny.yaml", "--set", "optim.lr=.inf"], "optim.lr: Input should be a finite number"),
+    ("r1-inf", ["run", "tiny.yaml", "--set", "loss.r1=.inf"], "loss.r1: Input should be a finite number"),
+    # -- more than one line before
+    ("import-official-plain-pickle", ["import-official", "plain.pkl", "--recipe", "church_256", "--out", "x.safetensors"],
+     "plain.pkl is not a state dict that torch.load(weights_only=True) reads"),
+    ("recipe-nul-byte", ["run", "nul.yaml"], "line 2 is not valid YAML: it holds the character #x0000"),
+    ("eval-metrics-list-with-skip", ["recipes", "show", "quickstart", "--set", "eval.metrics=[recon_psnr]"], "add --set eval.skip_metrics=[]"),
+    # -- every float finite (no setting gives infinity a meaning; "no limit" is null where it exists)
+    ("lr-nan", ["run", "tiny.yaml", "--set", "optim.lr=.nan"], "optim.lr: Input should be a finite number"),
+    ("eps-inf", ["run", "tiny.yaml", "--set", "optim.eps=.inf"], "optim.eps: Input should be a finite number"),
+    ("betas-inf", ["run", "tiny.yaml", "--set", "optim.betas=[0, .inf]"], "optim.betas.1: Input should be a finite number"),
+    ("recon-l1-nan", ["run", "tiny.yaml", "--set", "loss.recon_l1=.nan"], "loss.recon_l1: Input should be a finite number"),
+    ("data-scale-nan", ["run", "tiny.yaml", "--set", "data.scale=[.nan, 0.5]"], "data.scale.0: Input should be a finite number"),
+    ("test-fraction-nan", ["run", "tiny.yaml", "--set", "data.test_fraction=.nan"], "data.test_fraction: Input should be a finite number"),
+    ("ema-nan", ["run", "tiny.yaml", "--set", "train.ema=.nan"], "train.ema: Input should be a finite number"),
+    ("cpu-minutes-inf", ["run", "tiny.yaml", "--set", "train.cpu_minutes=.inf"], "train.cpu_minutes: Input should be a finite number"),
+    ("crop-min-inf", ["run", "tiny.yaml", "--set", "cooccur.crop_min=-.inf"], "cooccur.crop_min: Input should be a finite number"),
+    ("cooccur-capacity-inf", ["run", "tiny.yaml", "--set", "cooccur.capacity=.inf"], "cooccur.capacity: Input should be a finite number"),
+    ("flush-timeout-inf", ["run", "tiny.yaml", "--set", "tracking.flush_timeout=.inf"], "tracking.flush_timeout: Input should be a finite number"),
+    ("inversion-lr-inf", ["recipes", "show", "tiny.yaml", "--set", "inversion.lr=.inf"], "inversion.lr: Input should be a finite number"),
+    ("stylegan2-path-length-nan", ["recipes", "show", "tiny.yaml", "--set", "stylegan2.path_length=.nan"],
+     "stylegan2.path_length: Input should be a finite number"),
+    # -- numbers within the range their use needs
+    ("seed-negative-huge", ["run", "tiny.yaml", "--set", "seed=-99999999999"], "seed: Input should be greater than or equal to -4294967295"),
+    ("pairs-seed-negative", ["run", "tiny.yaml", "--set", "eval.pairs_seed=-1"], "eval.pairs_seed: Input should be greater than or equal to 0"),
+    ("bootstrap-seed-huge", ["run", "tiny.yaml", "--set", "eval.bootstrap_seed=4294967296"], "eval.bootstrap_seed: Input should be less than or equal to 4294967295"),
+    ("sweep-seed-huge", ["sweep", "sweep_huge_seed.yaml"], "seeds.0: Input should be less than or equal to 4294967295"),
+    ("generator-capacity-tiny", ["run", "tiny.yaml", "--set", "model.generator_capacity=0.001"], "model.generator_capacity: Input should be greater than or equal to 0.0078125"),
+    ("discriminator-capacity-huge", ["run", "tiny.yaml", "--set", "model.discriminator_capacity=1000"], "model.discriminator_capacity: Input should be less than or equal to 64"),
+    ("structure-channels-huge", ["run", "tiny.yaml", "--set", "model.structure_channels=1000000"], "model.structure_channels: Input should be less than or equal to 65536"),
+    ("head-width-zero", ["run", "tiny.yaml", "--set", "cooccur.head=[16, 0]"], "cooccur.head.1: Input should be greater than or equal to 1"),
+    ("n-crops-huge", ["run", "tiny.yaml", "--set", "cooccur.n_crops=1000000"], "cooccur.n_crops: Input should be less than or equal to 1024"),
+    ("generator-blocks-huge", ["run", "tiny.yaml", "--set", "model.generator_blocks=100000"], "model.generator_blocks: Input should be less than or equal to 1024"),
+    ("threads-huge", ["run", "tiny.yaml", "--set", "train.threads=100000"], "train.threads: Input should be less than or equal to 1024"),
+    ("bootstrap-samples-huge", ["run", "tiny.yaml", "--set", "eval.bootstrap_samples=1000000000"], "eval.bootstrap_samples: Input should be less than or equal to 100000"),
+    ("retry-seconds-huge", ["run", "tiny.yaml", "--set", "tracking.retry_seconds=1e9"], "tracking.retry_seconds: Input should be less than or equal to 3600"),
+    ("inversion-betas-above-one", ["recipes", "show", "tiny.yaml", "--set", "inversion.betas=[0.9, 2]"], "inversion.betas: Adam betas must lie in [0, 1)"),
+    ("stylegan2-w-dim-huge", ["recipes", "show", "tiny.yaml", "--set", "stylegan2.w_dim=1000000"], "stylegan2.w_dim: Input should be less than or equal to 65536"),
+    ("stylegan2-lr-mul-tiny", ["recipes", "show", "tiny.yaml", "--set", "stylegan2.mapping_lr_mul=1e-300"],
+     "stylegan2.mapping_lr_mul: Input should be greater than or equal to 0.0001"),
+    # -- count-like options bounded, the limit named
+    ("edit-swap-cell-huge", ["edit", "swap", "--run", "{ckpt}", "--structure", "photos32/a.png", "--texture", "photos32/b.png",
+                             "--out", "s.png", "--cell", "5000"], "Invalid value for '--cell': Input should be less than or equal to 1024"),
+    ("edit-pca-components-huge", ["edit", "texture-pca", "--run", "{ckpt}", "--image", "photos32/a.png", "--out", "p.png",
+                                  "--components", "100000"], "Invalid value for '--components': Input should be less than or equal to 256"),
+    ("figure-swaps-cell-huge", ["figure", "swaps", "--runs", "{fin}", "--out", "f.png", "--cell", "100000"],
+     "Invalid value for '--cell': Input should be less than or equal to 1024"),
+    ("preview-resolution-huge", ["datasets", "preview", "photos", "--resolution", "100000", "--out", "g.png"],
+     "Invalid value for '--resolution': Input should be less than or equal to 2048"),
+    ("export-n-huge", ["datasets", "export", "photos", "--out-dir", "new_dir", "--n", "100000000"],
+     "Invalid value for '--n': Input should be less than or equal to 100000"),
+    ("datasets-bench-batch-huge", ["datasets", "bench", "photos", "--batch", "100000000"],
+     "Invalid value for '--batch': Input should be less than or equal to 100000"),
+    ("datasets-bench-workers-huge", ["datasets", "bench", "photos", "--workers", "100000"],
+     "Invalid value for '--workers': Input should be less than or equal to 256"),
+    ("score-speed-resolution-huge", ["score", "speed", "--resolution", "100000"],
+     "Invalid value for '--resolution': Input should be less than or equal to 2048"),
+    ("project-n-huge", ["project", "--n", "100000000"], "Invalid value for '--n': Input should be less than or equal to 100000"),
+    ("project-steps-huge", ["project", "--steps", "100000000"], "Invalid value for '--steps': Input should be less than or equal to 1000000"),
+    ("sweep-jobs-huge", ["sweep", "sweep_unknown_key.yaml", "--jobs", "100000"], "Invalid value for '--jobs': Input should be less than or equal to 256"),
+    ("bench-threads-huge", ["bench", "--threads", "100000"], "Invalid value for '--threads': Input should be less than or equal to 256"),
+    ("sweep-nul-byte", ["sweep", "sweep_nul.yaml"], "line 2 is not valid YAML (it holds the character #x0000"),
 ]
 
 
@@ -196,6 +320,20 @@ def workspace(tmp_path_factory) -> dict[str, str]:
     _png(ws / "exported" / "test_0000.png", 32)  # earlier work an export would overwrite
     (ws / "corrupt_home" / "weights").mkdir(parents=True)
     (ws / "corrupt_home" / "weights" / "alexnet.ckpt").write_bytes(b"damaged")
+    (ws / "sweep_no_seeds.yaml").write_text("base: tiny.yaml\nseeds: []\n")
+    (ws / "sweep_empty_axis.yaml").write_text("base: tiny.yaml\ngrid:\n  model.texture_dim: []\n")
+    (ws / "sweep_huge_seed.yaml").write_text("base: tiny.yaml\nseeds: [99999999999]\n")
+    (ws / "sweep_nul.yaml").write_text("base: tiny.yaml\nseeds: [1]\x00\n")
+    (ws / "nul.yaml").write_text("name: x\nseed: 1\x00\n")
+    (ws / "notdb.db").write_text("a text file, not an sqlite database\n")
+    import pickle
+
+    (ws / "plain.pkl").write_bytes(pickle.dumps({"E.weight": [1, 2, 3]}, protocol=4))
+    for folder, change in (("zoo_training_list", {"training": [1, 2]}), ("zoo_bytes_string", {"weights": {"sha256": "0" * 64, "bytes": "12"}})):
+        model = ws / folder / "damaged"
+        model.mkdir(parents=True)
+        manifest = {"format": "swapbench-zoo-1", "name": "damaged", "weights": {"sha256": "0" * 64, "bytes": 12}, **change}
+        (model / "manifest.json").write_text(json.dumps(manifest))
 
     store = f"sqlite:///{ws / 'mlflow.db'}"
     cwd, uri = os.getcwd(), os.environ.get("MLFLOW_TRACKING_URI")
@@ -211,6 +349,10 @@ def workspace(tmp_path_factory) -> dict[str, str]:
     running = client.create_run(experiment, tags={"swapbench.recipe": "tiny"}).info.run_id
     killed = client.create_run(experiment, tags={"swapbench.recipe": "tiny"}).info.run_id
     client.set_terminated(killed, "KILLED")
+    curve = client.create_experiment("curve")  # a scored run without the setting `figure curve --x seed` reads
+    scored = client.create_run(curve, tags={"swapbench.recipe": "curve"}).info.run_id
+    client.log_metric(scored, "recon_psnr", 20.0)
+    client.set_terminated(scored, "FINISHED")
 
     ckpt = ws / "checkpoints" / finished / "last.safetensors"
     bad = ws / "bad"
@@ -266,10 +408,17 @@ def test_a_bad_input_is_one_line_exit_2_and_leaves_nothing_behind(case, workspac
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.setenv("SWAPBENCH_GIT_COMMIT", "test")  # no git call per case
     for key, value in (env[0] if env else {}).items():
-        monkeypatch.setenv(key, str(ws / value) if key == "SWAPBENCH_HOME" else _fill(value, ids))
+        monkeypatch.setenv(key, str(ws / value) if key in ("SWAPBENCH_HOME", "SWAPBENCH_ZOO") else _fill(value, ids))
     before = _snapshot(ws, store)
 
-    code, stdout, stderr = invoke([_fill(a, ids) for a in argv])
+    with warnings.catch_warnings():  # warnings reach stderr as in a user's Python, not pytest's record
+        warnings.resetwarnings()
+        warnings.simplefilter("default")
+        for quiet in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", quiet)
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
+            warnings.formatwarning(message, category, filename, lineno, line))
+        code, stdout, stderr = invoke([_fill(a, ids) for a in argv])
 
     lines = stderr.strip().splitlines()
     assert code == 2, (code, stdout, stderr)
@@ -279,8 +428,8 @@ def test_a_bad_input_is_one_line_exit_2_and_leaves_nothing_behind(case, workspac
     assert _snapshot(ws, store) == before  # no new file or folder, no new run, no status changed
 
 
-def test_there_are_at_least_60_cases_and_the_readme_table_lists_them():
-    assert len(CASES) >= 60 and len({c[0] for c in CASES}) == len(CASES)
+def test_there_are_at_least_140_cases_and_the_readme_table_lists_them():
+    assert len(CASES) >= 140 and len({c[0] for c in CASES}) == len(CASES)
     table = readme_table()
     readme = (ROOT / "README.md").read_text()
     start, end = "<!-- bad-inputs:start -->\n", "<!-- bad-inputs:end -->"

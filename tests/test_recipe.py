@@ -35,6 +35,20 @@ def test_every_setting_has_a_description():
     assert all(desc for _, _, desc in rows), [k for k, _, d in rows if not d]
 
 
+def test_every_number_setting_says_which_numbers_it_takes_and_every_float_is_finite():
+    from swapbench.recipe import allowed_numbers
+
+    takes = {key: allowed_numbers(key) for key, _, _ in describe_fields()}
+    assert takes["optim.lr"] == "finite, 0 < x <= 1" and takes["model.texture_dim"] == "1 <= x <= 65,536"
+    assert takes["seed"] == "-4,294,967,295 <= x <= 4,294,967,295" and takes["name"] == ""
+    floats = [key for key, default, _ in describe_fields() if isinstance(default, float)]
+    assert len(floats) > 30 and all(takes[key].startswith("finite") for key in floats), floats
+    for key in floats:  # the schema refuses infinity and NaN in each of them, component sections included
+        for bad in (".inf", "-.inf", ".nan"):
+            with pytest.raises(UserError, match=f"{key}: Input should be a finite number"):
+                load_recipe("small", [f"{key}={bad}"])
+
+
 def test_yaml_only_overrides_and_name_defaults_to_file(tmp_path):
     r = load_recipe(write(tmp_path, "mine.yaml", {"model": {"texture_dim": 64}}))
     assert r.name == "mine"

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from swapbench.cli.common import app, err, out, runs_by_family
+from swapbench.cli.common import MAX_PROCESSES, app, err, out, runs_by_family
 
 
 @app.command("bench")
@@ -18,7 +18,7 @@ def bench(
     recipe: Annotated[Optional[list[str]], typer.Option("--recipe", help="Recipe whose training step is measured (repeatable; replaces the defaults).")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the table as JSON to this file.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Tiny sizes, every column present (CI); not for comparing machines.")] = False,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads for every measurement (default: torch's).")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, max=MAX_PROCESSES, help="torch threads for every measurement (default: torch's).")] = None,
     run: Annotated[Optional[str], typer.Option(help="Score this run's model (MLflow run id or checkpoint) instead of a fresh one.")] = None,
     sae_run: Annotated[Optional[str], typer.Option(help="Embedding: a trained swap_ae run (default: a fresh model).")] = None,
     sg2_run: Annotated[Optional[str], typer.Option(help="Embedding: a trained stylegan2 run (default: a fresh model).")] = None,

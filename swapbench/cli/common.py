@@ -27,6 +27,17 @@ err = Console(stderr=True)
 
 MULTI_PROCESS_COMMANDS = ("run", "train", "resume")  # the commands that train, and so can share the work
 
+# Upper bounds of the count-like options: well past any sheet, figure or measurement a person uses, and refused
+# up front in one line that names the limit (typer's range check) instead of running for hours or asking for
+# terabytes. Memory for what stays within them is checked where the work is sized.
+MAX_CELL = 1024  # px per image in a sheet or figure
+MAX_ROWS = 256  # rows or frames of a sheet or figure: pairs, interpolation frames, PCA directions
+MAX_GRID = 1_024  # images drawn into one picture, or held at once by a measurement
+MAX_RESOLUTION = 2048  # image side, as data.resolution allows
+MAX_IMAGES = 100_000  # images a command reads, writes or inverts
+MAX_STEPS = 1_000_000  # optimisation steps
+MAX_PROCESSES = 256  # worker processes or threads
+
 SetOption = Annotated[
     Optional[list[str]],
     typer.Option("--set", "-s", help="Override a recipe setting, e.g. --set model.texture_dim=64 (repeatable)."),

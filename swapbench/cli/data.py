@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from swapbench.cli.common import SetOption, app, out
+from swapbench.cli.common import MAX_GRID, MAX_IMAGES, MAX_PROCESSES, MAX_RESOLUTION, SetOption, app, out
 
 datasets_app = typer.Typer(help="List, preview and benchmark the registered datasets.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
@@ -33,8 +33,8 @@ def datasets_preview(
     name: Annotated[str, typer.Argument(help="Dataset name (see `swapbench datasets list`).")],
     out_path: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("grid.png"),
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
-    n: Annotated[int, typer.Option(min=1, help="Images in the grid.")] = 16,
-    resolution: Annotated[int, typer.Option(min=16, help="Image side in pixels.")] = 64,
+    n: Annotated[int, typer.Option(min=1, max=MAX_GRID, help="Images in the grid.")] = 16,
+    resolution: Annotated[int, typer.Option(min=16, max=MAX_RESOLUTION, help="Image side in pixels.")] = 64,
     set_: SetOption = None,
 ) -> None:
     """Write a grid of a dataset's first images; for `synthetic` also the layout x style ground truth."""
@@ -49,8 +49,8 @@ def datasets_export(
     name: Annotated[str, typer.Argument(help="Dataset name (see `swapbench datasets list`).")],
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder to write the PNG files into.")],
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
-    n: Annotated[int, typer.Option(min=1, help="Images to write (the split's first n).")] = 16,
-    resolution: Annotated[int, typer.Option(min=16, help="Image side in pixels.")] = 64,
+    n: Annotated[int, typer.Option(min=1, max=MAX_IMAGES, help="Images to write (the split's first n).")] = 16,
+    resolution: Annotated[int, typer.Option(min=16, max=MAX_RESOLUTION, help="Image side in pixels.")] = 64,
     set_: SetOption = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite PNG files of the same names in --out-dir.")] = False,
 ) -> None:
@@ -65,10 +65,10 @@ def datasets_export(
 @datasets_app.command("bench")
 def datasets_bench(
     name: Annotated[str, typer.Argument(help="Dataset name.")],
-    resolution: Annotated[int, typer.Option(min=16)] = 64,
-    n: Annotated[int, typer.Option(min=1, help="Images to load (after one warm-up batch).")] = 2048,
-    batch: Annotated[int, typer.Option(min=1)] = 256,
-    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
+    resolution: Annotated[int, typer.Option(min=16, max=MAX_RESOLUTION)] = 64,
+    n: Annotated[int, typer.Option(min=1, max=10 * MAX_IMAGES, help="Images to load (after one warm-up batch).")] = 2048,
+    batch: Annotated[int, typer.Option(min=1, max=MAX_IMAGES)] = 256,
+    workers: Annotated[int, typer.Option(min=0, max=MAX_PROCESSES, help="DataLoader worker processes.")] = 0,
     set_: SetOption = None,
 ) -> None:
     """Measure how many training images per second a dataset delivers through a DataLoader."""

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from swapbench.cli.common import DeviceOption, app, out, parse_floats
+from swapbench.cli.common import MAX_CELL, MAX_IMAGES, MAX_ROWS, DeviceOption, app, out, parse_floats
 
 edit_app = typer.Typer(help="Edit image files with a trained swap_ae run: texture swap, interpolation, region and "
                        "global edits, domain translation. Each writes a labelled PNG and a .json of its inputs.",
@@ -17,7 +17,7 @@ app.add_typer(edit_app, name="edit")
 
 EditRun = Annotated[str, typer.Option("--run", help="MLflow run id, checkpoint .safetensors, or zoo:NAME (`swapbench zoo list`) of a trained swap_ae recipe.")]
 EditOut = Annotated[Path, typer.Option("--out", help="PNG file to write (a .json naming the inputs goes beside it).")]
-EditCell = Annotated[int, typer.Option(min=16, help="Pixels per image in the sheet.")]
+EditCell = Annotated[int, typer.Option(min=16, max=MAX_CELL, help="Pixels per image in the sheet.")]
 Files = Annotated[list[str], typer.Option(help="Image file or folder of images (repeatable).")]
 
 
@@ -58,7 +58,7 @@ def edit_grid(run: EditRun, structure: Files, texture: Files, out_file: EditOut,
 @edit_app.command("interpolate")
 def edit_interpolate(
     run: EditRun, a: Files, b: Files, out_file: EditOut,
-    steps: Annotated[int, typer.Option(help="Frames from A to B, both ends included.")] = 5,
+    steps: Annotated[int, typer.Option(max=MAX_ROWS, help="Frames from A to B, both ends included.")] = 5,
     part: Annotated[str, typer.Option(help="Which code moves: both, structure or texture.")] = "both",
     cell: EditCell = 128, device: DeviceOption = "auto",
 ) -> None:
@@ -84,9 +84,9 @@ def edit_region(
 @edit_app.command("texture-pca")
 def edit_texture_pca(
     run: EditRun, image: Files, out_file: EditOut,
-    components: Annotated[int, typer.Option(min=1, help="Principal directions shown, one row block each.")] = 3,
+    components: Annotated[int, typer.Option(min=1, max=MAX_ROWS, help="Principal directions shown, one row block each.")] = 3,
     strengths: Annotated[str, typer.Option(help="Comma-separated steps along each direction, in standard deviations.")] = "-2,-1,0,1,2",
-    n: Annotated[int, typer.Option("--n", min=2, help="Training crops of the run whose texture codes the directions are fitted to.")] = 512,
+    n: Annotated[int, typer.Option("--n", min=2, max=MAX_IMAGES, help="Training crops of the run whose texture codes the directions are fitted to.")] = 512,
     fit: Annotated[Optional[list[str]], typer.Option(help="Fit the directions to these images instead (file or folder, repeatable).")] = None,
     cell: EditCell = 128, device: DeviceOption = "auto",
 ) -> None:

@@ -59,7 +59,11 @@ def leaderboard(
         print(text, end="")
     else:
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(text)
+        try:
+            out_file.write_text(text)
+        except OSError as exc:  # a full disk, or a device that takes no data (/dev/full)
+            raise UserError(f"cannot write --out {out_file} ({exc.strerror or exc}); free space there or give "
+                            "another path") from None
         out.print(f"wrote {out_file}")
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from swapbench.cli.common import DeviceOption, app, csv, out, runs_by_family
+from swapbench.cli.common import MAX_CELL, MAX_IMAGES, MAX_ROWS, MAX_STEPS, DeviceOption, app, csv, out, runs_by_family
 from swapbench.errors import UserError
 
 figure_app = typer.Typer(help="Figures from runs in MLflow: cross-run swaps, score-vs-setting curves.",
@@ -23,8 +23,8 @@ EncoderRun = Annotated[Optional[str], typer.Option(help="MLflow run id, checkpoi
 def project(
     methods: Annotated[Optional[str], typer.Option(help="Comma-separated inversion methods (`swapbench registry inversion`; "
                                                    "default: those registered with default=True).")] = None,
-    n: Annotated[int, typer.Option("--n", min=2, help="Test images to invert (the same for every method).")] = 32,
-    steps: Annotated[Optional[int], typer.Option(min=1, help="Optimisation steps of sg2_w / sg2_wplus (default 1000).")] = None,
+    n: Annotated[int, typer.Option("--n", min=2, max=MAX_IMAGES, help="Test images to invert (the same for every method).")] = 32,
+    steps: Annotated[Optional[int], typer.Option(min=1, max=MAX_STEPS, help="Optimisation steps of sg2_w / sg2_wplus (default 1000).")] = None,
     sae_run: SaeRun = None,
     sg2_run: Sg2Run = None,
     encoder_run: EncoderRun = None,
@@ -46,9 +46,9 @@ def project(
 def figure_swaps(
     runs: Annotated[str, typer.Option(help="Comma-separated MLflow run ids or zoo:NAME models, one column each.")],
     out_file: Annotated[Path, typer.Option("--out", help="PNG file to write (a .json with provenance goes beside it).")],
-    n: Annotated[int, typer.Option("--n", min=1, help="Test (structure, texture) pairs, one row each.")] = 6,
+    n: Annotated[int, typer.Option("--n", min=1, max=MAX_ROWS, help="Test (structure, texture) pairs, one row each.")] = 6,
     labels: Annotated[Optional[str], typer.Option(help="Comma-separated column labels (default: each run's variant).")] = None,
-    cell: Annotated[int, typer.Option(min=16, help="Pixels per image in the figure.")] = 128,
+    cell: Annotated[int, typer.Option(min=16, max=MAX_CELL, help="Pixels per image in the figure.")] = 128,
 ) -> None:
     """The same test pairs swapped by several runs side by side (the paper's qualitative ablation figure)."""
     from swapbench.experiments.figures import figure_swaps as make

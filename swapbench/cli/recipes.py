@@ -56,14 +56,15 @@ def recipes_validate(
 
 @recipes_app.command("options")
 def recipes_options() -> None:
-    """Every recipe setting with its default, description and the components that read it."""
-    from swapbench.recipe import describe_fields, read_by
+    """Every recipe setting with its default, the numbers it takes, its description and the components that read it."""
+    from swapbench.recipe import allowed_numbers, describe_fields, read_by
 
     table = Table()
-    for col in ("key", "default", "description", "read by"):
+    for col in ("key", "default", "takes", "description", "read by"):
         table.add_column(col)
     for key, default, desc in describe_fields():
-        table.add_row(key, json.dumps(default) if not isinstance(default, str) else default, desc, read_by(key))
+        table.add_row(key, json.dumps(default) if not isinstance(default, str) else default, allowed_numbers(key), desc,
+                      read_by(key))
     out.print(table)
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from swapbench.cli.common import DeviceOption, app, device_name, out
+from swapbench.cli.common import MAX_GRID, MAX_RESOLUTION, DeviceOption, app, device_name, out
 from swapbench.errors import UserError
 
 score_app = typer.Typer(help="Scores for any images, without training: fid, kid, lpips, sifid.", no_args_is_help=True)
@@ -63,8 +63,8 @@ def score_sifid(dir_a: Path, dir_b: Path, as_json: JsonOption = False, device: D
 
 @score_app.command("speed")
 def score_speed(
-    resolution: Annotated[int, typer.Option(min=16)] = 64,
-    n: Annotated[int, typer.Option(min=2, help="Test images per pass.")] = 32,
+    resolution: Annotated[int, typer.Option(min=16, max=MAX_RESOLUTION)] = 64,
+    n: Annotated[int, typer.Option(min=2, max=MAX_GRID, help="Test images per pass.")] = 32,
     device: DeviceOption = "auto",
 ) -> None:
     """Seconds per image of each score network on this machine (best of 3 passes after a warm-up)."""

@@ -6,13 +6,13 @@ from typing import Annotated
 
 import typer
 
-from swapbench.cli.common import app, out
+from swapbench.cli.common import MAX_PROCESSES, app, out
 
 
 @app.command()
 def sweep(
     file: Annotated[str, typer.Argument(help="Sweep YAML file, or a name from recipes/sweeps/.")],
-    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Worker processes; each gets (usable cores) / jobs torch threads, usable cores being the process's CPU affinity (taskset).")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", min=1, max=MAX_PROCESSES, help="Worker processes; each gets (usable cores) / jobs torch threads, usable cores being the process's CPU affinity (taskset).")] = 1,
     ray: Annotated[str | None, typer.Option("--ray", metavar="ADDRESS", help="Run every pending run as a task on the Ray cluster at ADDRESS (HEAD:6379, or auto); each asks for train.threads CPUs (1 if unset) and a GPU for device cuda. Needs the ray extra (pip install -e \".\\[ray]\"), an MLflow server every node reaches and tracking.checkpoint_dir on shared storage; see docs/distributed.md.")] = None,
 ) -> None:
     """Run every variant x seed of a sweep as child runs of one MLflow parent run; a run that already finished in the

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from swapbench.cli.common import app
+from swapbench.cli.common import app, err
 
 zoo_app = typer.Typer(help="Reference models trained by swapbench, usable by name (zoo:NAME) wherever a command "
                       "takes a run id or checkpoint: evaluate, edit, project, figure swaps.", no_args_is_help=True)
@@ -31,11 +31,12 @@ def zoo_list() -> None:
         where = ", ".join(map(str, zoo_dirs())) or "no zoo folder"
         out.print(f"the zoo holds no model yet (looked in {where}); `swapbench zoo publish RUN_ID NAME` adds one")
         return
+    damaged = []
     for name, model in found.items():  # a block per model: readable at any terminal width
         try:
             m = model.manifest()
-        except UserError as exc:  # one damaged folder does not hide the others
-            out.print(f"{name}  unreadable: {exc}", markup=False, highlight=False)
+        except UserError as exc:  # one damaged folder does not hide the others: listed, then an error line each
+            damaged.append(exc)
             continue
         t = m.get("training", {})
         planned = "" if t.get("finished", True) else f" of {t.get('planned_images', 0):,} planned"
@@ -45,6 +46,10 @@ def zoo_list() -> None:
         out.print(f"    {m.get('description', '')}  ({model.folder})", markup=False, highlight=False)
     out.print("use one by name: e.g. `swapbench edit swap --run zoo:NAME ...`, `swapbench evaluate zoo:NAME`",
               markup=False, highlight=False)
+    for exc in damaged:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+    if damaged:
+        raise typer.Exit(2)
 
 
 @zoo_app.command("publish")

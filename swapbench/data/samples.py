@@ -41,12 +41,12 @@ def preview(name: str, out_path: Path, split: str, n: int, resolution: int, sets
     swap (``synthetic``) also the layout x style grid beside it. Returns a line per file written."""
     from torchvision.utils import save_image
 
-    from swapbench.outputs import writable_file
+    from swapbench.outputs import make_parent, writable_file
 
     writable_file(out_path, "--out", (".png", ".jpg", ".jpeg"))
     ds, images = _first_images(name, split, n, resolution, sets)
     count = len(images)
-    save_image((images + 1) / 2, out_path, nrow=math.ceil(math.sqrt(count)), padding=2, pad_value=1.0)
+    save_image((images + 1) / 2, make_parent(out_path), nrow=math.ceil(math.sqrt(count)), padding=2, pad_value=1.0)
     lines = [f"wrote {out_path}: {count} {split} images of '{name}' at {resolution} px"]
     if hasattr(ds, "gt_swap"):
         k = min(count, 6)
@@ -66,13 +66,14 @@ def export_png(name: str, out_dir: Path, split: str, n: int, resolution: int, se
     from swapbench.outputs import writable_folder
     from swapbench.visualize import to_uint8
 
-    writable_folder(out_dir, "--out-dir", keep=True)
+    writable_folder(out_dir, "--out-dir")  # checked, not kept: the data is checked before the folder is made
     taken = sorted(p.name for p in out_dir.glob(f"{split}_[0-9][0-9][0-9][0-9].png"))
     if taken and not force:
         raise UserError(f"--out-dir {out_dir} already holds {len(taken)} {split}_NNNN.png files (first {taken[0]}); "
                         "pass --force to overwrite them, or give an empty folder")
     ds = build_dataset(dataset_recipe(name, resolution, n, sets), split)
     count = min(n, len(ds))
+    writable_folder(out_dir, "--out-dir", keep=True)
     for i in range(count):
         Image.fromarray(to_uint8(ds[i]).permute(1, 2, 0).numpy()).save(out_dir / f"{split}_{i:04d}.png")
     return count

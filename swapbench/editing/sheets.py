@@ -48,8 +48,9 @@ def load_edit_model(run: str, device: str = "auto") -> EditModel:
 def write_sheet(out: str | Path, columns: list[torch.Tensor], labels: list[str], record: dict, cell: int = 128) -> Path:
     """Save the labelled columns as PNG and ``record`` as the .json beside it; returns the PNG path."""
     from swapbench.experiments.figures import png_output_path, write_provenance
+    from swapbench.outputs import make_parent
 
-    png = png_output_path(out)
+    png = make_parent(png_output_path(out))
     labelled_columns(columns, labels, cell=cell).save(png)
     write_provenance(png, record)
     return png
@@ -87,10 +88,11 @@ def grid_sheet(em: EditModel, structure: Sequence[str], texture: Sequence[str], 
     from PIL import Image
 
     from swapbench.experiments.figures import png_output_path, write_provenance
+    from swapbench.outputs import make_parent
     from swapbench.visualize import swap_grid
 
     (a, a_files), (b, b_files) = em.images(structure), em.images(texture)
-    png = png_output_path(out)
+    png = make_parent(png_output_path(out))
     Image.fromarray(swap_grid(em.model, a, b, min_cell=cell)).save(png)
     write_provenance(png, _record(em, "grid", structure=a_files, texture=b_files))
     return png

@@ -47,7 +47,7 @@ def archive(experiments: list[str] | None, out_dir: Path, uri: str | None = None
 
     from swapbench.tracking import every_run, tracking_uri, use_store
 
-    use_store(uri or tracking_uri())
+    use_store(uri or tracking_uri(), create=False)
     client = mlflow.MlflowClient()
     if experiments:
         found = [client.get_experiment_by_name(name) for name in experiments]

@@ -20,6 +20,7 @@ from PIL import Image
 
 from swapbench.data import data_differences
 from swapbench.errors import UserError
+from swapbench.outputs import make_parent
 from swapbench.visualize import labelled_columns
 
 
@@ -84,7 +85,7 @@ def figure_swaps(run_ids: list[str], out: str | Path, n: int = 6, labels: list[s
     recipe = runs[0].recipe
     images = test_images(recipe)
     pairs = draw_pairs(n, images.shape[0], recipe.eval.pairs_seed)
-    swap_comparison(runs, images, pairs, cell=cell).save(out)
+    swap_comparison(runs, images, pairs, cell=cell).save(make_parent(out))
     write_provenance(out, {
         "figure": "swaps", "pairs": [list(p) for p in pairs], "pairs_seed": recipe.eval.pairs_seed,
         "dataset": recipe.data.dataset, "resolution": recipe.data.resolution,
@@ -102,7 +103,11 @@ def curve_x(df: pd.DataFrame, x: str) -> pd.Series:
                         "model.texture_dim or a logged number such as train/cpu_seconds")
     xs = pd.to_numeric(df[col], errors="coerce")
     if xs.isna().any():
-        raise UserError(f"'{x}' is not numeric in every run ({sorted(set(df[col].astype(str)))}); "
+        missing = df[col].isna()
+        if missing.any():  # runs that never had the setting (another family's, or an older schema's)
+            raise UserError(f"{int(missing.sum())} of the {len(df)} runs have no '{x}' (first: run "
+                            f"{df[missing].iloc[0].get('run_id', '?')}); choose the runs with --experiment or --sweep")
+        raise UserError(f"'{x}' is not numeric in every run ({sorted({str(v) for v in df[col]})}); "
                         "a curve needs numbers on its x axis")
     return xs
 
@@ -133,11 +138,11 @@ def metric_curve(df: pd.DataFrame, x: str, metrics: list[str]):
 
     from swapbench.evaluation.metrics import arrow, direction
 
-    xs = curve_x(df, x)
     missing = [m for m in metrics if f"metrics.{m}" not in df.columns]
     if missing:
-        raise UserError(f"no run logged {', '.join(missing)}; logged scores: "
-                        f"{', '.join(sorted(c[8:] for c in df.columns if c.startswith('metrics.') and direction(c[8:])))}")
+        logged = sorted(c[8:] for c in df.columns if c.startswith("metrics.") and direction(c[8:]))
+        raise UserError(f"no run logged {', '.join(missing)}; logged scores: {', '.join(logged) or '(none)'}")
+    xs = curve_x(df, x)
     one_run_each = xs.is_unique
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.8 * len(metrics), 4.0), squeeze=False)
     for ax, m in zip(axes[0], metrics):
@@ -182,7 +187,7 @@ def figure_curve(out: str | Path, x: str, metrics: list[str], experiment: str | 
     out = png_output_path(out)
     df = load_run_history(run) if run else load_runs(experiment, sweep)
     fig = metric_curve(df, x, metrics)
-    fig.savefig(out, dpi=120)
+    fig.savefig(make_parent(out), dpi=120)
     xs = curve_x(df, x)
     write_provenance(out, {
         "figure": "curve", "x": x, "metrics": metrics, "sweep": sweep, "experiment": experiment, "run": run,

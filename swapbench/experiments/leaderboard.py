@@ -81,7 +81,7 @@ def load_runs(experiment: str | None = None, sweep: str | None = None, uri: str 
 
     from swapbench.tracking import tracking_uri, use_store
 
-    use_store(uri or tracking_uri())  # an unreachable server is a one-line error, not minutes of retries
+    use_store(uri or tracking_uri(), create=False)  # an unreachable server is a one-line error, not minutes of retries
     kwargs: dict = {"filter_string": "attributes.status = 'FINISHED'"}
     parent = sweep_parent(sweep) if sweep else None
     if parent is not None:
@@ -118,7 +118,7 @@ def load_run_history(run_id: str, uri: str | None = None) -> pd.DataFrame:
 
     from swapbench.tracking import get_run, tracking_uri, use_store
 
-    run = get_run(run_id, use_store(uri or tracking_uri()))
+    run = get_run(run_id, use_store(uri or tracking_uri(), create=False))
     client = mlflow.MlflowClient()
     rows: dict[int, dict] = {}
     for key in run.data.metrics:

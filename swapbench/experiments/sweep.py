@@ -35,13 +35,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swapbench.errors import UserError, did_you_mean
-from swapbench.recipe import Recipe, list_recipes, load_recipe
+from swapbench.recipe import Recipe, Seed, list_recipes, load_recipe, yaml_problem
 
 SWEEP_KEY_TAG = "swapbench.sweep_key"  # on a child run: its job's key (variant, seed, recipe hash)
 SWEEP_KEYS_TAG = "swapbench.sweep_keys"  # on the parent: its jobs' keys, comma-separated
@@ -55,8 +55,9 @@ class SweepFile(BaseModel):
     description: str = Field("", description="What the sweep compares.")
     experiment: str | None = Field(None, description="MLflow experiment; null uses 'sweep-<file name>'.")
     set: list[str] = Field(default_factory=list, description="Overrides applied to every variant.")
-    seeds: list[int] = Field(default_factory=lambda: [0], description="Seeds run for every variant.")
-    grid: dict[str, list[Any]] = Field(default_factory=dict, description="key -> values; the cartesian product.")
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1, description="Seeds run for every variant.")
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(
+        default_factory=dict, description="key -> values (at least one); the cartesian product.")
     variants: dict[str, list[str]] = Field(default_factory=dict, description="name -> overrides.")
 
 
@@ -89,8 +90,10 @@ def find_sweep(ref: str | Path) -> Path:
 def load_sweep(path: str | Path) -> tuple[SweepFile, list[Job], Path]:
     """Parse the sweep file and resolve every job's recipe (all errors surface here)."""
     path = find_sweep(path)
+    text = ""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
+        data = yaml.safe_load(text) or {}
         if not isinstance(data, dict):
             raise UserError(f"sweep {path.name} must be a YAML mapping (base, set, seeds, grid, variants), "
                             f"not a {type(data).__name__}")
@@ -102,10 +105,8 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, list[Job], Path]:
     except UnicodeDecodeError:
         raise UserError(f"sweep {path.name} is not a text file (it holds binary data); give a YAML sweep file") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"sweep {path.name}{where} is not valid YAML ({getattr(exc, 'problem', None) or 'syntax error'}); "
-                        "fix that line") from None
+        where, what = yaml_problem(exc, text)
+        raise UserError(f"sweep {path.name}{where} is not valid YAML ({what}); fix that line") from None
     variants: dict[str, list[str]] = {}
     if spec.grid:
         keys = list(spec.grid)
