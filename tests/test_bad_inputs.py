@@ -149,6 +149,10 @@ CASES: list[tuple[str, list[str], str]] = [
     ("unknown-command", ["trian", "tiny.yaml"], "No such command 'trian'"),
     ("unknown-option", ["run", "tiny.yaml", "--epochs", "3"], "No such option: --epochs"),
     ("sync-no-journal", ["sync", "photos32"], "holds no tracking journal"),
+    ("swaps-unknown-method", ["swaps", "--methods", "sae,magic"], "unknown swap_method 'magic'"),
+    ("swaps-needs-run", ["swaps", "--methods", "gatys,sae", "--n", "4"], "swap method 'sae' needs a trained swap_ae run; pass --sae-run"),
+    ("swaps-no-data", ["swaps", "--methods", "gatys", "--n", "4"], "pass --recipe NAME"),
+    ("swap-sizes-differ", ["swap", "photos32/a.png", "photos64/b.png", "--out", "s.png"], "resize them to one size first"),
 ]
 
 
