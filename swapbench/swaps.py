@@ -4,7 +4,7 @@ A method is a class in the ``swap_method`` registry (:data:`swapbench.registry.S
 
     needs: str | None             # the model family of the trained run it uses (swap_ae, stylegan2), or None
     iterative: bool               # an optimisation per swap (its seconds are the optimiser's), or one pass
-    __init__(model, settings, device)   # settings: its own settings section (see swap_settings)
+    __init__(model, settings, device)   # settings: an instance of its settings class (see swap_settings)
     swap(structure, texture) -> images  # (N, 3, H, W) in [-1, 1] each, same sizes; the result on the CPU
 
 The Swapping Autoencoder (``sae``: G(s(A), t(B)), one encoder and one decoder pass) is registered
@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from swapbench.errors import UserError
@@ -34,20 +35,32 @@ def check_pair(structure: torch.Tensor, texture: torch.Tensor) -> None:
                         "resize them to one size first")
 
 
-def swap_settings(name: str, overrides: dict[str, Any] | None = None) -> Any:
-    """The settings object method ``name`` reads: its registered section at its defaults with ``overrides``
-    (keys without the section prefix); None for a method without settings."""
+def settings_of(name: str) -> tuple[str | None, type[BaseModel] | None]:
+    """(key, class) of the settings method ``name`` reads: the class it registered as ``options`` under
+    ``options_key`` (tool settings, set with ``--set KEY.FIELD=VALUE``, not part of training recipes, so
+    recipe hashes do not move), or the recipe section it reads (``sg2_mix``: ``inversion``); (None, None)
+    for a method without settings."""
     entry = SWAPS.entry(name)
-    if entry.section is None:
+    if "options" in entry.info:
+        return entry.info["options_key"], entry.info["options"]
+    if entry.section is not None:
+        return entry.section, SECTIONS[entry.section].settings
+    return None, None
+
+
+def swap_settings(name: str, overrides: dict[str, Any] | None = None) -> Any:
+    """The settings object method ``name`` reads, at its defaults with ``overrides`` (keys without the
+    settings key's prefix); None for a method without settings."""
+    key, cls = settings_of(name)
+    if cls is None:
         if overrides:
             raise UserError(f"swap method '{name}' has no settings; drop {', '.join(overrides)}")
         return None
-    cls = SECTIONS[entry.section].settings
     unknown = sorted(set(overrides or {}) - set(cls.model_fields))
     if unknown:
         from swapbench.errors import did_you_mean
 
-        raise UserError(f"unknown setting '{entry.section}.{unknown[0]}'{did_you_mean(unknown[0], list(cls.model_fields))}"
+        raise UserError(f"unknown setting '{key}.{unknown[0]}'{did_you_mean(unknown[0], list(cls.model_fields))}"
                         f"; settings of {name}: {', '.join(cls.model_fields)}")
     from pydantic import ValidationError
 
@@ -55,7 +68,7 @@ def swap_settings(name: str, overrides: dict[str, Any] | None = None) -> Any:
         return cls(**(overrides or {}))
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise UserError(f"{entry.section}.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise UserError(f"{key}.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
 @SWAPS.register("sae", description="The Swapping Autoencoder: G(s(A), t(B)), one encoder pass of each image and one "

@@ -21,6 +21,7 @@ from baselines.swaps.mixing import StyleMixSwap
 from baselines.swaps.settings import GatysConfig, StrotssConfig
 from baselines.swaps.strotss import StrotssSwap, laplacian_pyramid
 from swapbench.registry import SWAPS
+from swapbench.swaps import settings_of
 
 FEW_LAYERS = ["relu1_1", "relu2_1", "relu3_1"]  # a 451-d hypercolumn keeps the STROTSS tests to seconds
 
@@ -42,7 +43,19 @@ def mse(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_the_four_methods_are_registered():
     assert {"sae", "gatys", "strotss", "sg2_mix"} <= set(SWAPS.names())
-    assert SWAPS.entry("gatys").section == "gatys" and SWAPS.entry("sg2_mix").section == "inversion"
+    assert settings_of("gatys") == ("gatys", GatysConfig) and settings_of("sg2_mix") == ("inversion", InversionConfig)
+
+
+def test_swap_settings_leave_every_recipe_hash_alone():
+    import json
+    from pathlib import Path
+
+    from swapbench.recipe import load_recipe
+
+    zoo = Path(__file__).resolve().parent.parent / "zoo" / "reference_photos_warmup"
+    recipe = load_recipe(zoo / "recipe.yaml")
+    assert "gatys" not in recipe.to_dict() and "strotss" not in recipe.to_dict()
+    assert recipe.hash() == json.loads((zoo / "manifest.json").read_text())["recipe_hash"]
 
 
 def test_gatys_moves_b_grams_closer_and_keeps_a_content():

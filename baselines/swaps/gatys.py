@@ -26,7 +26,7 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     return f @ f.transpose(1, 2)
 
 
-@SWAPS.register("gatys", settings=GatysConfig, section="gatys",
+@SWAPS.register("gatys", options=GatysConfig, options_key="gatys",
                 description="Gatys et al. 2016: optimise the image from A to keep A's VGG-16 relu4_2 responses and "
                             "take B's Gram matrices (relu1_1..relu5_1), L-BFGS.")
 class GatysSwap:

@@ -1,6 +1,8 @@
-"""Settings of the style-transfer swap methods: recipe sections ``gatys`` and ``strotss`` (``sg2_mix``
-reads the inversion baselines' ``inversion`` section: its W+ optimiser and ``inversion.crossover``).
-Defaults are the published ones; docs/swaps.md lists where a CPU run departs from them."""
+"""Settings of the style-transfer swap methods, ``gatys.*`` and ``strotss.*`` for ``swapbench swaps --set``
+(tool settings like ``swapbench project``'s, not training-recipe sections: a recipe's hash does not
+depend on them). ``sg2_mix`` reads the inversion baselines' recipe section ``inversion`` (its W+
+optimiser and ``inversion.crossover``). Defaults are the published ones; docs/swaps.md lists where a
+CPU run departs from them."""
 
 from __future__ import annotations
 

@@ -103,7 +103,7 @@ def palette_loss(x_rgb: torch.Tensor, y_rgb: torch.Tensor) -> torch.Tensor:
     return relaxed_emd(cosine_distances(x, y) + euclid)
 
 
-@SWAPS.register("strotss", settings=StrotssConfig, section="strotss",
+@SWAPS.register("strotss", options=StrotssConfig, options_key="strotss",
                 description="Kolkin et al. 2019: relaxed-EMD style loss on VGG-16 hypercolumns, self-similarity "
                             "content loss, moment and palette matching, multi-scale, RMSprop on a Laplacian pyramid.")
 class StrotssSwap:

@@ -75,15 +75,14 @@ def swap(
     from swapbench.data.image_io import read_image
     from swapbench.experiments.swaps import load_runs, method_classes, split_overrides
     from swapbench.outputs import writable_file
-    from swapbench.registry import SWAPS
     from swapbench.runtime import resolve_device
-    from swapbench.swaps import check_pair, swap_settings
+    from swapbench.swaps import check_pair, settings_of, swap_settings
 
     if out_file.suffix.lower() != ".png":
         raise UserError(f"--out {out_file} must be a .png file")
     writable_file(out_file, "--out")
     cls = method_classes([method])[method]
-    chosen = swap_settings(method, split_overrides(settings or []).get(SWAPS.entry(method).section))
+    chosen = swap_settings(method, split_overrides(settings or []).get(settings_of(method)[0]))
     a, b = (torch.from_numpy(read_image(p).copy()).permute(2, 0, 1)[None].float() / 127.5 - 1 for p in (structure, texture))
     check_pair(a, b)
     loaded = load_runs({method: cls}, runs_by_family(sae_run=sae_run, sg2_run=sg2_run))

@@ -91,8 +91,9 @@ def split_overrides(overrides: list[str]) -> dict[str, dict[str, Any]]:
     """``--set gatys.steps=100`` -> {"gatys": {"steps": 100}}, each section checked against a registered one."""
     from swapbench.recipe import parse_override
     from swapbench.registry import SWAPS
+    from swapbench.swaps import settings_of
 
-    sections = {SWAPS.entry(n).section for n in SWAPS.names()} - {None}
+    sections = {settings_of(n)[0] for n in SWAPS.names()} - {None}
     out: dict[str, dict[str, Any]] = {}
     for text in overrides:
         keys, value = parse_override(text)
@@ -202,15 +203,13 @@ def run_swaps(methods: list[str], n: int, runs: dict[str, str | None], recipe_re
     from swapbench.evaluation.evaluate import build_context, evaluate, held_out_split, reference_record
     from swapbench.registry import METRICS
     from swapbench.runtime import resolve_device
-    from swapbench.swaps import swap_settings
+    from swapbench.swaps import settings_of, swap_settings
     from swapbench.tracking import open_tool_run
     from swapbench.visualize import labelled_columns
 
     classes = method_classes(methods)
     by_section = split_overrides(list(overrides))
-    from swapbench.registry import SWAPS
-
-    settings = {m: swap_settings(m, by_section.get(SWAPS.entry(m).section)) for m in methods}
+    settings = {m: swap_settings(m, by_section.get(settings_of(m)[0])) for m in methods}
     dev = resolve_device(device)
     loaded = load_runs(classes, runs)
     recipe = data_recipe(loaded, recipe_ref)
@@ -267,7 +266,7 @@ def run_swaps(methods: list[str], n: int, runs: dict[str, str | None], recipe_re
     figure = labelled_columns([images[a_idx], images[b_idx], *[r.outputs for r in results]],
                               ["A (structure)", "B (texture)", *[r.name for r in results]],
                               cell=side * max(1, 128 // side))
-    flat_settings = {f"{SWAPS.entry(m).section}.{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v)
+    flat_settings = {f"{settings_of(m)[0]}.{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v)
                      for m, s in settings.items() if s is not None for k, v in s.model_dump().items()}
     tags = {"swapbench.tool": "swaps", "swapbench.methods": ",".join(methods), "swapbench.dataset": recipe.data.dataset}
     with open_tool_run(EXPERIMENT, tags) as tracker:
