@@ -204,3 +204,16 @@ def test_swaps_cli_scores_times_and_draws_every_method_on_the_same_pairs(tmp_pat
     # columns A, B, sae, gatys; a row per pair; 16 px images shown at 128 px with 4 px gaps and a 25 px header
     assert figure.size == (4 + 4 * 132, 25 + 4 + 6 * 132)
     assert (tmp_path / "out" / "swaps.md").read_text().startswith(f"MLflow run {run.info.run_id}")
+
+
+def test_step_flops_matches_counting_the_whole_optimisation():
+    from swapbench.experiments.projection import _counted_flops
+    from swapbench.experiments.swaps import step_flops
+
+    a, b = smooth_image(10, side=16), smooth_image(11, side=16)
+    for method in (GatysSwap(None, GatysConfig(steps=20)),
+                   StrotssSwap(None, StrotssConfig(steps_per_scale=6, output_samples=64, style_samples=64, layers=FEW_LAYERS))):
+        whole = _counted_flops(lambda m=method: m.swap(a, b))  # the same swap, every evaluation counted
+        assert method.evaluations > 2
+        estimate = step_flops(method, method.settings, a, b, method.evaluations)
+        assert abs(estimate - whole) < 0.05 * whole

@@ -152,9 +152,9 @@ def data_recipe(loaded: dict[str, tuple[Any, Recipe, str]], recipe_ref: str | No
 
 
 def step_flops(method: Any, settings: Any, a: torch.Tensor, b: torch.Tensor, evaluations: float) -> float:
-    """FLOPs of one swap of an optimiser that made ``evaluations`` loss evaluations: counted on short runs
-    (its ``steps_setting`` at 1 and 2) and extrapolated linearly in the evaluations, each of which costs
-    the same; the random state is left as it was."""
+    """FLOPs of one swap of an optimiser that made ``evaluations`` loss evaluations (mean over the pairs):
+    counted on short runs (its ``steps_setting`` at 1 and 2) and extrapolated linearly in the evaluations,
+    each of which costs the same; the random state is left as it was."""
     from swapbench.experiments.projection import _counted_flops
 
     key = method.steps_setting
@@ -166,7 +166,10 @@ def step_flops(method: Any, settings: Any, a: torch.Tensor, b: torch.Tensor, eva
             flops = _counted_flops(lambda m=short: m.swap(a, b))
             counts.append((short.evaluations, flops))
     (e1, f1), (e2, f2) = counts
-    return f1 + (evaluations - e1) * (f2 - f1) / (e2 - e1) if e2 != e1 else f1
+    # a line search can spend the whole budget of both short runs (e2 == e1): then the cost of one
+    # evaluation is f1 / e1, which counts the one-off target features once per evaluation (a slight over-count)
+    per_evaluation = (f2 - f1) / (e2 - e1) if e2 > e1 else f1 / e1
+    return f1 + (evaluations - e1) * per_evaluation
 
 
 def swap_all(method: Any, images: torch.Tensor, pairs: list[tuple[int, int]], device: torch.device,
