@@ -7,4 +7,4 @@
   ``swapbench project`` with the Swapping Autoencoder's one encoder pass (``sae``).
 """
 
-from baselines import inversion, stylegan2  # noqa: F401  (registers the entries)
+from baselines import inversion, stylegan2, swaps  # noqa: F401  (registers the entries)

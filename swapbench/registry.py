@@ -369,14 +369,16 @@ DISCRIMINATORS = Registry(
 LOSSES = Registry("loss", ("swapbench.training.losses",))
 METRICS = MetricRegistry(
     "metric", tuple(f"swapbench.evaluation.metrics.{m}" for m in ("reconstruction", "swap_realism", "ground_truth",
-                                                                  "parts", "sample_realism", "disentanglement"))
+                                                                  "parts", "sample_realism", "disentanglement",
+                                                                  "manifold"))
 )
 OPTIMIZERS = Registry("optimizer", ("swapbench.training.optim",))
 MODELS = ModelRegistry("model", ("swapbench.models.build",))
 TRAINERS = Registry("trainer", ("swapbench.training.swap_ae_trainer",))
 INVERSIONS = Registry("inversion", ("swapbench.inversion",))
+SWAPS = Registry("swap_method", ("swapbench.swaps",))
 
 ALL_REGISTRIES = {
     r.kind: r for r in (DATASETS, ENCODERS, GENERATORS, DISCRIMINATORS, LOSSES, METRICS, OPTIMIZERS, MODELS,
-                        TRAINERS, INVERSIONS)
+                        TRAINERS, INVERSIONS, SWAPS)
 }

@@ -273,6 +273,10 @@ CASES: list[tuple[str, list[str], str]] = [
     ("sweep-jobs-huge", ["sweep", "sweep_unknown_key.yaml", "--jobs", "100000"], "Invalid value for '--jobs': Input should be less than or equal to 256"),
     ("bench-threads-huge", ["bench", "--threads", "100000"], "Invalid value for '--threads': Input should be less than or equal to 256"),
     ("sweep-nul-byte", ["sweep", "sweep_nul.yaml"], "line 2 is not valid YAML (it holds the character #x0000"),
+    ("swaps-unknown-method", ["swaps", "--methods", "sae,magic"], "unknown swap_method 'magic'"),
+    ("swaps-needs-run", ["swaps", "--methods", "gatys,sae", "--n", "4"], "swap method 'sae' needs a trained swap_ae run; pass --sae-run"),
+    ("swaps-no-data", ["swaps", "--methods", "gatys", "--n", "4"], "pass --recipe NAME"),
+    ("swap-sizes-differ", ["swap", "photos32/a.png", "photos64/b.png", "--out", "s.png"], "resize them to one size first"),
 ]
 
 

@@ -81,7 +81,7 @@ def test_builtins_present():
     assert {"recon_l1", "recon_psnr"} <= set(METRICS.names())
     assert "photos" in DATASETS
     assert set(ALL_REGISTRIES) == {"dataset", "encoder", "generator", "discriminator", "loss", "metric", "optimizer",
-                                  "model", "trainer", "inversion"}
+                                  "model", "trainer", "inversion", "swap_method"}
 
 
 def _fake_distribution(root, module_source: str, entry: str) -> None:
@@ -135,7 +135,8 @@ def test_every_metric_records_direction_needs_and_description_and_grouped_names_
     for name in METRICS.names():
         assert direction(name) in ("down", "up") and METRICS.needs(name) and METRICS.describe(name), name
     assert {n for n in METRICS.names() if direction(n) == "up"} == {
-        "recon_psnr", "gt_swap_psnr", "swap_reencode_structure", "swap_reencode_texture", "gt_layout", "gt_pattern"}
+        "recon_psnr", "gt_swap_psnr", "swap_reencode_structure", "swap_reencode_texture", "gt_layout", "gt_pattern",
+        "swap_precision", "swap_recall", "swap_density", "swap_coverage"}
     assert set(SWAP_REALISM + TEXTURE_TRANSFER + STRUCTURE_KEPT + SCORES) <= set(METRICS.names())
     assert direction("control/copy_a/swap_fid") is None and direction("swap_fid_ci_low") is None
 

@@ -33,7 +33,8 @@ from swapbench.recipe import Recipe
 from swapbench.registry import METRICS
 
 # cached values that depend on the swap outputs; a control's context computes them afresh
-_SWAP_DEPENDENT = ("swaps", "swap_features", "swap_features_legacy", "swap_codes", "swap_selfsim", "swap_grams")
+_SWAP_DEPENDENT = ("swaps", "swap_features", "swap_features_legacy", "swap_codes", "swap_selfsim", "swap_grams",
+                   "_manifold_items")
 
 
 @dataclass
