@@ -240,12 +240,14 @@ class EvalContext:
 
     def clusters(self, over: str) -> list[tuple[str, ...]] | None:
         """The sources of each row: (source,) per image (``over='images'``), (source of A_i, source of B_i)
-        per pair (``over='pairs'``); None without sources, and for generated samples (``'samples'``), which
-        have none."""
-        if self.sources is None or over not in ("images", "pairs"):
+        per pair (``over='pairs'``), (source,) per held-out reference image (``'reference'``); None without
+        sources, and for generated samples (``'samples'``), which have none."""
+        if self.sources is None or over not in ("images", "pairs", "reference"):
             return None
         if over == "images":
             return [(s,) for s in self.sources]
+        if over == "reference":
+            return [(str(s),) for s in self.dataset.source_ids(self.reference)]
         return [(self.sources[a], self.sources[b]) for a, b in self.pairs]
 
     def resamples(self, n: int) -> np.ndarray:
@@ -279,7 +281,7 @@ class EvalContext:
 
     def mean_score(self, name: str, per_item: torch.Tensor | np.ndarray, over: str = "pairs") -> dict[str, float]:
         """{name: mean, name_ci_low/high: bootstrap 95 % interval, name_n (and name_n_sources where images share
-        sources)} of per-pair (``over='pairs'``) or per-image (``'images'``) values."""
+        sources)} of per-pair (``over='pairs'``), per-image (``'images'``) or per-reference-image (``'reference'``) values."""
         from swapbench.evaluation.metrics.intervals import mean_with_interval, weighted_mean_with_interval
 
         clustered = self.source_weights(over)

@@ -9,7 +9,8 @@ same Inception pool features as swap FID/KID (clean resize).
 
 Distances and k-NN radii come from the ``prdc`` package (Naeem et al.'s own code). Each score is the
 mean of a per-item value: per swap (precision, density) or per reference image (recall, coverage),
-so its interval is a bootstrap over those items; the means are exactly ``prdc.compute_prdc``'s.
+so its interval is a bootstrap over those items (over their source photographs where crops share
+one); the means are exactly ``prdc.compute_prdc``'s.
 Realism alone rewards copying (copy A and copy B are real images): read these next to the texture and
 structure scores and the controls.
 """
@@ -51,7 +52,8 @@ def _scores(ctx, part: str) -> dict[str, float]:
     if "_manifold_items" not in ctx.__dict__:  # one distance matrix for the four scores (dropped with the swaps)
         ctx.__dict__["_manifold_items"] = manifold_items(real, ctx.swap_features)
     items = ctx.__dict__["_manifold_items"]
-    return {**ctx.mean_score(name, items[part]), f"{name}_k": k, f"{name}_real_n": len(real)}
+    over = "reference" if part in ("recall", "coverage") else "pairs"  # per reference image, or per swap
+    return {**ctx.mean_score(name, items[part], over=over), f"{name}_k": k, f"{name}_real_n": len(real)}
 
 
 @METRICS.register("swap_precision", direction="up", needs=("swap",),
