@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from swapbench.errors import UserError
+from swapbench.outputs import replace_text
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +93,7 @@ class Journal:
             return 1  # the run record itself is never uploaded
 
     def mark_flushed(self, n: int) -> None:
-        tmp = self.folder / f".{FLUSHED}.tmp"
-        tmp.write_text(str(n))
-        os.replace(tmp, self.folder / FLUSHED)
+        replace_text(self.folder / FLUSHED, str(n))
 
     def pending(self) -> int:
         return len(self.records) - self.flushed

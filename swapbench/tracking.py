@@ -15,6 +15,7 @@ import numpy as np
 
 from swapbench import __version__
 from swapbench.errors import UserError
+from swapbench.outputs import replace_text, replacing
 from swapbench.recipe import Recipe, TrackingConfig
 from swapbench.runtime import git_commit
 
@@ -152,7 +153,8 @@ class JournalTracker(Tracker):
         from PIL import Image
 
         path = self._local_file(artifact_file)
-        Image.fromarray(np.asarray(image)).save(path)
+        with replacing(path) as tmp:
+            Image.fromarray(np.asarray(image)).save(tmp)
         self._add_file(path, artifact_file)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
@@ -160,7 +162,7 @@ class JournalTracker(Tracker):
 
     def log_text(self, text: str, artifact_file: str) -> None:
         path = self._local_file(artifact_file)
-        path.write_text(scrub(text))
+        replace_text(path, scrub(text))
         self._add_file(path, artifact_file)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:

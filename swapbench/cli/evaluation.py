@@ -55,8 +55,10 @@ def leaderboard(
     if out_file is None:
         print(text, end="")
     else:
+        from swapbench.outputs import replace_text
+
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(text)
+        replace_text(out_file, text)
         out.print(f"wrote {out_file}")
 
 

@@ -22,6 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from swapbench.errors import UserError
+from swapbench.outputs import os_error_of, write_failed
 
 FORMAT = "swapbench-checkpoint-1"
 ZOO_MANIFEST = "manifest.json"  # records the sha256 of a zoo model's weights (see swapbench.zoo)
@@ -76,7 +77,12 @@ def write_tensors(path: str | Path, state: dict[str, Any], meta: dict[str, Any])
     """``state`` as one safetensors file, its skeleton and ``meta`` in the header (no sidecar, no rename)."""
     tensors, skeleton = flatten_state(state)
     header = {"format": FORMAT, "skeleton": json.dumps(skeleton), "meta": json.dumps(meta)}
-    save_file(tensors, str(path), metadata=header)
+    try:
+        save_file(tensors, str(path), metadata=header)
+    except Exception as exc:  # safetensors raises its own error type, naming the OS error
+        if isinstance(exc, OSError):
+            raise
+        raise os_error_of(exc, path) from None
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any]) -> Path:
@@ -97,6 +103,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any
         Path(temps[1]).write_text(json.dumps(info, indent=2))
         os.replace(temps[0], path)
         os.replace(temps[1], sidecar(path))
+    except OSError as exc:  # a full disk: one line; the previous pair was not touched
+        raise write_failed(exc, path) from None
     finally:
         for tmp in temps:
             if os.path.exists(tmp):
