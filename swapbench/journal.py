@@ -198,6 +198,21 @@ def journal_metrics(journal: Journal, metrics: Mapping[str, float], step: int | 
                     "ts": int(time.time() * 1000)})
 
 
+def outside_run_folder(journal: Journal) -> None:
+    """Refuse a journal whose pending artifacts name a file outside the run's folder: `swapbench sync`
+    uploads only what the run wrote beside its journal (a journal edited to name /etc/hostname, or a
+    symlink in the folder pointing elsewhere, uploads nothing)."""
+    folder = journal.folder.resolve()
+    for record in journal.records[journal.flushed:]:
+        if record.get("kind") != "artifact":
+            continue
+        path = Path(str(record.get("path", "")))
+        if not path.resolve().is_relative_to(folder):  # resolved as the upload reads it (from here, links followed)
+            raise UserError(f"{journal.path} names the artifact {path}, which is outside the run's folder {folder}; "
+                            f"sync uploads only files in that folder, so nothing was uploaded: remove that record "
+                            f"or copy the file into the folder")
+
+
 def sync(folder: str | Path, uri: str | None = None) -> tuple[Journal, int]:
     """Upload what the run in ``folder`` journaled and its store has not got yet (``swapbench sync``);
     ``uri`` overrides the store the journal names. Returns (journal, records uploaded)."""
@@ -211,6 +226,7 @@ def sync(folder: str | Path, uri: str | None = None) -> tuple[Journal, int]:
     if uri:
         journal.uri = uri
     use_store(journal.uri)
+    outside_run_folder(journal)  # before anything goes up
     try:
         return journal, retry_when_locked(flush, journal)
     except Exception as exc:

@@ -47,7 +47,7 @@ class Estimate:
 
 
 def gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB"
+    return f"{n / 2**30:.2f} GiB"
 
 
 def available_memory(device: torch.device) -> int | None:
