@@ -165,10 +165,12 @@ class Uploader(threading.Thread):
             self.wake.wait()
             self.wake.clear()
             try:
+                waiting = self.journal.pending()
                 flush(self.journal, self.client)
                 if self.offline_since is not None:
-                    log.warning("MLflow tracking store %s is back after %.0f s; the buffered records are uploaded",
-                                self.journal.uri, time.monotonic() - self.offline_since)
+                    log.warning("MLflow tracking store %s is back after %.0f s (at %s); the %d records that waited "
+                                "are uploaded, none pending", self.journal.uri, time.monotonic() - self.offline_since,
+                                time.strftime("%H:%M:%S"), waiting)
                     self.offline_since = None
                 self.closing.wait(COALESCE_SECONDS)  # over at once when the run ends
             except Exception as exc:  # any failure of the store: keep the records, try again later
@@ -176,8 +178,9 @@ class Uploader(threading.Thread):
                 if self.offline_since is None:
                     self.offline_since = time.monotonic()
                     first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-                    log.warning("cannot reach the MLflow tracking store %s (%s); training goes on and its records "
-                                "wait in %s", self.journal.uri, first, self.journal.path)
+                    log.warning("cannot reach the MLflow tracking store %s since %s (%s); training goes on, %d "
+                                "records wait in %s and go up when it is back", self.journal.uri,
+                                time.strftime("%H:%M:%S"), first, self.journal.pending(), self.journal.path)
                 self.closing.wait(self.retry_seconds)  # while closing: the wait is over at once,
                 if self.closing.is_set():  # but one attempt a second is enough
                     time.sleep(0.5)
