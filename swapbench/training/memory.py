@@ -3,18 +3,20 @@ step and of scoring from the recipe's shapes alone, before any data is read, any
 MLflow run created (``model.channels=1e9`` would otherwise be killed by the kernel while its networks are
 built, ``train.batch_size=1e8`` would start a step that never ends).
 
-How: the family's networks are built on the meta device (shapes, no storage) and run one forward and
-backward pass of what a training step runs (for the Swapping Autoencoder: E, G for reconstructions and
-swaps, the image discriminator on real, reconstructed and swapped images, the patch discriminator on its
-crops); autograd's saved-tensor hooks count every tensor kept for the backward pass (each storage once),
-which with the weights and their gradients is the step's peak. (torch's MemTracker, which follows every
-allocation, gave within 6 % of this on the quickstart and reference_photos recipes, 3-4x slower.)
-Adam's two moments per parameter and the
-EMA copy of the scored network are added, as is the memory the process already holds (Python, torch,
-the imported libraries). Scoring: the weights, the test images and what is made of them (reconstructions
-and swaps) held at once, the scored network's forward pass on one evaluation batch, and the Inception
-network's largest maps for that batch. docs/reliability.md says how far the estimate is from measured
-peaks.
+Training: the family's networks are built on the meta device (shapes, no storage) and run one forward
+and backward pass of what a training step runs (for the Swapping Autoencoder: E, G for reconstructions
+and swaps, the image discriminator on real, reconstructed and swapped images, the patch discriminator on
+its crops); autograd's saved-tensor hooks count every tensor kept for the backward pass (each storage
+once), which with the weights and their gradients is the step's peak (torch's MemTracker, following
+every allocation, gave within 6 % of this on the quickstart and reference_photos recipes, 3-4x slower).
+Adam's two moments per parameter, the EMA copy of the scored network and the memory the process already
+holds (Python, torch, the imported libraries) are added.
+
+Scoring: the test images and what is made of them (reconstructions and swaps) held at once, and the
+peaks of the scored network's and the Inception network's forward passes on one evaluation batch
+without gradients, as MemTracker follows them on the meta device.
+
+docs/reliability.md says how far the estimates are from measured peaks.
 """
 
 from __future__ import annotations
@@ -33,10 +35,7 @@ log = logging.getLogger(__name__)
 
 FLOAT = 4  # bytes per float32 value: every network trains and scores in fp32 on the CPU
 ADAM_MOMENTS = 2  # Adam keeps two values per parameter
-# Inception v3 at 299 px (FID, KID, SIFID features): its largest maps are 64 x 147 x 147 floats; a forward
-# pass without gradients holds about four of them at once
-INCEPTION_BYTES_PER_IMAGE = 4 * 64 * 147 * 147 * FLOAT
-INCEPTION_WEIGHTS = 100 * 2**20  # the TorchScript file and its weights in memory
+INCEPTION_SIDE = 299  # the FID/KID/SIFID features' input side (clean-fid's resize)
 
 
 @dataclass(frozen=True)
@@ -72,10 +71,9 @@ def _parameter_bytes(*modules: torch.nn.Module | None) -> int:
     return sum(p.numel() * p.element_size() for m in modules if m is not None for p in m.parameters())
 
 
-def _tracked_peak(modules, run) -> int:
-    """Bytes of the networks' weights and gradients and of every tensor autograd keeps for the backward pass
-    of ``run()`` on the meta device (each storage once): the memory at the start of the backward pass,
-    the peak of a training step."""
+def _kept_bytes(run) -> int:
+    """Bytes of every tensor autograd keeps for the backward pass of ``run()`` (each storage once). On the
+    meta device nothing is allocated; with gradients enabled this bounds what a plain forward pass holds."""
     kept: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -85,8 +83,25 @@ def _tracked_peak(modules, run) -> int:
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         run()
-    weights = _parameter_bytes(*modules)
-    return 2 * weights + sum(kept.values())  # weights, their gradients, what the backward pass reads
+    return sum(kept.values())
+
+
+def _forward_peak(module: torch.nn.Module, run) -> int:
+    """The peak bytes of ``run()``, a forward pass of ``module`` without gradients on the meta device, as
+    torch's MemTracker follows every allocation and release (weights included)."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    tracker = MemTracker()
+    tracker.track_external(module)
+    with tracker, torch.no_grad():
+        run()
+    return int(tracker.get_tracker_snapshot("peak")[torch.device("meta")]["Total"])
+
+
+def _tracked_peak(modules, run) -> int:
+    """The networks' weights and gradients and what the backward pass of ``run()`` reads: the memory at
+    the start of the backward pass, the peak of a training step."""
+    return 2 * _parameter_bytes(*modules) + _kept_bytes(run)
 
 
 def _networks(recipe: Recipe):
@@ -144,13 +159,18 @@ def scoring_estimate(recipe: Recipe, baseline: int = 0) -> Estimate:
     n = recipe.data.test_images
 
     def forward() -> None:  # the other families' scored networks take latents, not images: weights only
-        if recipe.model.family == "swap_ae":  # with gradients: what autograd keeps bounds what a plain forward holds
+        if recipe.model.family == "swap_ae":
             scored(_images(e.batch_size, side))
 
+    from torchvision.models import inception_v3
+
+    with torch.device("meta"):  # torchvision's Inception v3 has the map sizes of the TF-ported FID network
+        inception = inception_v3(weights=None, aux_logits=False, init_weights=False).eval()
+
     image = 3 * side * side * FLOAT
-    parts = {"network and one batch": _tracked_peak([scored], forward),
+    parts = {"network and one batch": _forward_peak(scored, forward),
              "test images, reconstructions and swaps": (2 * n + e.swap_pairs) * image,
-             "Inception": INCEPTION_WEIGHTS + e.batch_size * INCEPTION_BYTES_PER_IMAGE,
+             "Inception and one batch": _forward_peak(inception, lambda: inception(_images(e.batch_size, INCEPTION_SIDE))),
              "the process so far": baseline}
     return Estimate("scoring", sum(parts.values()), parts)
 
