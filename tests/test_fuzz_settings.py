@@ -135,3 +135,18 @@ FOUND = {
 def test_a_case_the_fuzzer_found(case, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _check([tuple(t.split("=", 1)) for t in FOUND[case]], tmp_path)
+
+
+# Failures found in recipe.py's field bounds, which the other half of issue 36 (the schema's sanity bounds)
+# fixes: strict xfail, so the merge that fixes one makes this test fail until its mark is removed
+SCHEMA_FOUND = {
+    # a list item without a lower bound: ZeroDivisionError in the patch discriminator's EqualLinear init
+    "patch discriminator head layer of width 0": ["cooccur.head=[0]"],
+}
+
+
+@pytest.mark.xfail(strict=True, raises=ZeroDivisionError, reason="schema bound: issue 36 part A (recipe.py)")
+@pytest.mark.parametrize("case", list(SCHEMA_FOUND))
+def test_a_schema_case_the_fuzzer_found(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _check([tuple(t.split("=", 1)) for t in SCHEMA_FOUND[case]], tmp_path)
