@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from swapbench.errors import UserError
-from swapbench.outputs import replace_text
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,9 @@ class Journal:
             return 1  # the run record itself is never uploaded
 
     def mark_flushed(self, n: int) -> None:
-        replace_text(self.folder / FLUSHED, str(n))
+        tmp = self.folder / f".{FLUSHED}.tmp"  # written whole, then renamed: the count is never cut off
+        tmp.write_text(str(n))
+        os.replace(tmp, self.folder / FLUSHED)
 
     def pending(self) -> int:
         return len(self.records) - self.flushed

@@ -97,12 +97,22 @@ def replacing(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _mode_for(path))  # mkstemp's 0600 would make every output private
         os.replace(tmp, path)
     except OSError as exc:
         raise write_failed(exc, path) from None
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions ``path`` has, or a new file's under the process's umask."""
+    with contextlib.suppress(OSError):
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def replace_text(path: str | Path, text: str) -> Path:

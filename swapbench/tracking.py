@@ -15,7 +15,6 @@ import numpy as np
 
 from swapbench import __version__
 from swapbench.errors import UserError
-from swapbench.outputs import replace_text, replacing
 from swapbench.recipe import Recipe, TrackingConfig
 from swapbench.runtime import git_commit
 
@@ -153,8 +152,7 @@ class JournalTracker(Tracker):
         from PIL import Image
 
         path = self._local_file(artifact_file)
-        with replacing(path) as tmp:
-            Image.fromarray(np.asarray(image)).save(tmp)
+        Image.fromarray(np.asarray(image)).save(path)
         self._add_file(path, artifact_file)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
@@ -162,7 +160,7 @@ class JournalTracker(Tracker):
 
     def log_text(self, text: str, artifact_file: str) -> None:
         path = self._local_file(artifact_file)
-        replace_text(path, scrub(text))
+        path.write_text(scrub(text))
         self._add_file(path, artifact_file)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -89,20 +90,9 @@ def _write_provenance(folder, monkeypatch, value):
     write_provenance(folder / "figure.png", {"v": value})
 
 
-def _write_flushed(folder, monkeypatch, value):
-    from swapbench.journal import FLUSHED, Journal
-
-    journal = Journal.__new__(Journal)
-    journal.folder = folder
-    if value == 1.0:
-        (folder / FLUSHED).write_text("1")
-    else:
-        journal.mark_flushed(int(value))
-
-
 def _json_is(name):
     def check(folder):
-        assert json.loads((folder / name).read_text()) == ({"v": 1.0} if name != "flushed" else 1)
+        assert json.loads((folder / name).read_text()) == {"v": 1.0}
     return check
 
 
@@ -123,20 +113,11 @@ def _check_sheet(folder):
     assert json.loads((folder / "sheet.json").read_text()) == {"v": 1.0}
 
 
-def _flushed_name():
-    from swapbench.journal import FLUSHED
-
-    return FLUSHED
-
-
 WRITERS = {
-    "checkpoint": (_write_checkpoint, _fail_checkpoint, _check_checkpoint),
     "stats cache": (_write_cache, _fail_cache, _check_cache),
     "pairs": (_write_pairs, _fail_text(_write_pairs), _json_is("pairs.json")),
     "figure provenance": (_write_provenance, _fail_text(_write_provenance), _json_is("figure.json")),
     "edit sheet": (_write_sheet, _fail_sheet, _check_sheet),
-    "journal's flushed count": (_write_flushed, _fail_text(_write_flushed),
-                                lambda folder: (folder / _flushed_name()).read_text() == "1" or pytest.fail("changed")),
 }
 
 
@@ -152,6 +133,19 @@ def test_a_full_disk_is_one_line_and_the_previous_file_stays_whole(writer, tmp_p
     assert "\n" not in message and "No space left on device" in message and "free some space" in message, message
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temporary file left behind
     check(tmp_path)
+
+
+def test_safetensors_full_disk_error_is_an_oserror_and_the_previous_checkpoint_stays(tmp_path, monkeypatch):
+    """safetensors' own SafetensorError becomes OSError(ENOSPC), which the trainer reports in one line
+    naming the checkpoint still whole (swapbench/training/state.py)."""
+    _write_checkpoint(tmp_path, monkeypatch, 1.0)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with monkeypatch.context() as m:
+        with pytest.raises(OSError) as raised:
+            _fail_checkpoint(tmp_path, m)
+    assert raised.value.errno == errno.ENOSPC and "No space left on device" in str(raised.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # temporary files removed
+    _check_checkpoint(tmp_path)
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
@@ -187,8 +181,21 @@ def test_a_full_disk_during_training_is_one_line_and_the_last_checkpoint_resumes
     code, out, err = invoke(["train", str(tiny_yaml), "--no-progress"])
     assert code == 2, (out, err)
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: cannot write ") and "No space left" in lines[0], err
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write the checkpoint ") and "No space left" in lines[0], err
+    assert "(step 1) is intact" in lines[0], err
     (last,) = Path("checkpoints").glob("*/last.safetensors")
     state, meta = checkpoint.load_checkpoint(last)  # hash checked: whole
     assert meta["step"] == 1
     assert not [p for p in last.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_a_replaced_file_keeps_the_permissions_a_plain_write_gives(tmp_path):
+    from swapbench.outputs import replace_text
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("a")
+    new = replace_text(tmp_path / "new.txt", "a")
+    assert new.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    os.chmod(new, 0o640)
+    replace_text(new, "b")
+    assert new.stat().st_mode & 0o777 == 0o640 and new.read_text() == "b"

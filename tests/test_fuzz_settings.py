@@ -33,9 +33,10 @@ EDGE_VALUES = [
     "'Ω☃\u202e'", "'\u00e9t\u00e9'", "'a b'", "'../x'", "'/'", "0.5", "16", "'uniform'", "'none'",
 ]
 
-# Schema gaps the fuzzer finds, fixed in recipe.py's field bounds by the other half of issue 36 (the
-# schema's sanity bounds); drawn again once that is merged (see the report of branch reliab2).
-SCHEMA_GAPS: set[str] = set()
+# Settings not drawn until recipe.py bounds them (the other half of issue 36, the schema's sanity bounds):
+# data.num_workers=1e23 makes the DataLoader fork processes until the machine runs out of memory (found by a
+# sweep of every single override; the OOM killer ended it), so it cannot be run as a test case here.
+SCHEMA_GAPS: set[str] = {"data.num_workers"}
 
 
 def _setting_keys() -> list[str]:

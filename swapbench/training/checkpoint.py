@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from swapbench.errors import UserError
-from swapbench.outputs import os_error_of, write_failed
+from swapbench.outputs import os_error_of
 
 FORMAT = "swapbench-checkpoint-1"
 ZOO_MANIFEST = "manifest.json"  # records the sha256 of a zoo model's weights (see swapbench.zoo)
@@ -79,8 +79,8 @@ def write_tensors(path: str | Path, state: dict[str, Any], meta: dict[str, Any])
     header = {"format": FORMAT, "skeleton": json.dumps(skeleton), "meta": json.dumps(meta)}
     try:
         save_file(tensors, str(path), metadata=header)
-    except Exception as exc:  # safetensors raises its own error type, naming the OS error
-        if isinstance(exc, OSError):
+    except Exception as exc:  # safetensors raises its own error type, naming the OS error: an OSError for
+        if isinstance(exc, OSError):  # the callers (a trainer's save says which checkpoint is still whole)
             raise
         raise os_error_of(exc, path) from None
 
@@ -103,8 +103,6 @@ def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any
         Path(temps[1]).write_text(json.dumps(info, indent=2))
         os.replace(temps[0], path)
         os.replace(temps[1], sidecar(path))
-    except OSError as exc:  # a full disk: one line; the previous pair was not touched
-        raise write_failed(exc, path) from None
     finally:
         for tmp in temps:
             if os.path.exists(tmp):
