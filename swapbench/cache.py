@@ -35,7 +35,10 @@ def save_cached(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str
         try:
             save_file(tensors, str(tmp), metadata={**(metadata or {}), HASH_KEY: content_hash(tensors)})
         except Exception as exc:  # safetensors' own error type names the OS error
-            raise exc if isinstance(exc, OSError) else os_error_of(exc, path) from None
+            disk = exc if isinstance(exc, OSError) else os_error_of(exc, path)
+            if disk is None:
+                raise
+            raise disk from None
         os.replace(tmp, path)
     except OSError as exc:  # a full disk: one line, the previous cache file (if any) untouched
         raise write_failed(exc, path) from None

@@ -73,10 +73,13 @@ def write_failed(exc: OSError, path: str | Path | None = None) -> UserError:
                      f"(any earlier file there is unchanged)")
 
 
-def os_error_of(exc: Exception, path: str | Path) -> OSError:
-    """An OSError for a library's write error (safetensors raises its own type naming "os error N" or "Os { code: N")."""
+def os_error_of(exc: Exception, path: str | Path) -> OSError | None:
+    """An OSError for a library's write error (safetensors raises its own type naming "os error N" or
+    "Os { code: N"); None when the error names no OS error (then it is not the disk's: a bug to show)."""
     match = re.search(r"(?:os error |Os { code: )(\d+)", str(exc))
-    code = int(match.group(1)) if match else errno.EIO
+    if match is None:
+        return None
+    code = int(match.group(1))
     return OSError(code, os.strerror(code), str(path))
 
 

@@ -80,9 +80,10 @@ def write_tensors(path: str | Path, state: dict[str, Any], meta: dict[str, Any])
     try:
         save_file(tensors, str(path), metadata=header)
     except Exception as exc:  # safetensors raises its own error type, naming the OS error: an OSError for
-        if isinstance(exc, OSError):  # the callers (a trainer's save says which checkpoint is still whole)
+        disk = exc if isinstance(exc, OSError) else os_error_of(exc, path)  # the callers (a trainer's save
+        if disk is None:  # says which checkpoint is still whole)
             raise
-        raise os_error_of(exc, path) from None
+        raise disk from None
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any]) -> Path:
