@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from swapbench.outputs import os_error_of, write_failed
+
 log = logging.getLogger(__name__)
 HASH_KEY = "content_sha256"
 
@@ -29,8 +31,19 @@ def save_cached(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str
     """Write ``tensors`` with the hash of their contents, under a temporary name renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    save_file(tensors, str(tmp), metadata={**(metadata or {}), HASH_KEY: content_hash(tensors)})
-    os.replace(tmp, path)
+    try:
+        try:
+            save_file(tensors, str(tmp), metadata={**(metadata or {}), HASH_KEY: content_hash(tensors)})
+        except Exception as exc:  # safetensors' own error type names the OS error
+            disk = exc if isinstance(exc, OSError) else os_error_of(exc, path)
+            if disk is None:
+                raise
+            raise disk from None
+        os.replace(tmp, path)
+    except OSError as exc:  # a full disk: one line, the previous cache file (if any) untouched
+        raise write_failed(exc, path) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_cached(path: Path) -> dict[str, torch.Tensor] | None:

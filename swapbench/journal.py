@@ -93,7 +93,7 @@ class Journal:
             return 1  # the run record itself is never uploaded
 
     def mark_flushed(self, n: int) -> None:
-        tmp = self.folder / f".{FLUSHED}.tmp"
+        tmp = self.folder / f".{FLUSHED}.tmp"  # written whole, then renamed: the count is never cut off
         tmp.write_text(str(n))
         os.replace(tmp, self.folder / FLUSHED)
 
@@ -167,10 +167,12 @@ class Uploader(threading.Thread):
             self.wake.wait()
             self.wake.clear()
             try:
+                waiting = self.journal.pending()
                 flush(self.journal, self.client)
                 if self.offline_since is not None:
-                    log.warning("MLflow tracking store %s is back after %.0f s; the buffered records are uploaded",
-                                self.journal.uri, time.monotonic() - self.offline_since)
+                    log.warning("MLflow tracking store %s is back after %.0f s (at %s); the %d records that waited "
+                                "are uploaded, none pending", self.journal.uri, time.monotonic() - self.offline_since,
+                                time.strftime("%H:%M:%S"), waiting)
                     self.offline_since = None
                 self.closing.wait(COALESCE_SECONDS)  # over at once when the run ends
             except Exception as exc:  # any failure of the store: keep the records, try again later
@@ -178,8 +180,9 @@ class Uploader(threading.Thread):
                 if self.offline_since is None:
                     self.offline_since = time.monotonic()
                     first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-                    log.warning("cannot reach the MLflow tracking store %s (%s); training goes on and its records "
-                                "wait in %s", self.journal.uri, first, self.journal.path)
+                    log.warning("cannot reach the MLflow tracking store %s since %s (%s); training goes on, %d "
+                                "records wait in %s and go up when it is back", self.journal.uri,
+                                time.strftime("%H:%M:%S"), first, self.journal.pending(), self.journal.path)
                 self.closing.wait(self.retry_seconds)  # while closing: the wait is over at once,
                 if self.closing.is_set():  # but one attempt a second is enough
                     time.sleep(0.5)
@@ -200,6 +203,21 @@ def journal_metrics(journal: Journal, metrics: Mapping[str, float], step: int | 
                     "ts": int(time.time() * 1000)})
 
 
+def outside_run_folder(journal: Journal) -> None:
+    """Refuse a journal whose pending artifacts name a file outside the run's folder: `swapbench sync`
+    uploads only what the run wrote beside its journal (a journal edited to name /etc/hostname, or a
+    symlink in the folder pointing elsewhere, uploads nothing)."""
+    folder = journal.folder.resolve()
+    for record in journal.records[journal.flushed:]:
+        if record.get("kind") != "artifact":
+            continue
+        path = Path(str(record.get("path", "")))
+        if not path.resolve().is_relative_to(folder):  # resolved as the upload reads it (from here, links followed)
+            raise UserError(f"{journal.path} names the artifact {path}, which is outside the run's folder {folder}; "
+                            f"sync uploads only files in that folder, so nothing was uploaded: remove that record "
+                            f"or copy the file into the folder")
+
+
 def sync(folder: str | Path, uri: str | None = None) -> tuple[Journal, int]:
     """Upload what the run in ``folder`` journaled and its store has not got yet (``swapbench sync``);
     ``uri`` overrides the store the journal names. Returns (journal, records uploaded)."""
@@ -213,6 +231,7 @@ def sync(folder: str | Path, uri: str | None = None) -> tuple[Journal, int]:
     if uri:
         journal.uri = uri
     use_store(journal.uri)
+    outside_run_folder(journal)  # before anything goes up
     try:
         return journal, retry_when_locked(flush, journal)
     except Exception as exc:

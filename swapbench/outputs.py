@@ -4,8 +4,11 @@ fails at the start instead, with one line naming the path and the fix."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from swapbench.errors import UserError
@@ -64,3 +67,68 @@ def make_parent(path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# errors of a write that the user's machine causes (full disk, quota, read-only or failing device): one line
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+
+
+def write_failed(exc: OSError, path: str | Path | None = None) -> UserError:
+    """The one-line error for a write to ``path`` (or the file the OSError names) that failed."""
+    where = path if path is not None else (exc.filename or "a file")
+    fix = ("free some space on that disk" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+           else "give a path you can write to")
+    return UserError(f"cannot write {where}: {exc.strerror or exc}; {fix} and run the command again "
+                     f"(any earlier file there is unchanged)")
+
+
+def os_error_of(exc: Exception, path: str | Path) -> OSError | None:
+    """An OSError for a library's write error (safetensors raises its own type naming "os error N" or
+    "Os { code: N"); None when the error names no OS error (then it is not the disk's: a bug to show)."""
+    match = re.search(r"(?:os error |Os { code: )(\d+)", str(exc))
+    if match is None:
+        return None
+    code = int(match.group(1))
+    return OSError(code, os.strerror(code), str(path))
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write the new file to; renamed onto ``path`` when the block
+    ends without an error, deleted otherwise, so the previous file stays whole until the new one is.
+    ``path`` that is not a regular file (a device such as /dev/stdout or /dev/full, a pipe) is written
+    directly. A failed write raises a one-line :class:`UserError`."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        try:
+            yield path
+        except OSError as exc:
+            raise write_failed(exc, path) from None
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, _mode_for(path))  # mkstemp's 0600 would make every output private
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise write_failed(exc, path) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions ``path`` has, or a new file's under the process's umask."""
+    with contextlib.suppress(OSError):
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def replace_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through :func:`replacing` (the old file stays whole if the write fails)."""
+    with replacing(path) as tmp:
+        Path(tmp).write_text(text)
+    return Path(path)

@@ -193,6 +193,18 @@ def quiet_mlflow() -> None:
     if not logging.getLogger("swapbench").isEnabledFor(logging.INFO):
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        # during a tracking-server outage the HTTP client warns at every retry of every request; the
+        # uploader says instead, once, when the outage starts and when it ends (swapbench.journal.Uploader)
+        pool = logging.getLogger("urllib3.connectionpool")
+        if not any(isinstance(f, _NoRetryWarnings) for f in pool.filters):
+            pool.addFilter(_NoRetryWarnings())
+
+
+class _NoRetryWarnings:
+    """A logging filter that drops urllib3's "Retrying (Retry(total=...)) after connection broken" lines."""
+
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith("Retrying")
 
 
 def check_reachable(uri: str, timeout: float | None = None) -> None:

@@ -178,7 +178,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("store-not-a-database-leaderboard", ["leaderboard"], "is not an sqlite database", {"MLFLOW_TRACKING_URI": "sqlite:///notdb.db"}),
     ("tracking-file-store", ["leaderboard"], "cannot use the MLflow tracking store file:", {"MLFLOW_TRACKING_URI": "file:{ws}/empty"}),
     ("lr-huge", ["run", "tiny.yaml", "--set", "optim.lr=1e308"], "optim.lr: Input should be less than or equal to 1"),
-    ("leaderboard-out-dev-full", ["leaderboard", "--out", "/dev/full"], "cannot write --out /dev/full (No space left on device)"),
+    ("leaderboard-out-dev-full", ["leaderboard", "--out", "/dev/full"], "cannot write /dev/full: No space left on device"),
     # -- huge values that started work before
     ("edit-texture-pca-n-huge", ["edit", "texture-pca", "--run", "{ckpt}", "--image", "photos32/a.png", "--out", "p.png",
                                  "--n", "100000000"], "Invalid value for '--n': Input should be less than or equal to 100000"),

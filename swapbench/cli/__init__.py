@@ -47,7 +47,13 @@ def main(argv: list[str] | None = None) -> None:
 
             finish()  # leave the torchrun process group, if this process joined one
         sys.exit(rv if isinstance(rv, int) else 0)
-    except UserError as exc:
+    except (UserError, OSError) as exc:
+        if isinstance(exc, OSError):  # a full or failing disk met by a writer that does not say it itself
+            from swapbench.outputs import WRITE_ERRNOS, write_failed
+
+            if exc.errno not in WRITE_ERRNOS:
+                raise
+            exc = write_failed(exc)
         if debug:
             traceback.print_exc()
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)

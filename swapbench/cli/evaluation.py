@@ -58,12 +58,10 @@ def leaderboard(
     if out_file is None:
         print(text, end="")
     else:
+        from swapbench.outputs import replace_text
+
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            out_file.write_text(text)
-        except OSError as exc:  # a full disk, or a device that takes no data (/dev/full)
-            raise UserError(f"cannot write --out {out_file} ({exc.strerror or exc}); free space there or give "
-                            "another path") from None
+        replace_text(out_file, text)
         out.print(f"wrote {out_file}")
 
 

@@ -162,6 +162,17 @@ def read_manifest(path: str | Path, split: str) -> dict[str, Any]:
     return data
 
 
+def outside_root(root: Path, files: list[str], source: str) -> None:
+    """Refuse files that resolve outside ``root``: a symlink inside data.root pointing elsewhere on the
+    machine (to a file or through a linked folder) is not read, from a manifest or a folder scan."""
+    real_root = root.resolve()
+    for f in files:
+        real = (root / f).resolve()
+        if not real.is_relative_to(real_root):
+            raise UserError(f"{source} names {f}, a symlink in data.root to {real}, outside data.root {real_root}; "
+                            f"swapbench reads no file outside data.root: copy the file into the folder instead")
+
+
 # ---------------------------------------------------------------------------------------------
 # The dataset
 # ---------------------------------------------------------------------------------------------
@@ -236,6 +247,9 @@ class ImageFolder(Dataset):
                 )
             self.limit = record.get("limit", limit)
             self.test_fraction = record.get("test_fraction", test_fraction)
+
+        outside_root(self.root, [f for files in splits.values() for f in files],
+                     f"data.manifest file {manifest}" if manifest is not None else f"data.root {self.root}")
 
         # Every file of every known split is decoded once here (train and test alike, so the first
         # error lists every bad file of the run); the other split's dataset reuses the cache.

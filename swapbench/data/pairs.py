@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from swapbench.errors import UserError
+from swapbench.outputs import replace_text
 
 
 def draw_pairs(n: int, split_size: int, seed: int = 0) -> list[tuple[int, int]]:
@@ -40,8 +41,7 @@ def pairs_record(pairs: list[tuple[int, int]], seed: int, split_manifest: dict[s
 def save_pairs(path: str | Path, record: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1))
-    return path
+    return replace_text(path, json.dumps(record, indent=1))
 
 
 def load_pairs(path: str | Path) -> list[tuple[int, int]]:

@@ -63,7 +63,7 @@ def export_png(name: str, out_dir: Path, split: str, n: int, resolution: int, se
     """Write the split's first ``n`` images as lossless ``<split>_0000.png``, ... into ``out_dir``; the count."""
     from PIL import Image
 
-    from swapbench.outputs import writable_folder
+    from swapbench.outputs import replacing, writable_folder
     from swapbench.visualize import to_uint8
 
     writable_folder(out_dir, "--out-dir")  # checked, not kept: the data is checked before the folder is made
@@ -75,7 +75,8 @@ def export_png(name: str, out_dir: Path, split: str, n: int, resolution: int, se
     count = min(n, len(ds))
     writable_folder(out_dir, "--out-dir", keep=True)
     for i in range(count):
-        Image.fromarray(to_uint8(ds[i]).permute(1, 2, 0).numpy()).save(out_dir / f"{split}_{i:04d}.png")
+        with replacing(out_dir / f"{split}_{i:04d}.png") as tmp:
+            Image.fromarray(to_uint8(ds[i]).permute(1, 2, 0).numpy()).save(tmp)
     return count
 
 

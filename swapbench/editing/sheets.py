@@ -14,6 +14,7 @@ import torch
 
 from swapbench.editing import manipulate as M
 from swapbench.errors import UserError
+from swapbench.outputs import replacing
 from swapbench.visualize import labelled_columns
 
 
@@ -51,7 +52,8 @@ def write_sheet(out: str | Path, columns: list[torch.Tensor], labels: list[str],
     from swapbench.outputs import make_parent
 
     png = make_parent(png_output_path(out))
-    labelled_columns(columns, labels, cell=cell).save(png)
+    with replacing(png) as tmp:
+        labelled_columns(columns, labels, cell=cell).save(tmp)
     write_provenance(png, record)
     return png
 
@@ -93,7 +95,8 @@ def grid_sheet(em: EditModel, structure: Sequence[str], texture: Sequence[str], 
 
     (a, a_files), (b, b_files) = em.images(structure), em.images(texture)
     png = make_parent(png_output_path(out))
-    Image.fromarray(swap_grid(em.model, a, b, min_cell=cell)).save(png)
+    with replacing(png) as tmp:
+        Image.fromarray(swap_grid(em.model, a, b, min_cell=cell)).save(tmp)
     write_provenance(png, _record(em, "grid", structure=a_files, texture=b_files))
     return png
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from swapbench.errors import UserError
+from swapbench.outputs import replace_text
 
 FORMAT = "swapbench.run_records/1"
 KEPT_MLFLOW_TAGS = {"mlflow.runName": "run_name", "mlflow.parentRunId": "parent_run_id"}
@@ -71,7 +72,7 @@ def archive(experiments: list[str] | None, out_dir: Path, uri: str | None = None
     written = []
     for record in records:
         path = out_dir / f"{record['experiment']}.json"
-        path.write_text(json.dumps(record, indent=1) + "\n")
+        replace_text(path, json.dumps(record, indent=1) + "\n")
         written.append(path)
     return written
 

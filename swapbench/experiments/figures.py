@@ -20,7 +20,7 @@ from PIL import Image
 
 from swapbench.data import data_differences
 from swapbench.errors import UserError
-from swapbench.outputs import make_parent
+from swapbench.outputs import make_parent, replace_text, replacing
 from swapbench.visualize import labelled_columns
 
 
@@ -85,7 +85,8 @@ def figure_swaps(run_ids: list[str], out: str | Path, n: int = 6, labels: list[s
     recipe = runs[0].recipe
     images = test_images(recipe)
     pairs = draw_pairs(n, images.shape[0], recipe.eval.pairs_seed)
-    swap_comparison(runs, images, pairs, cell=cell).save(make_parent(out))
+    with replacing(make_parent(out)) as tmp:
+        swap_comparison(runs, images, pairs, cell=cell).save(tmp)
     write_provenance(out, {
         "figure": "swaps", "pairs": [list(p) for p in pairs], "pairs_seed": recipe.eval.pairs_seed,
         "dataset": recipe.data.dataset, "resolution": recipe.data.resolution,
@@ -187,7 +188,8 @@ def figure_curve(out: str | Path, x: str, metrics: list[str], experiment: str | 
     out = png_output_path(out)
     df = load_run_history(run) if run else load_runs(experiment, sweep)
     fig = metric_curve(df, x, metrics)
-    fig.savefig(make_parent(out), dpi=120)
+    with replacing(make_parent(out)) as tmp:
+        fig.savefig(tmp, dpi=120)
     xs = curve_x(df, x)
     write_provenance(out, {
         "figure": "curve", "x": x, "metrics": metrics, "sweep": sweep, "experiment": experiment, "run": run,
@@ -220,4 +222,4 @@ def png_output_path(out: str | Path) -> Path:
 
 
 def write_provenance(png: Path, record: dict) -> None:
-    png.with_suffix(".json").write_text(json.dumps(record, indent=1, default=str))
+    replace_text(png.with_suffix(".json"), json.dumps(record, indent=1, default=str))

@@ -18,12 +18,13 @@ from swapbench.data.pairs import pairs_record
 from swapbench.errors import UserError
 from swapbench.evaluation.evaluate import EvalContext, applicable, build_context, evaluate, metric_names, reference_record
 from swapbench.models.build import load_model, recipe_of_checkpoint
-from swapbench.outputs import writable_folder
+from swapbench.outputs import replace_text, writable_folder
 from swapbench.progress import TrainingProgress
 from swapbench.recipe import Recipe
 from swapbench.runtime import git_commit, resolve_device
 from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, Tracker, check_reachable, get_run, open_run, tracking_uri
 from swapbench.training import distributed
+from swapbench.training.memory import check_fits
 from swapbench.training.trainer import TrainResult, build_trainer
 
 
@@ -121,7 +122,7 @@ def log_manifests(tracker: Tracker, folder: Path, splits: dict[str, Dataset]) ->
     if record:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "data_manifest.json"
-        path.write_text(json.dumps(record, indent=1))
+        replace_text(path, json.dumps(record, indent=1))
         tracker.log_artifact(path)
 
 
@@ -136,6 +137,7 @@ def train_and_evaluate(recipe: Recipe, *, evaluate_after: bool = True, progress:
     metric_names(requested, skip)  # unknown metric names fail before training, not after
     writable_folder(recipe.tracking.checkpoint_dir, "tracking.checkpoint_dir")  # before any work or run
     check_reachable(tracking_uri(recipe), recipe.tracking.connect_timeout)  # a dead server: seconds, not minutes
+    check_fits(recipe, resolve_device(recipe.device), scoring=evaluate_after)  # from shapes, before any allocation
     procs, device = distributed.start(resolve_device(recipe.device))
     # the data is opened (a user's folder checked) and every network built before a run exists:
     # a bad folder or an impossible component stops here, without a failed run in MLflow
@@ -233,6 +235,7 @@ def resume_run(run_id: str, checkpoint: str | Path | None = None, *, evaluate_af
         raise UserError(f"checkpoint {checkpoint} holds another recipe than run {run_id} was started with "
                         f"(hash {meta.get('recipe_hash')} vs {started_with}); it cannot continue that run")
     recipe = recipe_of_checkpoint(meta, checkpoint)
+    check_fits(recipe, resolve_device(recipe.device), scoring=evaluate_after)
     procs, device = distributed.start(resolve_device(recipe.device))
     train_set, test_set = build_dataset(recipe, "train"), build_dataset(recipe, "test")
     trainer = build_trainer(recipe, device=device, train_set=train_set, test_set=test_set,
@@ -286,6 +289,7 @@ def evaluate_checkpoint(path: str | Path, metrics: Sequence[str] | str | None = 
     if n is not None:
         recipe = recipe.with_test_images(check_test_images(n, recipe))
     dev = resolve_device(device)
+    check_fits(recipe, dev, training=False)
     requested, skip = requested_metrics(recipe, metrics)
     applicable(metric_names(requested, skip), model, requested)  # a metric that cannot apply fails before the run opens
     if log_to_run and meta.get("run_id"):

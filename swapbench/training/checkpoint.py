@@ -22,6 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from swapbench.errors import UserError
+from swapbench.outputs import os_error_of
 
 FORMAT = "swapbench-checkpoint-1"
 ZOO_MANIFEST = "manifest.json"  # records the sha256 of a zoo model's weights (see swapbench.zoo)
@@ -76,7 +77,13 @@ def write_tensors(path: str | Path, state: dict[str, Any], meta: dict[str, Any])
     """``state`` as one safetensors file, its skeleton and ``meta`` in the header (no sidecar, no rename)."""
     tensors, skeleton = flatten_state(state)
     header = {"format": FORMAT, "skeleton": json.dumps(skeleton), "meta": json.dumps(meta)}
-    save_file(tensors, str(path), metadata=header)
+    try:
+        save_file(tensors, str(path), metadata=header)
+    except Exception as exc:  # safetensors raises its own error type, naming the OS error: an OSError for
+        disk = exc if isinstance(exc, OSError) else os_error_of(exc, path)  # the callers (a trainer's save
+        if disk is None:  # says which checkpoint is still whole)
+            raise
+        raise disk from None
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any]) -> Path:
