@@ -153,9 +153,9 @@ def test_leaderboard_out_dev_full_is_one_line(tmp_path, monkeypatch):
     from swapbench.experiments import leaderboard
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(leaderboard, "load_runs", lambda experiment, sweep: None)
-    monkeypatch.setattr(leaderboard, "build_tables", lambda runs, metrics: None)
-    monkeypatch.setattr(leaderboard, "render", lambda tables, fmt: "| a |\n" * 1000)
+    monkeypatch.setattr(leaderboard, "load_runs", lambda *args, **kwargs: None)
+    monkeypatch.setattr(leaderboard, "build_tables", lambda *args, **kwargs: None)
+    monkeypatch.setattr(leaderboard, "render", lambda *args, **kwargs: "| a |\n" * 1000)
     code, out, err = invoke(["leaderboard", "--out", "/dev/full"])
     assert code == 2, (out, err)
     assert err.strip().splitlines() == [err.strip()] and err.startswith("error: cannot write /dev/full: No space"), err

@@ -33,11 +33,10 @@ EDGE_VALUES = [
     "'Ω☃\u202e'", "'\u00e9t\u00e9'", "'a b'", "'../x'", "'/'", "0.5", "16", "'uniform'", "'none'",
 ]
 
-# Settings not drawn until recipe.py bounds them (the other half of issue 36, the schema's sanity bounds):
-# data.num_workers=1e23 makes the DataLoader fork processes until the machine runs out of memory (found by a
-# sweep of every single override; the OOM killer ended it), so it cannot be run as a test case here.
-# train.threads=1e23: torch.set_num_threads raises ValueError (a named strict-xfail case below).
-SCHEMA_GAPS: set[str] = {"data.num_workers", "train.threads"}
+# Settings not drawn: none now. Before the schema bounded them, data.num_workers=1e23 made the DataLoader fork
+# processes until the machine ran out of memory and train.threads=1e23 raised from torch.set_num_threads; both
+# are refused at the schema now (at most 1,024), and the cases below keep them refused.
+SCHEMA_GAPS: set[str] = set()
 
 
 def _setting_keys() -> list[str]:
@@ -139,18 +138,20 @@ def test_a_case_the_fuzzer_found(case, tmp_path, monkeypatch):
     _check([tuple(t.split("=", 1)) for t in FOUND[case]], tmp_path)
 
 
-# Failures found in recipe.py's field bounds, which the other half of issue 36 (the schema's sanity bounds)
-# fixes: strict xfail, so the merge that fixes one makes this test fail until its mark is removed
+# Failures the fuzzer found in recipe.py's field bounds, now refused at the schema (issue 36's sanity bounds)
 SCHEMA_FOUND = {
     # a list item without a lower bound: ZeroDivisionError in the patch discriminator's EqualLinear init
     "patch discriminator head layer of width 0": ["cooccur.head=[0]"],
     # no upper bound: torch.set_num_threads raises "ValueError: Overflow when unpacking long long"
     "1e23 torch threads": ["train.threads=99999999999999999999999"],
+    "1e23 data loader workers": ["data.num_workers=99999999999999999999999"],
 }
 
 
-@pytest.mark.xfail(strict=True, raises=(ZeroDivisionError, ValueError), reason="schema bound: issue 36 part A (recipe.py)")
 @pytest.mark.parametrize("case", list(SCHEMA_FOUND))
 def test_a_schema_case_the_fuzzer_found(case, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as refused:  # at the schema, before any network, loader or thread pool exists
+        recipe_from_dict(TINY, SCHEMA_FOUND[case], source="recipe tiny.yaml")
+    assert "\n" not in str(refused.value) and SCHEMA_FOUND[case][0].split("=")[0] in str(refused.value)
     _check([tuple(t.split("=", 1)) for t in SCHEMA_FOUND[case]], tmp_path)

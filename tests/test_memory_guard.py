@@ -35,7 +35,7 @@ def test_a_recipe_that_cannot_fit_is_refused_before_any_run(override, part, tmp_
 
 
 def test_networks_too_large_to_build_are_refused_in_one_line(tmp_path, monkeypatch):
-    line = _refused(tmp_path, monkeypatch, "model.channels=1000000000", "model.max_channels=1000000000")
+    line = _refused(tmp_path, monkeypatch, "model.channels=65536", "model.max_channels=65536")
     assert "too large" in line or "needs about" in line, line
 
 
