@@ -4,8 +4,9 @@ file or folder, no new MLflow run, no run whose status changed.
 
 Commands run in-process (typer's CliRunner streams around swapbench's own `main`), in a fresh copy
 of a workspace that holds a recipe, a finished, a running and a killed run, checkpoints damaged in
-every way, image folders and sweep files. The README's table of bad inputs is generated from CASES
-(`SWAPBENCH_WRITE_README=1 pytest tests/test_bad_inputs.py` rewrites it); a test checks it matches.
+every way, image folders and sweep files. The documentation's table of bad inputs (docs/reference/bad-inputs.md)
+is generated from CASES (`SWAPBENCH_WRITE_DOCS=1 pytest tests/test_bad_inputs.py -k docs_table` rewrites it); a
+test checks it matches.
 """
 
 from __future__ import annotations
@@ -432,19 +433,28 @@ def test_a_bad_input_is_one_line_exit_2_and_leaves_nothing_behind(case, workspac
     assert _snapshot(ws, store) == before  # no new file or folder, no new run, no status changed
 
 
-def test_there_are_at_least_140_cases_and_the_readme_table_lists_them():
+BAD_INPUTS_PAGE = ROOT / "docs" / "reference" / "bad-inputs.md"
+
+
+def test_there_are_at_least_140_cases_and_the_docs_table_lists_them():
     assert len(CASES) >= 140 and len({c[0] for c in CASES}) == len(CASES)
-    table = readme_table()
-    readme = (ROOT / "README.md").read_text()
-    start, end = "<!-- bad-inputs:start -->\n", "<!-- bad-inputs:end -->"
-    if os.environ.get("SWAPBENCH_WRITE_README"):
-        head, rest = readme.split(start)
-        readme = head + start + table + end + rest.split(end, 1)[1]
-        (ROOT / "README.md").write_text(readme)
-    assert start + table + end in readme, "README's bad-input table is stale: SWAPBENCH_WRITE_README=1 pytest tests/test_bad_inputs.py"
+    page = bad_inputs_page()
+    if os.environ.get("SWAPBENCH_WRITE_DOCS"):
+        BAD_INPUTS_PAGE.write_text(page)
+    assert BAD_INPUTS_PAGE.is_file() and BAD_INPUTS_PAGE.read_text() == page, (
+        "docs/reference/bad-inputs.md is stale: SWAPBENCH_WRITE_DOCS=1 pytest tests/test_bad_inputs.py -k docs_table")
 
 
-def readme_table() -> str:
+def bad_inputs_page() -> str:
+    return ("# Bad inputs\n\n<!-- generated from the cases of tests/test_bad_inputs.py; do not edit: "
+            "SWAPBENCH_WRITE_DOCS=1 pytest tests/test_bad_inputs.py -k docs_table -->\n\n"
+            "Every case below is run by `tests/test_bad_inputs.py`: the command exits with status 2 and prints one "
+            "line that starts with `error:` and holds the text of the last column, and leaves nothing behind. Words "
+            "in braces stand for files and runs the test makes. What the rule is: "
+            "[Reliability](../reliability.md#bad-inputs).\n\n" + docs_table())
+
+
+def docs_table() -> str:
     rows = ["| # | case | command | the `error:` line says |", "| --- | --- | --- | --- |"]
     for i, (name, argv, expected, *env) in enumerate(CASES, 1):
         command = " ".join(["swapbench", *argv]).replace("|", "\\|")

@@ -23,7 +23,7 @@ from swapbench.errors import UserError
 
 # the command modules, in the order of `swapbench --help`; each registers its commands on the app when imported
 COMMAND_MODULES = ("training", "evaluation", "sweep", "figures", "edit", "recipes", "data", "score", "weights",
-                   "zoo", "bench", "ui", "swaps")
+                   "zoo", "bench", "ui", "swaps", "docs")
 for _module in COMMAND_MODULES:
     importlib.import_module(f"swapbench.cli.{_module}")
 
