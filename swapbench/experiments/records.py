@@ -23,7 +23,7 @@ ZOO_DIR = Path("zoo")
 # a run id as results/ cites it: 32 hex digits, or (in prose and tables) its first 8 in backticks, maybe with "…"
 FULL_ID = re.compile(r"(?<![0-9a-fA-F])[0-9a-f]{32}(?![0-9a-fA-F])")
 SHORT_ID = re.compile(r"`([0-9a-f]{8})(?:…|\.\.\.)?`")
-# ids that are examples, not citations (the README's table of bad inputs names a run that does not exist)
+# ids that are examples, not citations (the table of bad inputs, docs/reference/bad-inputs.md, names a run that does not exist)
 EXAMPLE_IDS = frozenset({"0123456789abcdef0123456789abcdef"})
 
 
