@@ -278,6 +278,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("swaps-needs-run", ["swaps", "--methods", "gatys,sae", "--n", "4"], "swap method 'sae' needs a trained swap_ae run; pass --sae-run"),
     ("swaps-no-data", ["swaps", "--methods", "gatys", "--n", "4"], "pass --recipe NAME"),
     ("swap-sizes-differ", ["swap", "photos32/a.png", "photos64/b.png", "--out", "s.png"], "resize them to one size first"),
+    ("docs-out-dir-under-file", ["docs", "--out-dir", "a_file/reference"], "a_file is a file"),
 ]
 
 
