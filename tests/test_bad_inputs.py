@@ -279,6 +279,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("swaps-no-data", ["swaps", "--methods", "gatys", "--n", "4"], "pass --recipe NAME"),
     ("swap-sizes-differ", ["swap", "photos32/a.png", "photos64/b.png", "--out", "s.png"], "resize them to one size first"),
     ("docs-out-dir-under-file", ["docs", "--out-dir", "a_file/reference"], "a_file is a file"),
+    ("channels-huge", ["run", "tiny.yaml", "--set", "model.channels=1000000000", "--set", "model.max_channels=1000000000"], "model.max_channels: Input should be less than or equal to 65536"),
 ]
 
 
