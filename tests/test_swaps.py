@@ -184,7 +184,7 @@ def test_swaps_cli_scores_times_and_draws_every_method_on_the_same_pairs(tmp_pat
                    "swap_structure_dist", "swap_precision", "swap_recall", "swap_density", "swap_coverage"):
         assert column in header
     rows = [line.split("|")[1].strip() for line in done.stdout.splitlines() if line.startswith("| ")][1:]
-    assert rows == ["sae", "gatys", "control: copy_a", "control: copy_b"]
+    assert rows == ["sae", "gatys", "control: copy_a", "control: copy_b", "control: blend"]
 
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     (run,) = mlflow.search_runs(experiment_names=["swaps"], output_format="list")

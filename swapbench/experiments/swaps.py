@@ -255,7 +255,7 @@ def run_swaps(methods: list[str], n: int, runs: dict[str, str | None], recipe_re
 
     sae = next((r for r in results if r.name == "sae"), None)
     sae_median = float(np.median(sae.seconds)) if sae else None
-    controls = [c for c in ("copy_a", "copy_b", "truth_flat")
+    controls = [c for c in ("copy_a", "copy_b", "blend", "truth_flat")
                 if any(k.startswith(f"control/{c}/") for k in results[0].scores)]
     control_rows = [{"method": f"control: {c}", **score_cells({k.split("/", 2)[2]: v for k, v in results[0].scores.items()
                                                                if k.startswith(f"control/{c}/")})} for c in controls]
@@ -325,10 +325,11 @@ def render_table(table: pd.DataFrame, n: int, device: str, threads: int, cpu: st
                                   "time_vs_sae": "time / sae's", **{s: f"{s} {arrow(s)}" for s in SCORES}})
     note = (f"N = {n} test pairs at {res} px, batch size 1, device {device} ({cpu}), {threads} thread(s); reference "
             f"set: {ref_n} held-out test images. Scores: value [95 % interval: bootstrap over pairs (over reference "
-            f"images for recall and coverage); jackknife for FID/KID]. Rows 'control: ...' score copying the structure "
-            f"image A (copy_a) and the texture image B (copy_b) on the same pairs: a method swaps where it transfers "
-            f"texture (swap_texture_dist, sifid) better than copy_a while keeping structure (swap_structure_dist) "
-            f"better than copy_b. Times of one run, on one machine.")
+            f"images for recall and coverage), resampling source photographs where scored images are crops of one; "
+            f"jackknife for FID/KID]. Rows 'control: ...' score copying the structure image A (copy_a), the texture "
+            f"image B (copy_b) and their pixel blend 0.5 A + 0.5 B (blend) on the same pairs: a method swaps where it "
+            f"transfers texture (swap_texture_dist, sifid) better than copy_a, keeps structure (swap_structure_dist) "
+            f"better than copy_b, and beats the blend on both, intervals apart. Times of one run, on one machine.")
     return note + "\n\n" + shown.to_markdown(index=False, floatfmt=".4g") + "\n"
 
 
