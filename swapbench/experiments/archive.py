@@ -28,7 +28,7 @@ def _utc(ms: int | None) -> str | None:
 
 def run_record(run) -> dict[str, Any]:
     """One MLflow run (``mlflow.entities.Run``) as a plain dict: identity, times, tags, params, metrics."""
-    from swapbench.tracking import redact
+    from swapbench.trackers import redact
 
     tags = run.data.tags
     record: dict[str, Any] = {"run_id": run.info.run_id}
@@ -46,7 +46,8 @@ def archive(experiments: list[str] | None, out_dir: Path, uri: str | None = None
     one whose name cannot be a file name is refused before anything is written."""
     import mlflow
 
-    from swapbench.tracking import every_run, tracking_uri, use_store
+    from swapbench.store import use_store
+    from swapbench.tracking import every_run, tracking_uri
 
     use_store(uri or tracking_uri(), create=False)
     client = mlflow.MlflowClient()

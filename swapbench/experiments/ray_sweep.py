@@ -85,7 +85,7 @@ LOOPBACK = ("127.", "localhost", "[::1]", "::1")
 
 def check_store(uri: str, nodes: list[dict[str, Any]]) -> None:
     """Refuse a tracking store that some of the cluster's nodes cannot reach."""
-    from swapbench.tracking import scrub
+    from swapbench.store import scrub
 
     local = uri.startswith(LOCAL_STORES) or "://" not in uri
     if local and len(nodes) > 1:
