@@ -4,7 +4,7 @@ run ids that results/ cites can still be looked up after the store they were log
 
 Only what identifies and describes a run is kept: MLflow's own ``mlflow.*`` tags (the user name, the
 launching script's path) are left out except the run name and the parent run, and params and tags go
-through :func:`swapbench.tracking.redact`. Artifacts (checkpoints, images) are not copied. The files are
+through :func:`swapbench.trackers.redact`. Artifacts (checkpoints, images) are not copied. The files are
 a record, not a store: tables and figures are still made from MLflow (``swapbench leaderboard``).
 """
 
