@@ -240,8 +240,8 @@ def run_projection(methods: list[str] | None, n: int, runs: dict[str, str | None
             result.scores = score_method(result, method, images, recipe, pairs, dev, test_set)
             result.flops = search_flops(method, images[:1])
             results.append(result)
-    reference = next((r for r in results if r.name == speed_reference()), None)
-    sae_median = float(np.median(reference.seconds)) if reference else None
+    baseline = next((r for r in results if r.name == speed_reference()), None)  # (``reference`` is the held-out split)
+    sae_median = float(np.median(baseline.seconds)) if baseline else None
     table = pd.DataFrame([r.row(sae_median) for r in results]
                          + [row for i, r in enumerate(results) for row in r.control_rows(copies=i == 0)])
 
