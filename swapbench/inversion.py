@@ -60,12 +60,18 @@ def run_option(family: str) -> str:
     return RUN_OPTIONS.get(family, "--run")
 
 
+def speed_reference() -> str | None:
+    """The method whose seconds per image the others are compared with (the ``sae_speedup`` column of
+    `swapbench project`): the one registered with ``speed_reference=True``."""
+    return next((n for n in INVERSIONS.names() if INVERSIONS.entry(n).info.get("speed_reference")), None)
+
+
 def default_methods() -> list[str]:
     """The methods `swapbench project` compares when none are named: those registered with ``default=True``."""
     return [n for n in INVERSIONS.names() if INVERSIONS.entry(n).info.get("default")]
 
 
-@INVERSIONS.register("sae", default=True,
+@INVERSIONS.register("sae", default=True, speed_reference=True,
                      description="The Swapping Autoencoder's encoder: one forward pass gives (structure, texture).")
 class SwapAutoencoderEncoding:
     needs = "swap_ae"

@@ -221,7 +221,7 @@ def outside_run_folder(journal: Journal) -> None:
 def sync(folder: str | Path, uri: str | None = None) -> tuple[Journal, int]:
     """Upload what the run in ``folder`` journaled and its store has not got yet (``swapbench sync``);
     ``uri`` overrides the store the journal names. Returns (journal, records uploaded)."""
-    from swapbench.tracking import retry_when_locked, scrub, use_store
+    from swapbench.store import retry_when_locked, scrub, use_store
 
     folder = Path(folder)
     if not (folder / JOURNAL).is_file():

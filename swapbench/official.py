@@ -187,8 +187,8 @@ def read_official(path: Path) -> dict[str, Any]:
 def import_official(checkpoint: str | Path, recipe: Recipe, recipe_ref: str, out: str | Path) -> Path:
     """Convert the authors' checkpoint for ``recipe`` into a swapbench checkpoint at ``out``."""
     from swapbench import __version__
+    from swapbench.checkpoint import save_checkpoint, sha256_file
     from swapbench.models.build import build_autoencoder, build_cooccur_discriminator, build_discriminator
-    from swapbench.training.checkpoint import save_checkpoint, sha256_file
 
     check_authors_architecture(recipe, recipe_ref)
     path, out = Path(checkpoint), Path(out)

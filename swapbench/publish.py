@@ -63,7 +63,7 @@ def training_record(client, run, meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sha256_files(paths: dict[str, Path]) -> dict[str, str] | None:
-    from swapbench.training.checkpoint import sha256_file
+    from swapbench.checkpoint import sha256_file
 
     if not paths or not all(p.is_file() for p in paths.values()):
         return None
@@ -138,8 +138,8 @@ def check_status(run, unfinished: bool) -> None:
 def check_scores_match(run, meta: dict[str, Any], checkpoint: Path) -> None:
     """The run's logged scores must be of the checkpoint that is published (the manifest carries them).
     Runs scored before swapbench tagged the scored checkpoint are taken as scored at their end."""
+    from swapbench.checkpoint import recorded_sha256
     from swapbench.experiments.pipeline import SCORED_SHA256_TAG, SCORED_STEP_TAG
-    from swapbench.training.checkpoint import recorded_sha256
 
     run_id = run.info.run_id
     if meta.get("run_id") != run_id:
@@ -160,11 +160,11 @@ def publish(run_id: str, name: str, description: str | None = None, into: str | 
     import mlflow
 
     from swapbench import __version__
+    from swapbench.checkpoint import load_checkpoint, sha256_file, write_tensors
     from swapbench.models.build import load_model, recipe_of_checkpoint
     from swapbench.outputs import writable_folder
     from swapbench.runtime import git_commit
     from swapbench.tracking import get_run, run_checkpoint, tracking_uri
-    from swapbench.training.checkpoint import load_checkpoint, sha256_file, write_tensors
 
     check_name(name)
     root = Path(into) if into is not None else default_zoo_dir()

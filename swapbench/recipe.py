@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from swapbench.errors import UserError, did_you_mean
 from swapbench.registry import settings_sections
+from swapbench.store import CONNECT_TIMEOUT
 
 
 class Section(BaseModel):
@@ -325,7 +326,7 @@ class TrackingConfig(Section):
     log_checkpoint: bool = Field(True, description="Log the final checkpoint as a run artifact.")
     checkpoint_dir: str = Field("checkpoints", description="Local folder for checkpoints; each run writes <dir>/<run id>/.")
     connect_timeout: float = Field(
-        10.0, gt=0, le=3600, description="Seconds a tracking server may take to answer before a run starts (else a "
+        CONNECT_TIMEOUT, gt=0, le=3600, description="Seconds a tracking server may take to answer before a run starts (else a "
         "one-line error); at most an hour."
     )
     retry_seconds: float = Field(
@@ -442,7 +443,7 @@ class Recipe(Section):
                 )
             side = (side - 3) // 2 + 1
         if self.loss.recon_lpips > 0:
-            from swapbench.evaluation.metrics.lpips_net import MIN_SIDE  # torch: only for recipes that use LPIPS
+            from swapbench.nn.lpips import MIN_SIDE  # torch: only for recipes that use LPIPS
 
             if res < MIN_SIDE[self.loss.recon_lpips_net]:
                 raise ValueError(

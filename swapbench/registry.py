@@ -1,7 +1,8 @@
 """Registries: the single place where a name in a recipe becomes an object.
 
-Each registry knows the modules that hold its built-in entries and imports them the first time it
-is asked for anything, so registration never depends on someone remembering an import. Third-party
+Each registry knows the package that holds its built-in entries and imports every module of it the
+first time it is asked for anything, so registration never depends on someone remembering an import
+(nor on a list of modules kept by hand: a new module in the package registers by being there). Third-party
 packages add entries through the ``swapbench.plugins`` entry-point group: every entry point in that
 group is loaded (a module is imported; a callable is called with no arguments) before the first
 lookup in any registry.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import pkgutil
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -75,9 +77,11 @@ SECTIONS: dict[str, SettingsSection] = {}
 class Registry:
     """Maps names to classes or functions of one kind (encoder, loss, metric, ...)."""
 
-    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = ()):
+    def __init__(self, kind: str, packages: tuple[str, ...] = ()):
+        """``packages``: the packages (or single modules) that hold the built-in entries; every module in
+        them, subpackages included, is imported before the first lookup."""
         self.kind = kind
-        self._builtin_modules = builtin_modules
+        self._packages = packages
         self._entries: dict[str, Entry] = {}
         self._loaded = False
         self._lock = threading.RLock()
@@ -145,8 +149,8 @@ class Registry:
             if self._loaded:
                 return
             self._loaded = True
-            for module in self._builtin_modules:
-                importlib.import_module(module)
+            for package in self._packages:
+                _import_all(package)
             load_plugins()
 
     def get(self, name: str) -> Any:
@@ -225,6 +229,13 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {len(self._entries)} entries)"
+
+
+def _import_all(name: str) -> None:
+    """Import the module ``name`` and, if it is a package, every module inside it."""
+    module = importlib.import_module(name)
+    for info in pkgutil.walk_packages(getattr(module, "__path__", ()), name + "."):
+        importlib.import_module(info.name)
 
 
 def _qualname(obj: Any) -> str:
@@ -359,22 +370,15 @@ def load_plugins(force: bool = False) -> list[str]:
         return loaded
 
 
-DATASETS = Registry("dataset", ("swapbench.data.photos", "swapbench.data.synthetic", "swapbench.data.folder",
-                               "swapbench.data.lmdb_images"))
-ENCODERS = Registry("encoder", ("swapbench.models.encoder", "swapbench.models.timm_encoder"))
-GENERATORS = Registry("generator", ("swapbench.models.generator",))
-DISCRIMINATORS = Registry(
-    "discriminator", ("swapbench.models.discriminator", "swapbench.models.cooccur")
-)
-LOSSES = Registry("loss", ("swapbench.training.losses",))
-METRICS = MetricRegistry(
-    "metric", tuple(f"swapbench.evaluation.metrics.{m}" for m in ("reconstruction", "swap_realism", "ground_truth",
-                                                                  "parts", "sample_realism", "disentanglement",
-                                                                  "manifold"))
-)
-OPTIMIZERS = Registry("optimizer", ("swapbench.training.optim",))
-MODELS = ModelRegistry("model", ("swapbench.models.build",))
-TRAINERS = Registry("trainer", ("swapbench.training.swap_ae_trainer",))
+DATASETS = Registry("dataset", ("swapbench.data",))
+ENCODERS = Registry("encoder", ("swapbench.models",))
+GENERATORS = Registry("generator", ("swapbench.models",))
+DISCRIMINATORS = Registry("discriminator", ("swapbench.models",))
+LOSSES = Registry("loss", ("swapbench.training",))
+METRICS = MetricRegistry("metric", ("swapbench.evaluation.metrics",))
+OPTIMIZERS = Registry("optimizer", ("swapbench.training",))
+MODELS = ModelRegistry("model", ("swapbench.models",))
+TRAINERS = Registry("trainer", ("swapbench.training",))
 INVERSIONS = Registry("inversion", ("swapbench.inversion",))
 SWAPS = Registry("swap_method", ("swapbench.swaps",))
 

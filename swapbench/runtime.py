@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import platform
 import random
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,10 +65,24 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def cpu_info(text: str | None = None) -> dict[str, Any]:
+    """CPU model and vector extensions from /proc/cpuinfo (``text`` for tests); 'unknown' elsewhere."""
+    if text is None:
+        path = Path("/proc/cpuinfo")
+        text = path.read_text() if path.is_file() else ""
+    model, flags = platform.processor() or "unknown", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            model = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+    return {"cpu_model": model, "avx512": "avx512f" in flags, "avx2": "avx2" in flags,
+            "cpu_flags_known": bool(flags)}
+
+
 def host_tags() -> dict[str, str]:
     """MLflow tags naming the CPU a run trains on (times mean little without it), and torch's threads."""
-    from swapbench.bench.machine import cpu_info
-
     info = cpu_info()
     return {"swapbench.host.cpu_model": info["cpu_model"], "swapbench.host.cpus": str(usable_cores()),
             "swapbench.host.threads": str(torch.get_num_threads()),

@@ -1,22 +1,25 @@
-"""MLflow: the single store of results. Only rank 0 of a multi-process run writes to it."""
+"""MLflow: the single store of results. Only rank 0 of a multi-process run writes to it.
+
+This module opens, finds and reads runs. The store itself (checking and selecting it, retries while a
+sqlite store is busy) is swapbench.store; what a run logs through (Tracker and its kinds) is
+swapbench.trackers, which the trainer uses without importing this module."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import tempfile
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from swapbench import __version__
 from swapbench.errors import UserError
-from swapbench.recipe import Recipe, TrackingConfig
+from swapbench.recipe import Recipe
 from swapbench.runtime import git_commit
+from swapbench.store import retry_when_locked, scrub, use_store
+
+# Tracker stays importable from here for plugins (a trainer is handed one); it lives in swapbench.trackers
+from swapbench.trackers import JournalTracker, MLflowTracker, Tracker, redact
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 RECIPE_ARTIFACT = "recipe.yaml"
@@ -28,238 +31,6 @@ def tracking_uri(recipe: Recipe | None = None) -> str:
     if recipe is not None and recipe.tracking.uri:
         return recipe.tracking.uri
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-
-
-class Tracker:
-    """The tracking interface the trainer and evaluator use. This base class records nothing
-    (non-zero ranks, or runs with tracking switched off)."""
-
-    run_id: str | None = None
-
-    def log_params(self, params: Mapping[str, Any]) -> None: ...
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
-    def log_image(self, image: np.ndarray, artifact_file: str) -> None: ...
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
-    def log_text(self, text: str, artifact_file: str) -> None: ...
-    def set_tags(self, tags: Mapping[str, str]) -> None: ...
-
-    def last_logged_step(self) -> int:
-        """The largest step a metric of this run was logged at (0: none, or not known)."""
-        return 0
-
-    def end(self, status: str) -> None: ...
-
-
-# token, password, secret, credential anywhere in a name; a name (or its last dotted part) that is "key"
-# or a kind of key (api_key, access-key, ...); not e.g. swapbench.sweep_key, which is an id
-SECRET_NAME = re.compile(r"token|passw(or)?d|passphrase|secret|credential|(^|\.)key$|"
-                         r"(api|access|private|signing|encryption|ssh|auth|license|session)[_-]?key", re.I)
-URI_PASSWORD = re.compile(r"(//[^/@:\s]+:)[^/@\s]+@")
-REDACTED = "***"
-
-
-def redact(values: Mapping[str, Any]) -> dict[str, str]:
-    """Params and tags as MLflow stores them, with secrets replaced by ``***``: the value of any
-    name that looks like a secret (token, password, secret, key), and a password inside a URI."""
-    return {k: REDACTED if SECRET_NAME.search(k) else scrub(_param_value(v)) for k, v in values.items()}
-
-
-def scrub(text: str) -> str:
-    """``text`` with the password of any ``scheme://user:password@host`` replaced by ``***``."""
-    return URI_PASSWORD.sub(rf"\1{REDACTED}@", text)
-
-
-class MLflowTracker(Tracker):
-    """Logs straight to the MLflow run (tool runs such as ``swapbench project``)."""
-
-    def __init__(self, run_id: str, uri: str | None = None):
-        import mlflow
-
-        self._client = mlflow.MlflowClient(uri)
-        self.run_id = run_id
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        self._client.log_batch(self.run_id, params=[Param(k, v) for k, v in redact(params).items()])
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        from mlflow.entities import Metric
-
-        ts = int(time.time() * 1000)
-        self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, step or 0) for k, v in metrics.items()])
-
-    def log_image(self, image: np.ndarray, artifact_file: str) -> None:
-        self._client.log_image(self.run_id, image, artifact_file=artifact_file)
-
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self._client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        self._client.log_text(self.run_id, scrub(text), artifact_file)
-
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        from mlflow.entities import RunTag
-
-        self._client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in redact(tags).items()])
-
-    def end(self, status: str) -> None:
-        retry_when_locked(self._client.set_terminated, self.run_id, status)
-
-
-class JournalTracker(Tracker):
-    """Everything goes into the run's local journal first and reaches MLflow from a background
-    thread (see swapbench.journal), so a tracking-server outage of any length never stops training."""
-
-    def __init__(self, folder: str | Path, uri: str, run_id: str, retry_seconds: float, flush_timeout: float):
-        from swapbench.journal import Journal, Uploader
-
-        self.journal = Journal(folder, uri, run_id)
-        self.run_id = run_id
-        self.flush_timeout = flush_timeout
-        self._uploader = Uploader(self.journal, retry_seconds)
-        self._uploader.start()
-        self._uploader.wake.set()  # records a crashed process left behind go up first
-
-    def _add(self, record: dict[str, Any]) -> None:
-        self.journal.append(record)
-        self._uploader.wake.set()
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        self._add({"kind": "params", "values": redact(params)})
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        from swapbench.journal import journal_metrics
-
-        journal_metrics(self.journal, metrics, step)
-        self._uploader.wake.set()
-
-    def _local_file(self, artifact_file: str) -> Path:
-        from swapbench.journal import ARTIFACTS
-
-        root = (self.journal.folder / ARTIFACTS).resolve()
-        path = (root / artifact_file).resolve()
-        if not path.is_relative_to(root):
-            raise ValueError(f"artifact name {artifact_file!r} leaves the run's folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def _add_file(self, path: Path, artifact_file: str) -> None:
-        folder = str(Path(artifact_file).parent)
-        self._add({"kind": "artifact", "path": str(path), "artifact_path": None if folder == "." else folder})
-
-    def log_image(self, image: np.ndarray, artifact_file: str) -> None:
-        from PIL import Image
-
-        path = self._local_file(artifact_file)
-        Image.fromarray(np.asarray(image)).save(path)
-        self._add_file(path, artifact_file)
-
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self._add({"kind": "artifact", "path": str(Path(path).resolve()), "artifact_path": artifact_path})
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        path = self._local_file(artifact_file)
-        path.write_text(scrub(text))
-        self._add_file(path, artifact_file)
-
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        self._add({"kind": "tags", "values": redact(tags)})
-
-    def last_logged_step(self) -> int:
-        return self.journal.last_step()
-
-    def end(self, status: str) -> None:
-        import logging
-
-        self._add({"kind": "end", "status": status, "ts": int(time.time() * 1000)})
-        if not self._uploader.close(self.flush_timeout):
-            logging.getLogger("swapbench").warning(
-                "the MLflow tracking store %s did not take the run's last %d records within tracking.flush_timeout="
-                "%g s: the run ended %s locally; upload them later with `swapbench sync %s`",
-                self.journal.uri, self.journal.pending(), self.flush_timeout, status, self.journal.folder)
-
-
-def _param_value(v: Any) -> str:
-    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
-
-
-def quiet_mlflow() -> None:
-    """MLflow logs store migrations and experiment creation at INFO on stderr; keep the CLI's output
-    to what swapbench says unless --debug asked for more."""
-    import logging
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars on downloads
-    if not logging.getLogger("swapbench").isEnabledFor(logging.INFO):
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        # during a tracking-server outage the HTTP client warns at every retry of every request; the
-        # uploader says instead, once, when the outage starts and when it ends (swapbench.journal.Uploader)
-        pool = logging.getLogger("urllib3.connectionpool")
-        if not any(isinstance(f, _NoRetryWarnings) for f in pool.filters):
-            pool.addFilter(_NoRetryWarnings())
-
-
-class _NoRetryWarnings:
-    """A logging filter that drops urllib3's "Retrying (Retry(total=...)) after connection broken" lines."""
-
-    def filter(self, record) -> bool:
-        return not str(record.msg).startswith("Retrying")
-
-
-def check_reachable(uri: str, timeout: float | None = None) -> None:
-    """A tracking server that does not answer is a one-line error within ``timeout`` seconds
-    (MLflow's own client would retry for minutes first). Other stores are checked by using them."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    import requests
-
-    timeout = TrackingConfig().connect_timeout if timeout is None else timeout
-    try:
-        requests.get(uri.rstrip("/") + "/health", timeout=timeout)
-    except requests.RequestException as exc:
-        reason = type(exc).__name__ if not isinstance(exc, requests.ConnectionError) else "connection refused or no route"
-        raise UserError(f"the MLflow tracking server {scrub(uri)} does not answer ({reason}, waited at most {timeout:g} s); "
-                        "start it (`mlflow server --host 127.0.0.1 --port PORT`) or unset MLFLOW_TRACKING_URI / "
-                        "tracking.uri to use the local sqlite store") from None
-
-
-# URI schemes of the stores MLflow's tracking client opens ('' and 'file': its folder store, which this
-# MLflow refuses unless MLFLOW_ALLOW_FILE_STORE is set; the probe in use_store says so in one line)
-STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "file", "")
-
-
-def check_store_uri(uri: str) -> None:
-    """A tracking URI whose scheme names no store MLflow can open is a one-line error."""
-    from urllib.parse import urlparse
-
-    scheme = urlparse(uri).scheme.split("+")[0]  # postgresql+psycopg2 is postgresql
-    if scheme not in STORE_SCHEMES:
-        raise UserError(f"the tracking URI {scrub(uri)} has scheme '{scheme}', which names no MLflow store; give "
-                        "sqlite:///PATH.db or http://HOST:PORT (tracking.uri, or MLFLOW_TRACKING_URI)")
-
-
-def use_store(uri: str, create: bool = True) -> str:
-    """Point MLflow at ``uri`` after checking it answers (and, for sqlite, that its schema is whole). Without
-    ``create`` (a command that only reads runs) a sqlite store that does not exist is a user error, not a new
-    empty file."""
-    import mlflow
-
-    from swapbench.store import prepare_sqlite, sqlite_path
-
-    quiet_mlflow()
-    check_store_uri(uri)
-    check_reachable(uri)
-    prepare_sqlite(uri, create=create)
-    if sqlite_path(uri) is None and not uri.startswith(("http://", "https://")):
-        try:  # another kind of store: its first use is the check
-            mlflow.MlflowClient(uri).search_experiments(max_results=1)
-        except Exception as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:200]
-            raise UserError(f"cannot use the MLflow tracking store {scrub(uri)} ({reason}); give sqlite:///PATH.db or "
-                            "http://HOST:PORT (tracking.uri, or MLFLOW_TRACKING_URI)") from None
-    mlflow.set_tracking_uri(uri)
-    return uri
 
 
 def connect(uri: str, experiment: str) -> str:
@@ -369,18 +140,6 @@ def _run(uri: str, experiment: str, run_id: str | None, run_name: str | None, ta
         if restore_status and previous is not None:  # scoring again says nothing about how training ended
             status = previous
         tracker.end(status)
-
-
-def retry_when_locked(fn, *args, attempts: int = 8, **kwargs):
-    """``fn(*args, **kwargs)``, tried again with growing pauses (0.1 s to 12.8 s) while a sqlite
-    store answers "database is locked" (another process is writing to it)."""
-    for attempt in range(attempts):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            if "database is locked" not in str(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(0.1 * 2**attempt)
 
 
 def every_run(client, experiment_id: str, filter_string: str = "") -> Iterator:

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from swapbench.checkpoint import sha256_file
 from swapbench.errors import UserError
-from swapbench.training.checkpoint import sha256_file
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from swapbench.checkpoint import ZOO_MANIFEST, sha256_file
 from swapbench.errors import UserError, did_you_mean
-from swapbench.training.checkpoint import ZOO_MANIFEST, sha256_file
 
 PREFIX = "zoo:"
 MODEL_FILE = "model.safetensors"

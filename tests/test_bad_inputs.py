@@ -294,10 +294,10 @@ def workspace(tmp_path_factory) -> dict[str, str]:
     """A template folder with everything the cases need, and the ids that fill the placeholders."""
     import torch
 
+    from swapbench.checkpoint import load_checkpoint, save_checkpoint
     from swapbench.experiments.pipeline import train_and_evaluate
     from swapbench.recipe import load_recipe, recipe_from_dict
     from swapbench.registry import TRAINERS
-    from swapbench.training.checkpoint import load_checkpoint, save_checkpoint
 
     ws = tmp_path_factory.mktemp("bad_inputs")
     (ws / "tiny.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
@@ -367,7 +367,7 @@ def workspace(tmp_path_factory) -> dict[str, str]:
     state, meta = load_checkpoint(ckpt)
     data = ckpt.read_bytes()
     (bad / "truncated.safetensors").write_bytes(data[: len(data) // 2])
-    from swapbench.training.checkpoint import sha256_file
+    from swapbench.checkpoint import sha256_file
 
     (bad / "truncated.json").write_text(json.dumps({"sha256": sha256_file(bad / "truncated.safetensors")}))
     flipped = bytearray(data)

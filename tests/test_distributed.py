@@ -17,9 +17,9 @@ import yaml
 from conftest import TINY, run_cli
 from safetensors.torch import load_file, save_file
 
+from swapbench.checkpoint import flatten_state
 from swapbench.errors import UserError
 from swapbench.recipe import recipe_from_dict
-from swapbench.training.checkpoint import flatten_state
 
 STEPS = 3
 RECIPE = {**TINY, "train": {**TINY["train"], "images": 4 * STEPS, "checkpoint_every": 1000, "image_every": 1000}}
@@ -116,7 +116,7 @@ def test_two_torchrun_nodes_reach_the_single_process_weights(tmp_path):
     127.0.0.1, in a network namespace of the test's own, train one run; its weights are one process's."""
     from test_ray_sweep import _namespace
 
-    from swapbench.training.checkpoint import load_checkpoint
+    from swapbench.checkpoint import load_checkpoint
     from swapbench.training.trainer import build_trainer
 
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(NO_SHARE_COUPLING))

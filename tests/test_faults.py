@@ -19,7 +19,7 @@ import torch
 import yaml
 from conftest import TINY, run_cli
 
-from swapbench.training.checkpoint import flatten_state, load_checkpoint
+from swapbench.checkpoint import flatten_state, load_checkpoint
 
 EXE = str(Path(sys.executable).with_name("swapbench"))
 
@@ -182,7 +182,7 @@ def test_a_non_finite_gradient_with_finite_losses_is_caught_before_the_weights_c
 @pytest.mark.parametrize("fault", ["ENOSPC", "EROFS"])
 def test_a_checkpoint_that_cannot_be_written_stops_with_one_line_and_the_last_one_resumes(
         tmp_path, in_tmp_store, monkeypatch, fault):
-    import swapbench.training.checkpoint as checkpoint_module
+    import swapbench.checkpoint as checkpoint_module
     from swapbench.errors import UserError
     from swapbench.experiments.pipeline import resume_run, train_and_evaluate
     from swapbench.recipe import load_recipe

@@ -26,7 +26,7 @@ def _partial_then_full(path, *args, **kwargs):  # what a filling disk does: some
 
 
 def _write_checkpoint(folder: Path, monkeypatch, value: float):
-    from swapbench.training import checkpoint
+    from swapbench import checkpoint
 
     return checkpoint.save_checkpoint(folder / "last.safetensors", {"w": torch.full((3,), value)}, {"step": int(value)})
 
@@ -34,7 +34,7 @@ def _write_checkpoint(folder: Path, monkeypatch, value: float):
 def _fail_checkpoint(folder: Path, monkeypatch):
     from safetensors import SafetensorError
 
-    from swapbench.training import checkpoint
+    from swapbench import checkpoint
 
     def full(tensors, path, metadata=None):
         Path(path).write_bytes(b"\0" * 10)
@@ -46,7 +46,7 @@ def _fail_checkpoint(folder: Path, monkeypatch):
 
 
 def _check_checkpoint(folder: Path) -> None:
-    from swapbench.training.checkpoint import load_checkpoint
+    from swapbench.checkpoint import load_checkpoint
 
     state, meta = load_checkpoint(folder / "last.safetensors")
     assert meta["step"] == 1 and torch.equal(state["w"], torch.full((3,), 1.0))
@@ -166,7 +166,7 @@ def test_a_full_disk_during_training_is_one_line_and_the_last_checkpoint_resumes
     """The probe's 58-line SafetensorError: now one line; the checkpoint before stays whole."""
     from safetensors import SafetensorError
 
-    from swapbench.training import checkpoint
+    from swapbench import checkpoint
 
     real, calls = checkpoint.save_file, []
 

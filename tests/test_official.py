@@ -163,8 +163,8 @@ def test_import_official_refuses_through_the_cli(tmp_path):
 
 
 def test_checkpoints_from_before_the_parity_networks_are_refused(tmp_path, tiny):
+    from swapbench.checkpoint import save_checkpoint
     from swapbench.models.build import load_model, recipe_of_checkpoint
-    from swapbench.training.checkpoint import save_checkpoint
 
     old = tiny.to_dict()
     for key in ("widths", "resample", "encoder_padding", "texture_convs", "generator_noise", "rgb_every_scale",

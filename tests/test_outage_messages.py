@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from swapbench.journal import Journal, Uploader, journal_metrics
-from swapbench.tracking import quiet_mlflow
+from swapbench.store import quiet_mlflow
 
 
 class FlakyStore:

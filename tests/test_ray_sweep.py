@@ -40,7 +40,7 @@ def _namespace() -> list[str]:
 
 
 def _tensors(path: Path) -> dict[str, torch.Tensor]:
-    from swapbench.training.checkpoint import flatten_state, load_checkpoint
+    from swapbench.checkpoint import flatten_state, load_checkpoint
 
     return flatten_state(load_checkpoint(path)[0])[0]
 

@@ -217,3 +217,27 @@ def test_the_loss_section_is_declared_by_the_trainers_that_read_it():
     from swapbench.recipe import read_by
 
     assert {"trainer 'swap_ae'", "trainer 'stylegan2'", "trainer 'sg2_encoder'"} <= set(read_by("loss.r1").split(", "))
+
+
+def test_a_registry_imports_every_module_of_its_package(tmp_path, monkeypatch):
+    """No hand list of built-in modules: a module dropped into the registry's package registers by being there,
+    subpackages included."""
+    package = tmp_path / "widgets_pkg"
+    (package / "more").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "more" / "__init__.py").write_text("")
+    body = "from swapbench.registry import ALL_REGISTRIES\nALL_REGISTRIES['widget_test'].add({!r}, object())\n"
+    (package / "round.py").write_text(body.format("round"))
+    (package / "more" / "square.py").write_text(body.format("square"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = Registry("widget_test", ("widgets_pkg",))
+    monkeypatch.setitem(ALL_REGISTRIES, "widget_test", reg)
+    assert reg.names() == ["round", "square"]
+
+
+def test_the_speed_reference_of_the_inversion_table_is_a_flag_on_its_registration():
+    from swapbench.inversion import speed_reference
+    from swapbench.registry import INVERSIONS
+
+    flagged = [n for n in INVERSIONS.names() if INVERSIONS.entry(n).info.get("speed_reference")]
+    assert flagged == ["sae"] and speed_reference() == "sae"

@@ -16,7 +16,7 @@ import torch
 import yaml
 from conftest import TINY, run_cli
 
-from swapbench.training.checkpoint import flatten_state, load_checkpoint
+from swapbench.checkpoint import flatten_state, load_checkpoint
 
 STEPS = 60
 

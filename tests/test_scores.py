@@ -112,8 +112,8 @@ def test_sifid_zero_for_itself_grows_with_texture_change_and_counts_samples(nets
 def test_lpips_matches_the_lpips_package_pipeline_and_recorded_values(tmp_path, nets):
     import lpips
 
-    from swapbench.evaluation.metrics.lpips_net import build_lpips
     from swapbench.evaluation.metrics.standalone import lpips_files
+    from swapbench.nn.lpips import build_lpips
 
     img = crops(2, resolution=64)
     save_folder(tmp_path, img, ["x.png", "y.png"])
@@ -130,7 +130,7 @@ def test_lpips_matches_the_lpips_package_pipeline_and_recorded_values(tmp_path, 
 
 
 def test_lpips_to_a_fixed_target_equals_lpips_and_passes_gradients(nets):
-    from swapbench.evaluation.metrics.lpips_net import LpipsToTarget, build_lpips
+    from swapbench.nn.lpips import LpipsToTarget, build_lpips
 
     targets, images = crops(3, resolution=64), crops(6, resolution=64)[3:]
     for net in ("alex", "vgg"):

@@ -88,7 +88,7 @@ def test_a_manifest_cannot_name_files_outside_its_data_root(tmp_path, entry):
 
 
 def test_logged_artifact_names_cannot_leave_the_run_folder(tmp_path):
-    from swapbench.tracking import JournalTracker
+    from swapbench.trackers import JournalTracker
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.MlflowClient(store)
@@ -103,7 +103,7 @@ def test_logged_artifact_names_cannot_leave_the_run_folder(tmp_path):
 
 
 def test_secrets_are_redacted_in_params_tags_and_the_journal(tmp_path):
-    from swapbench.tracking import JournalTracker, redact
+    from swapbench.trackers import JournalTracker, redact
 
     shown = redact({"hf_token": "abc", "db.password": "pw", "aws_secret_access_key": "s", "api_key": "k",
                     "tracking.uri": "https://alice:hunter2@mlflow.example/", "model.texture_dim": 8,

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
+from swapbench.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from swapbench.errors import UserError
 from swapbench.models.build import load_autoencoder
 from swapbench.registry import LOSSES
-from swapbench.training.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from swapbench.training.swap_ae_trainer import SwapAutoencoderTrainer as Trainer
 
 

@@ -61,7 +61,7 @@ def test_lpips_uses_the_calibrated_linear_layers_and_backbone():
 
     path, _ = cached_or_skip("lpips_vgg")
     tree = load_numpy_pickle(path)
-    from swapbench.evaluation.metrics.lpips_net import build_lpips
+    from swapbench.nn.lpips import build_lpips
 
     model = build_lpips("vgg")
     # the lpips package's own v0.1 linear layers equal those shipped beside the backbone

@@ -87,8 +87,8 @@ def _runs(store: str) -> dict[str, str]:
 def test_publish_keeps_only_the_scored_network_with_its_recipe_and_manifest(in_ws):
     from safetensors import safe_open
 
+    from swapbench.checkpoint import sha256_file
     from swapbench.recipe import load_recipe
-    from swapbench.training.checkpoint import sha256_file
 
     folder, m = in_ws["folder"], in_ws["manifest"]
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.safetensors", "recipe.yaml"]

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 
 from baselines.inversion.settings import InversionConfig
 from baselines.stylegan2.generator import default_crossover, style_mix
-from swapbench.evaluation.metrics.lpips_net import LpipsToTarget, build_lpips
 from swapbench.inversion import Inversion, synchronize
+from swapbench.nn.lpips import LpipsToTarget, build_lpips
 from swapbench.registry import INVERSIONS
 
 CURVE_STEPS = (10, 30, 100, 300, 1000)  # LPIPS is recorded after these many steps (the quality-vs-steps curve)

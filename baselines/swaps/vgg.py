@@ -1,5 +1,5 @@
 """ImageNet VGG-16 features for the optimisation-based style transfers, from the hash-checked VGG-16
-backbone that LPIPS was calibrated on (:func:`swapbench.evaluation.metrics.lpips_net.backbone_state`):
+backbone that LPIPS was calibrated on (:func:`swapbench.nn.lpips.backbone_state`):
 nothing is downloaded, and no torchvision weights are needed.
 
 Layers are named as in the style-transfer papers: ``relu1_1`` ... ``relu5_3`` (the ReLU after each
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from swapbench.evaluation.metrics.lpips_net import backbone_state
+from swapbench.nn.lpips import backbone_state
 
 # convolutions per block of VGG-16 (13 in all); a 2x2 pool follows every block but the last
 BLOCKS = (2, 2, 3, 3, 3)

@@ -4,7 +4,6 @@ works through R1's double backward, timing and memory probes."""
 
 from __future__ import annotations
 
-import platform
 import threading
 import time
 from collections.abc import Callable
@@ -15,25 +14,11 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from swapbench.runtime import cpu_info  # lives in runtime.py, the lowest layer that needs it (run tags)
+
 # the conv peak probe: batch 8, 128 -> 128 channels, 3x3, 64x64, forward (issue 16)
 CONV_PROBE = {"batch": 8, "channels": 128, "side": 64, "kernel": 3}
 MATMUL_SIDE = 2048
-
-
-def cpu_info(text: str | None = None) -> dict[str, Any]:
-    """CPU model and vector extensions from /proc/cpuinfo (``text`` for tests); 'unknown' elsewhere."""
-    if text is None:
-        path = Path("/proc/cpuinfo")
-        text = path.read_text() if path.is_file() else ""
-    model, flags = platform.processor() or "unknown", set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and value.strip():
-            model = value.strip()
-        elif key.strip() == "flags":
-            flags = set(value.split())
-    return {"cpu_model": model, "avx512": "avx512f" in flags, "avx2": "avx2" in flags,
-            "cpu_flags_known": bool(flags)}
 
 
 def header(threads: int, quick: bool) -> dict[str, Any]:

@@ -141,7 +141,7 @@ def time_steps(trainer, settings: BenchConfig, device: torch.device, *, count: b
 
 def train_row(name: str, settings: BenchConfig, device: torch.device, threads: int) -> dict[str, Any]:
     """One training row: the machine's limits, then the recipe's step timed and counted."""
-    from swapbench.tracking import Tracker
+    from swapbench.trackers import Tracker
     from swapbench.training.trainer import build_trainer
 
     recipe = training_recipe(name, settings, device, threads)
@@ -176,7 +176,7 @@ def profile_rows(name: str, settings: BenchConfig, threads: int) -> list[dict[st
     ``profile_steps`` steps after the warm-up (torch.profiler), per step."""
     from torch.profiler import ProfilerActivity, profile
 
-    from swapbench.tracking import Tracker
+    from swapbench.trackers import Tracker
     from swapbench.training.trainer import build_trainer
 
     recipe = training_recipe(name, settings, torch.device("cpu"), threads)

@@ -265,7 +265,7 @@ class EditSession:
           weights, `swapbench weights fetch`).
         """
         from swapbench.evaluation.metrics import disentanglement as D
-        from swapbench.evaluation.metrics.lpips_net import MIN_SIDE, build_lpips
+        from swapbench.nn.lpips import MIN_SIDE, build_lpips
 
         ia, ib = self.image(a), self.image(b)
         scores: dict[str, Any] = {}

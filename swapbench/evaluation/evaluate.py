@@ -149,7 +149,7 @@ class EvalContext:
     def lpips(self, net: str) -> torch.nn.Module:
         """The LPIPS network ('alex' or 'vgg') on the evaluation device, built once per context."""
         if net not in self._lpips:
-            from swapbench.evaluation.metrics.lpips_net import build_lpips
+            from swapbench.nn.lpips import build_lpips
 
             self._lpips[net] = build_lpips(net, self.device)
         return self._lpips[net]

@@ -4,7 +4,7 @@ run ids that results/ cites can still be looked up after the store they were log
 
 Only what identifies and describes a run is kept: MLflow's own ``mlflow.*`` tags (the user name, the
 launching script's path) are left out except the run name and the parent run, and params and tags go
-through :func:`swapbench.tracking.redact`. Artifacts (checkpoints, images) are not copied. The files are
+through :func:`swapbench.trackers.redact`. Artifacts (checkpoints, images) are not copied. The files are
 a record, not a store: tables and figures are still made from MLflow (``swapbench leaderboard``).
 """
 
@@ -28,7 +28,7 @@ def _utc(ms: int | None) -> str | None:
 
 def run_record(run) -> dict[str, Any]:
     """One MLflow run (``mlflow.entities.Run``) as a plain dict: identity, times, tags, params, metrics."""
-    from swapbench.tracking import redact
+    from swapbench.trackers import redact
 
     tags = run.data.tags
     record: dict[str, Any] = {"run_id": run.info.run_id}
@@ -46,7 +46,8 @@ def archive(experiments: list[str] | None, out_dir: Path, uri: str | None = None
     one whose name cannot be a file name is refused before anything is written."""
     import mlflow
 
-    from swapbench.tracking import every_run, tracking_uri, use_store
+    from swapbench.store import use_store
+    from swapbench.tracking import every_run, tracking_uri
 
     use_store(uri or tracking_uri(), create=False)
     client = mlflow.MlflowClient()

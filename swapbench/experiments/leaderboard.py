@@ -79,7 +79,8 @@ def load_runs(experiment: str | None = None, sweep: str | None = None, uri: str 
     :func:`sweep_runs`), or of every experiment."""
     import mlflow
 
-    from swapbench.tracking import tracking_uri, use_store
+    from swapbench.store import use_store
+    from swapbench.tracking import tracking_uri
 
     use_store(uri or tracking_uri(), create=False)  # an unreachable server is a one-line error, not minutes of retries
     kwargs: dict = {"filter_string": "attributes.status = 'FINISHED'"}
@@ -116,7 +117,8 @@ def load_run_history(run_id: str, uri: str | None = None) -> pd.DataFrame:
     checkpoint."""
     import mlflow
 
-    from swapbench.tracking import get_run, tracking_uri, use_store
+    from swapbench.store import use_store
+    from swapbench.tracking import get_run, tracking_uri
 
     run = get_run(run_id, use_store(uri or tracking_uri(), create=False))
     client = mlflow.MlflowClient()

@@ -22,7 +22,9 @@ from swapbench.outputs import replace_text, writable_folder
 from swapbench.progress import TrainingProgress
 from swapbench.recipe import Recipe
 from swapbench.runtime import git_commit, resolve_device
-from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, Tracker, check_reachable, get_run, open_run, tracking_uri
+from swapbench.store import check_reachable
+from swapbench.trackers import Tracker
+from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, get_run, open_run, tracking_uri
 from swapbench.training import distributed
 from swapbench.training.memory import check_fits
 from swapbench.training.trainer import TrainResult, build_trainer
@@ -102,7 +104,7 @@ SCORED_SHA256_TAG = "swapbench.scored_checkpoint_sha256"
 def scored_checkpoint(checkpoint: Path) -> tuple[int | None, str]:
     """(training step, sha256) of the checkpoint a run's scores are of, as its sidecar records them
     (reading the checkpoint checked the hash): the scores' MLflow step and the run's scored-checkpoint tags."""
-    from swapbench.training.checkpoint import recorded_sha256
+    from swapbench.checkpoint import recorded_sha256
 
     side, sha256 = recorded_sha256(checkpoint)
     step = json.loads(side.read_text()).get("step")
@@ -205,9 +207,9 @@ def resume_run(run_id: str, checkpoint: str | Path | None = None, *, evaluate_af
 
     A run MLflow still shows as RUNNING may have a live process; ``force`` resumes it anyway (for a
     run whose process died without ending it: a hard crash, an out-of-memory kill)."""
+    from swapbench.checkpoint import load_checkpoint
     from swapbench.errors import UserError
     from swapbench.tracking import get_run
-    from swapbench.training.checkpoint import load_checkpoint
 
     meta = load_checkpoint(checkpoint)[1] if checkpoint is not None else None
     # a checkpoint names the recipe, and so the tracking store the run was logged to

@@ -26,7 +26,7 @@ import torch
 
 from swapbench.data import data_differences
 from swapbench.errors import UserError
-from swapbench.inversion import default_methods, inversion_settings, run_option
+from swapbench.inversion import default_methods, inversion_settings, run_option, speed_reference
 from swapbench.recipe import Recipe
 
 # scores of reconstructions and swaps in the table (those that apply to the data); swap realism always
@@ -187,7 +187,7 @@ def curve_figure(results: list[MethodResult]):
             ks = sorted(r.curve)
             ax.plot(ks, [float(np.mean(r.curve[k])) for k in ks], marker="o", label=r.name)
         elif "recon_lpips_vgg" in r.scores:
-            ax.axhline(r.scores["recon_lpips_vgg"], linestyle="--", color="gray" if r.name != "sae" else "black",
+            ax.axhline(r.scores["recon_lpips_vgg"], linestyle="--", color="gray" if r.name != speed_reference() else "black",
                        label=f"{r.name} (one pass)")
     ax.set_xscale("log")
     ax.set_xlabel("optimisation steps")
@@ -240,8 +240,8 @@ def run_projection(methods: list[str] | None, n: int, runs: dict[str, str | None
             result.scores = score_method(result, method, images, recipe, pairs, dev, test_set)
             result.flops = search_flops(method, images[:1])
             results.append(result)
-    sae = next((r for r in results if r.name == "sae"), None)
-    sae_median = float(np.median(sae.seconds)) if sae else None
+    baseline = next((r for r in results if r.name == speed_reference()), None)  # (``reference`` is the held-out split)
+    sae_median = float(np.median(baseline.seconds)) if baseline else None
     table = pd.DataFrame([r.row(sae_median) for r in results]
                          + [row for i, r in enumerate(results) for row in r.control_rows(copies=i == 0)])
 
@@ -294,7 +294,7 @@ def render_table(table: pd.DataFrame, n: int, settings: Any, device: str) -> str
             shown[s] = [_with_interval(row, s) for _, row in table.iterrows()]
             shown = shown.drop(columns=[c for c in (f"{s}_ci_low", f"{s}_ci_high") if c in shown])
     shown = shown.rename(columns={"seconds_per_image": "s/image (median)", "gflop_per_image": "GFLOP/image",
-                                  "sae_speedup": "sae is faster by"})
+                                  "sae_speedup": f"{speed_reference()} is faster by"})
     note = (f"N = {n} test images, batch size 1, device {device}, {torch.get_num_threads()} threads; "
             f"optimisers ran {getattr(settings, 'steps', '-')} steps "
             f"(sg2_encoder_opt: {getattr(settings, 'refine_steps', '-')}). Scores: value "

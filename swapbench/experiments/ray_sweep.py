@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from swapbench.errors import UserError
-from swapbench.experiments.sweep import Job, _train_job, job_recipe
+from swapbench.experiments.jobs import Job, job_recipe, train_job
 
 RAY_TASK_TAG = "swapbench.ray_task"  # on a child run: the Ray submission it belongs to (a retry finds it by this)
 MAX_RETRIES = 3  # attempts after the first when a task's worker process or node dies
@@ -85,7 +85,7 @@ LOOPBACK = ("127.", "localhost", "[::1]", "::1")
 
 def check_store(uri: str, nodes: list[dict[str, Any]]) -> None:
     """Refuse a tracking store that some of the cluster's nodes cannot reach."""
-    from swapbench.tracking import scrub
+    from swapbench.store import scrub
 
     local = uri.startswith(LOCAL_STORES) or "://" not in uri
     if local and len(nodes) > 1:
@@ -196,7 +196,7 @@ def _ray_run(job: Job, experiment: str, parent: str, submission: str, threads: i
         recipe = job_recipe(job, experiment)
         earlier = _earlier_attempt(uri, connect_store(uri, experiment), submission)
         if earlier is None:
-            return _train_job(job, experiment, parent, threads, {RAY_TASK_TAG: submission})
+            return train_job(job, experiment, parent, threads, {RAY_TASK_TAG: submission})
         return _continue(recipe, earlier, threads)
     except UserError as exc:
         return UserFailure(str(exc))

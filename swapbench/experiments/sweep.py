@@ -32,7 +32,6 @@ import multiprocessing
 import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,9 +40,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swapbench.errors import UserError, did_you_mean
-from swapbench.recipe import Recipe, Seed, list_recipes, load_recipe, yaml_problem
+from swapbench.experiments.jobs import SWEEP_KEY_TAG, Job, train_job
+from swapbench.recipe import Seed, list_recipes, load_recipe, yaml_problem
 
-SWEEP_KEY_TAG = "swapbench.sweep_key"  # on a child run: its job's key (variant, seed, recipe hash)
 SWEEP_KEYS_TAG = "swapbench.sweep_keys"  # on the parent: its jobs' keys, comma-separated
 MAX_JOBS = 470  # keys of 16 characters and commas within MLflow's 8,000-character tag values
 
@@ -59,15 +58,6 @@ class SweepFile(BaseModel):
     grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(
         default_factory=dict, description="key -> values (at least one); the cartesian product.")
     variants: dict[str, list[str]] = Field(default_factory=dict, description="name -> overrides.")
-
-
-@dataclass
-class Job:
-    variant: str
-    seed: int
-    overrides: list[str]
-    recipe: Recipe
-    key: str
 
 
 def _value(v: Any) -> str:
@@ -152,31 +142,12 @@ def _run_job(job: Job, experiment: str, parent: str, threads: int | None) -> str
         raise KeyboardInterrupt
     _Worker.in_run = True
     try:
-        return _train_job(job, experiment, parent, threads)
+        return train_job(job, experiment, parent, threads)
     except KeyboardInterrupt:
         _Worker.stopping = True
         raise
     finally:
         _Worker.in_run = False
-
-
-def job_recipe(job: Job, experiment: str | None = None, **tracking: Any) -> Recipe:
-    """The recipe a sweep's run trains: the job's, logging to the sweep's ``experiment`` (and with other
-    ``tracking`` settings, e.g. an absolute checkpoint folder on a cluster)."""
-    tracking = {**tracking, **({"experiment": experiment} if experiment is not None else {})}
-    return job.recipe.model_validate({**job.recipe.to_dict(), "tracking": {**job.recipe.tracking.model_dump(), **tracking}})
-
-
-def _train_job(job: Job, experiment: str, parent: str, threads: int | None, tags: dict[str, str] | None = None) -> str:
-    from swapbench.experiments.pipeline import train_and_evaluate
-
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    tags = {"mlflow.parentRunId": parent, "swapbench.variant": job.variant, SWEEP_KEY_TAG: job.key,
-            "swapbench.seed": str(job.seed), "swapbench.overrides": " ".join(job.overrides), **(tags or {})}
-    return train_and_evaluate(job_recipe(job, experiment), progress=False, tags=tags).run_id
 
 
 class _Worker:

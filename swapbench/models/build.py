@@ -12,11 +12,11 @@ from typing import Any
 
 from torch import nn
 
+from swapbench.checkpoint import load_checkpoint
 from swapbench.errors import UserError
 from swapbench.models.swap_ae import SwappingAutoencoder
 from swapbench.recipe import Recipe
 from swapbench.registry import DISCRIMINATORS, ENCODERS, GENERATORS, MODELS
-from swapbench.training.checkpoint import load_checkpoint
 
 
 def model_settings(recipe: Recipe) -> dict[str, Any]:

@@ -111,7 +111,7 @@ class HingeLoss(GANLoss):
 
 @LOSSES.register("lpips", description="LPIPS-VGG perceptual distance per image (inputs in [-1, 1]); build(device=...).")
 def lpips_loss(device: torch.device | str = "cpu", net: str = "vgg") -> torch.nn.Module:
-    from swapbench.evaluation.metrics.lpips_net import build_lpips
+    from swapbench.nn.lpips import build_lpips
 
     return build_lpips(net, device)
 

@@ -1,6 +1,6 @@
 """What a training checkpoint holds and how a run writes it and comes back from it: the state of every
 network, optimiser, the EMA, the RNG and the data position (:class:`TrainingState`, a part of
-:class:`swapbench.training.trainer.Trainer`). The file format is :mod:`swapbench.training.checkpoint`."""
+:class:`swapbench.training.trainer.Trainer`). The file format is :mod:`swapbench.checkpoint`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 import torch
 
 from swapbench import __version__
+from swapbench.checkpoint import load_checkpoint, save_checkpoint
 from swapbench.errors import UserError
 from swapbench.runtime import git_commit
-from swapbench.training.checkpoint import load_checkpoint, save_checkpoint
 from swapbench.training.signals import StopRequest
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ from swapbench.errors import UserError
 from swapbench.recipe import Recipe
 from swapbench.registry import MODELS, OPTIMIZERS, TRAINERS
 from swapbench.runtime import process_cpu_seconds, resolve_device, seed_everything
-from swapbench.tracking import Tracker
+from swapbench.trackers import Tracker
 from swapbench.training.distributed import any_process, mean_over_processes
 from swapbench.training.nonfinite import NonFiniteGuard
 from swapbench.training.optim import lazy_regularization_scaled

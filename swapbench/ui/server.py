@@ -80,7 +80,8 @@ def available_models() -> dict[str, list[dict[str, str]]]:
 def _local_runs(limit: int = 50) -> list[dict[str, str]]:
     from mlflow.tracking import MlflowClient
 
-    from swapbench.tracking import quiet_mlflow, tracking_uri
+    from swapbench.store import quiet_mlflow
+    from swapbench.tracking import tracking_uri
 
     quiet_mlflow()
     client = MlflowClient(tracking_uri())

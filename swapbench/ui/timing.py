@@ -23,8 +23,7 @@ def time_swaps(base: str, n: int) -> str:
     """One line: median, 90th percentile and max of ``n`` swap requests (pairs of gallery images, alpha 1)."""
     import torch
 
-    from swapbench.bench.machine import cpu_info
-    from swapbench.runtime import usable_cores
+    from swapbench.runtime import cpu_info, usable_cores
 
     state = _post(base + "api/state")
     images = _post(base + "api/gallery")["images"]

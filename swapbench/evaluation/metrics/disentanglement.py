@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from swapbench.evaluation.metrics.lpips_net import MIN_SIDE
+from swapbench.nn.lpips import MIN_SIDE
 from swapbench.registry import METRICS
 
 SELFSIM_LAYER = 2  # relu3_3 of LPIPS's VGG16 (1/4 of the image side)

@@ -39,7 +39,7 @@ def recon_psnr(ctx) -> dict[str, float]:
 
 
 def _recon_lpips(ctx, net: str) -> dict[str, float]:
-    from swapbench.evaluation.metrics.lpips_net import MIN_SIDE
+    from swapbench.nn.lpips import MIN_SIDE
 
     side = ctx.images.shape[-1]
     if side < MIN_SIDE[net]:

@@ -55,7 +55,7 @@ def kid_folders(a: Path, b: Path, device: str = "cpu") -> dict:
 
 
 def lpips_files(a: Path, b: Path, net: str = "alex", device: str = "cpu") -> dict:
-    from swapbench.evaluation.metrics.lpips_net import MIN_SIDE, build_lpips
+    from swapbench.nn.lpips import MIN_SIDE, build_lpips
 
     ia, ib = read_image(a), read_image(b)
     if min(ia.shape[:2]) < MIN_SIDE[net]:
@@ -100,7 +100,7 @@ def network_speed(resolution: int = 64, n: int = 32, batch_size: int = 16, repea
 
     from swapbench.data.photos import PhotoCrops
     from swapbench.evaluation.metrics.inception import InceptionFeatures
-    from swapbench.evaluation.metrics.lpips_net import build_lpips
+    from swapbench.nn.lpips import build_lpips
 
     ds = PhotoCrops("test", resolution, test_images=n)
     images = torch.stack([ds[i] for i in range(n)])
