@@ -63,3 +63,15 @@ def test_verdicts_follow_intervals_and_whether_the_model_swaps():
     assert no_swap.verdict == INCONCLUSIVE and "does not swap" in no_swap.why and "blend" in no_swap.why
     assert variant_claim({}, "losses", "quickstart", "photos", "full", "no_cooc", lambda d: TEXTURE[d],
                          "full").why.startswith("no runs yet")
+
+
+def test_a_sweeps_parent_run_does_not_hide_its_children():
+    """A sweep's parent run (tagged with its jobs' keys, no scores, other params) is in the archived records; the
+    study must still be read from the children (it once made a table of its own and every variant looked missing)."""
+    recs = [record("full", s, 0.3, 0.02) for s in (0, 1)] + [record("no_cooc", s, 0.5, 0.05) for s in (0, 1)]
+    parent = {"run_id": "p".ljust(32, "0"), "experiment": "study_losses_quickstart_photos", "status": "FINISHED",
+              "start_time": "2026-12-01T00:00:00", "params": {"sweep": "study_losses_quickstart_photos"},
+              "tags": {"swapbench.sweep_keys": "a,b,c,d"}, "metrics": {}}
+    records = {r["run_id"]: r for r in [parent, *recs]}
+    held = variant_claim(records, "losses", "quickstart", "photos", "full", "no_cooc", lambda d: TEXTURE[d], "full")
+    assert held.verdict == HOLDS and len(held.run_ids) == 4

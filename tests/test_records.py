@@ -64,11 +64,12 @@ def units(text: str) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
     start, block = 0, []
     for number, line in enumerate([*text.splitlines(), ""], 1):
-        if line.startswith("|") or not line.strip():
+        row = line.lstrip().startswith("|")  # a table row, also one indented under a list item
+        if row or not line.strip():
             if block:
                 out.append((start, " ".join(block)))
                 block = []
-            if line.startswith("|"):
+            if row:
                 out.append((number, line))
         else:
             start = start if block else number

@@ -88,8 +88,11 @@ def load_study(records: dict[str, dict[str, Any]], experiment: str, metrics: lis
     """The study's table, or None when the records hold no finished run of it (or none logged these scores)."""
     from swapbench.errors import UserError
     from swapbench.experiments.leaderboard import build_tables
+    from swapbench.experiments.sweep import SWEEP_KEYS_TAG
 
-    runs = [r for r in records.values() if r.get("experiment") == experiment]
+    # a sweep's parent run holds no scores of its own: left out, it would make a table of its own
+    runs = [r for r in records.values()
+            if r.get("experiment") == experiment and SWEEP_KEYS_TAG not in (r.get("tags") or {})]
     df = records_frame(runs)
     if df.empty:
         return None
