@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from swapbench.errors import UserError
+from swapbench.experiments.projection import _with_interval
 from swapbench.recipe import Recipe
 
 EXPERIMENT = "swaps"
@@ -332,10 +333,3 @@ def render_table(table: pd.DataFrame, n: int, device: str, threads: int, cpu: st
             f"better than copy_b, and beats the blend on both, intervals apart. Times of one run, on one machine.")
     return note + "\n\n" + shown.to_markdown(index=False, floatfmt=".4g") + "\n"
 
-
-def _with_interval(row: pd.Series, score: str) -> str:
-    value = row.get(score)
-    if value is None or pd.isna(value):
-        return "-"
-    lo, hi = row.get(f"{score}_ci_low"), row.get(f"{score}_ci_high")
-    return f"{value:.4g}" + (f" [{lo:.3g}, {hi:.3g}]" if lo is not None and pd.notna(lo) else "")
