@@ -155,3 +155,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if header.get("format") != FORMAT:
         raise UserError(f"checkpoint {path} was not written by swapbench (format {header.get('format')!r})")
     return unflatten_state(json.loads(header["skeleton"]), tensors), json.loads(header["meta"])
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The metadata of a checkpoint written by :func:`save_checkpoint` (its recipe, step, ...), read from the
+    safetensors header alone: no tensor is loaded and the hash is not checked (:func:`load_checkpoint`
+    checks it when the weights are loaded)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; pass the .safetensors file a run wrote")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise UserError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
+    if header.get("format") != FORMAT:
+        raise UserError(f"checkpoint {path} was not written by swapbench (format {header.get('format')!r})")
+    return json.loads(header["meta"])

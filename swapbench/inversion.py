@@ -2,8 +2,9 @@
 
 A method is a class in the ``inversion`` registry::
 
-    needs: str                 # the model family whose trained run it uses: swap_ae, stylegan2, sg2_encoder
-                               # (registered with default=True: compared by `swapbench project` by default)
+    needs: str                 # the model family whose trained run it uses (`--run REF` of that family)
+                               # (registered with default=True: compared by `swapbench project` by default;
+                               # with bench=False: left out of `swapbench bench`'s default embedding rows)
     steps: int | None          # optimisation steps (None for one forward pass)
     __init__(model, settings, device)  # settings: see inversion_settings()
     invert(images) -> Inversion(latents, reconstructions, seconds, curve)
@@ -52,14 +53,6 @@ def timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
-# the option of `swapbench project` and `swapbench bench` that names the trained run of each model family
-RUN_OPTIONS = {"swap_ae": "--sae-run", "stylegan2": "--sg2-run", "sg2_encoder": "--encoder-run"}
-
-
-def run_option(family: str) -> str:
-    return RUN_OPTIONS.get(family, "--run")
-
-
 def speed_reference() -> str | None:
     """The method whose seconds per image the others are compared with (the ``sae_speedup`` column of
     `swapbench project`): the one registered with ``speed_reference=True``."""
@@ -69,6 +62,12 @@ def speed_reference() -> str | None:
 def default_methods() -> list[str]:
     """The methods `swapbench project` compares when none are named: those registered with ``default=True``."""
     return [n for n in INVERSIONS.names() if INVERSIONS.entry(n).info.get("default")]
+
+
+def bench_methods() -> list[str]:
+    """The methods `swapbench bench` times when ``bench.embed_methods`` is 'all': every registered one but
+    those registered with ``bench=False``."""
+    return [n for n in INVERSIONS.names() if INVERSIONS.entry(n).info.get("bench", True)]
 
 
 @INVERSIONS.register("sae", default=True, speed_reference=True,

@@ -286,8 +286,9 @@ class BenchConfig(Section):
         8, ge=1, description="Training steps of each recipe run under torch.profiler (section 'profile'), after the warm-up."
     )
     profile_top: int = Field(12, ge=1, description="Operators listed per recipe in section 'profile' (by self CPU time).")
-    embed_methods: list[str] = Field(
-        ["sae", "sg2_w", "sg2_wplus", "sg2_encoder", "sg2_encoder_opt"], description="Inversion methods timed at batch 1."
+    embed_methods: list[str] | Literal["all"] = Field(
+        "all", description="Inversion methods timed at batch 1; 'all': every registered one but those registered "
+        "with bench=False."
     )
     embed_images: int = Field(3, ge=1, description="Test images each inversion method inverts (after a warm-up image).")
     embed_steps: int | None = Field(None, ge=1, description="Steps of sg2_w / sg2_wplus; null: inversion.steps (1000).")

@@ -265,30 +265,63 @@ def settings_sections() -> dict[str, SettingsSection]:
 class MetricRegistry(Registry):
     """Scores. Each records at registration which way is better (``direction``: 'down' when lower is,
     'up' when higher is), what a model must be able to do for it to apply (``needs``: methods such as
-    'reconstruct', 'swap', 'encode', 'sample') and a one-line description; tables, leaderboards and the
-    evaluator read them from here.
+    'reconstruct', 'swap', 'encode', 'sample'), which of the model's outputs it scores (``scores``: see
+    :data:`OUTPUTS`), its group (``group``: see :data:`GROUPS`), the controls it is scored on besides every
+    control of its output (``controls``, e.g. 'code_midpoint') and a one-line description; tables,
+    leaderboards and the evaluator read them from here.
 
-        @METRICS.register("recon_l1", direction="down", needs=("reconstruct",), description="...")
+        @METRICS.register("recon_l1", direction="down", needs=("reconstruct",), scores="reconstructions",
+                          group="reconstruction", description="...")
         def recon_l1(ctx) -> dict[str, float]: ...
+
+    ``scores`` decides the controls: a score of the swaps is computed again for every swap control (copy A,
+    copy B, the blend, ...) on a context whose swaps, and everything derived from them, are the control's
+    own. Left out, it follows ``needs``: 'swap' -> 'swaps', 'reconstruct' -> 'reconstructions', 'sample' ->
+    'samples'.
     """
 
     DIRECTIONS = ("down", "up")
+    # the model outputs a score can judge; controls replace the swaps or the reconstructions
+    OUTPUTS = {"swaps": "swap", "reconstructions": "reconstruct", "samples": "sample"}  # output -> the method making it
+    GROUPS = {
+        "reconstruction": "how close G(E(x)) is to x",
+        "realism": "how real the swaps look; alone it rewards copying, so tables show it with a texture and a "
+                   "structure score (and the controls)",
+        "texture": "how much of B's texture a swap carries",
+        "structure": "how much of A's structure a swap keeps",
+        "truth": "the swap against the true swap of data with known factors",
+        "truth_parts": "the parts of the true swap a model can get right, each against the renderer's truth",
+        "manifold": "the swaps' precision, recall, density and coverage against the held-out reference",
+        "samples": "a generator's samples",
+    }
 
     def register(self, name: str, *, direction: str, needs: tuple[str, ...] | str = (),  # type: ignore[override]
+                 scores: str | None = None, group: str | None = None, controls: tuple[str, ...] = (),
                  description: str | None = None) -> Callable[[Any], Any]:
         def decorator(obj: Any) -> Any:
-            self.add(name, obj, description=description, direction=direction, needs=needs)
+            self.add(name, obj, description=description, direction=direction, needs=needs, scores=scores,
+                     group=group, controls=controls)
             return obj
 
         return decorator
 
     def add(self, name: str, obj: Any, *, description: str | None = None, direction: str = "",  # type: ignore[override]
-            needs: tuple[str, ...] | str = (), **info: Any) -> None:
+            needs: tuple[str, ...] | str = (), scores: str | None = None, group: str | None = None,
+            controls: tuple[str, ...] | str = (), **info: Any) -> None:
         if direction not in self.DIRECTIONS:
             raise ValueError(f"metric '{name}': direction must be 'down' (lower is better) or 'up' (higher is "
                              f"better), got {direction!r}")
         needs = (needs,) if isinstance(needs, str) else tuple(needs)
-        super().add(name, obj, description=description, direction=direction, needs=needs, **info)
+        if scores is None:
+            scores = next((output for output, method in self.OUTPUTS.items() if method in needs), None)
+        elif scores not in self.OUTPUTS:
+            raise ValueError(f"metric '{name}': scores must name the output it judges ({', '.join(self.OUTPUTS)}), "
+                             f"got {scores!r}")
+        if group is not None and group not in self.GROUPS:
+            raise ValueError(f"metric '{name}': unknown group {group!r}; groups are {', '.join(self.GROUPS)}")
+        controls = (controls,) if isinstance(controls, str) else tuple(controls)
+        super().add(name, obj, description=description, direction=direction, needs=needs, scores=scores,
+                    group=group, controls=controls, **info)
 
     def direction(self, name: str) -> str | None:
         """'down' or 'up' for a registered metric; None for any other name (a control's or an interval's
@@ -301,13 +334,34 @@ class MetricRegistry(Registry):
         """The methods a model must have for metric ``name`` to apply to it."""
         return self.entry(name).info["needs"]
 
+    def scores(self, name: str) -> str | None:
+        """The model output metric ``name`` judges ('swaps', 'reconstructions', 'samples'), whose controls it
+        is scored on too; None for a score of none of them."""
+        return self.entry(name).info["scores"]
+
+    def group(self, name: str) -> str | None:
+        """The group of metric ``name`` (see :data:`GROUPS`), or None; None also for a name that is no metric."""
+        self._ensure_loaded()
+        entry = self._entries.get(name)
+        return entry.info["group"] if entry is not None else None
+
+    def in_group(self, group: str) -> list[str]:
+        """The metrics of ``group``, by name."""
+        return [n for n in self.names() if self._entries[n].info["group"] == group]
+
+    def controls(self, name: str) -> tuple[str, ...]:
+        """The controls metric ``name`` is scored on besides every control of its output."""
+        return self.entry(name).info["controls"]
+
     def applies_to(self, name: str, model: Any) -> bool:
         return all(hasattr(model, method) for method in self.needs(name))
 
     def details(self, name: str) -> str:
         better = "lower" if self.direction(name) == "down" else "higher"
-        needs = self.needs(name)
-        return f"{better} is better" + (f"; needs a model that can {', '.join(needs)}" if needs else "")
+        needs, group, scores = self.needs(name), self.group(name), self.scores(name)
+        return (f"{better} is better" + (f"; group {group}" if group else "")
+                + (f"; scores the {scores} (and their controls)" if scores in ("swaps", "reconstructions") else "")
+                + (f"; needs a model that can {', '.join(needs)}" if needs else ""))
 
 
 class ModelRegistry(Registry):

@@ -182,13 +182,14 @@ def test_project_cli_prints_and_logs_the_table(tmp_path):
         assert done.returncode == 0, done.stderr
         run_ids[name] = done.stdout.split("run ")[1].split(":")[0]
 
-    missing = run_cli("project", "--methods", "sae,sg2_w", "--n", "4", "--sae-run", run_ids["sae"], cwd=tmp_path, env=env)
-    assert missing.returncode == 2 and "method 'sg2_w' needs a trained stylegan2 run; pass --sg2-run" in missing.stderr
-    swapped = run_cli("project", "--methods", "sae", "--n", "4", "--sae-run", run_ids["sg2"], cwd=tmp_path, env=env)
-    assert swapped.returncode == 2 and "is a 'stylegan2' run" in swapped.stderr
+    missing = run_cli("project", "--methods", "sae,sg2_w", "--n", "4", "--run", run_ids["sae"], cwd=tmp_path, env=env)
+    assert missing.returncode == 2 and "method 'sg2_w' needs a trained stylegan2 run; pass --run REF" in missing.stderr
+    other = run_cli("project", "--methods", "sae", "--n", "4", "--run", run_ids["sg2"], cwd=tmp_path, env=env)
+    assert other.returncode == 2 and f"besides the runs given: {run_ids['sg2']} (stylegan2)" in other.stderr
 
+    # the family of each run is read from its recipe: the order of --run does not matter
     done = run_cli("project", "--methods", "sae,sg2_w,sg2_wplus", "--n", "4", "--steps", "10", "--no-progress",
-                   "--sae-run", run_ids["sae"], "--sg2-run", run_ids["sg2"], cwd=tmp_path, env=env, timeout=600)
+                   "--run", run_ids["sg2"], "--run", run_ids["sae"], cwd=tmp_path, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
     header = next(line for line in done.stdout.splitlines() if line.startswith("| method"))
     for column in ("steps", "s/image (median)", "GFLOP/image", "recon_lpips_vgg", "recon_lpips_alex", "recon_psnr", "swap_fid",

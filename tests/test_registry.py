@@ -128,16 +128,23 @@ def test_broken_plugin_warns_and_the_suite_still_works(tmp_path):
     assert "plugin 'tiny'" in proc.stderr and "no such thing" in proc.stderr
 
 
-def test_every_metric_records_direction_needs_and_description_and_grouped_names_exist():
-    from swapbench.evaluation.metrics import STRUCTURE_KEPT, SWAP_REALISM, TEXTURE_TRANSFER, applies_to, direction
-    from swapbench.experiments.projection import SCORES
+def test_every_metric_records_direction_needs_output_group_and_description():
+    from swapbench.evaluation.metrics import applies_to, direction, group
 
     for name in METRICS.names():
         assert direction(name) in ("down", "up") and METRICS.needs(name) and METRICS.describe(name), name
+        assert METRICS.group(name) in MetricRegistry.GROUPS, name
+        # the output a score judges is one the model must be able to make
+        assert MetricRegistry.OUTPUTS[METRICS.scores(name)] in METRICS.needs(name), name
     assert {n for n in METRICS.names() if direction(n) == "up"} == {
         "recon_psnr", "gt_swap_psnr", "swap_reencode_structure", "swap_reencode_texture", "gt_layout", "gt_pattern",
         "swap_precision", "swap_recall", "swap_density", "swap_coverage"}
-    assert set(SWAP_REALISM + TEXTURE_TRANSFER + STRUCTURE_KEPT + SCORES) <= set(METRICS.names())
+    assert group("realism") == ["swap_fid", "swap_fid_vs_structure", "swap_kid"]
+    assert set(group("texture")) == {"sifid", "swap_reencode_texture", "swap_texture_dist"}
+    assert set(group("structure")) == {"swap_reencode_structure", "swap_structure_dist"}
+    assert {n for n in METRICS.names() if METRICS.scores(n) == "reconstructions"} == set(group("reconstruction"))
+    assert [n for n in METRICS.names() if "code_midpoint" in METRICS.controls(n)] == [
+        "swap_reencode_structure", "swap_reencode_texture"]
     assert direction("control/copy_a/swap_fid") is None and direction("swap_fid_ci_low") is None
 
     class Encodes:
@@ -154,7 +161,20 @@ def test_a_metric_must_say_which_way_is_better():
         metrics.register("undirected")  # direction is a required keyword
     metrics.add("fine", lambda ctx: {}, direction="up", needs="swap", description="d")
     assert (metrics.direction("fine"), metrics.needs("fine"), metrics.details("fine")) == (
-        "up", ("swap",), "higher is better; needs a model that can swap")
+        "up", ("swap",), "higher is better; scores the swaps (and their controls); needs a model that can swap")
+    assert metrics.scores("fine") == "swaps" and metrics.group("fine") is None  # the output follows what it needs
+
+
+def test_a_metric_declares_the_output_it_scores_and_a_known_group():
+    metrics = MetricRegistry("metric")
+    metrics.add("own", lambda ctx: {}, direction="up", needs=("swap", "encode"), scores="swaps", group="texture",
+                controls=("code_midpoint",))
+    assert (metrics.scores("own"), metrics.group("own"), metrics.controls("own")) == ("swaps", "texture", ("code_midpoint",))
+    assert metrics.in_group("texture") == ["own"] and metrics.details("own").startswith("higher is better; group texture")
+    with pytest.raises(ValueError, match="scores must name the output it judges .swaps, reconstructions, samples."):
+        metrics.add("odd", lambda ctx: {}, direction="up", scores="pixels")
+    with pytest.raises(ValueError, match="unknown group 'realsim'; groups are reconstruction, realism"):
+        metrics.add("typo", lambda ctx: {}, direction="up", needs="swap", group="realsim")
 
 
 def test_components_that_share_a_settings_section_must_share_its_class():
@@ -182,7 +202,7 @@ def test_components_that_share_a_settings_section_must_share_its_class():
 
 
 def test_project_default_methods_are_those_registered_as_defaults():
-    from swapbench.inversion import default_methods, run_option
+    from swapbench.inversion import default_methods
     from swapbench.registry import INVERSIONS
 
     assert default_methods() == ["sae", "sg2_encoder", "sg2_w", "sg2_wplus"]  # sg2_wplus_i2s, sg2_encoder_opt: opt-in
@@ -193,7 +213,6 @@ def test_project_default_methods_are_those_registered_as_defaults():
     INVERSIONS.register("toy_default", default=True, description="toy")(ToyInversion)
     try:
         assert "toy_default" in default_methods()
-        assert run_option("toy_family") == "--run" and run_option("stylegan2") == "--sg2-run"
     finally:
         INVERSIONS.remove("toy_default")
     assert "toy_default" not in default_methods()

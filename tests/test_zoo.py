@@ -174,7 +174,7 @@ def test_project_by_name_with_a_published_stylegan2_baseline(in_ws):
     sg2 = json.loads((in_ws["folder"].parent / "tiny_sg2" / "manifest.json").read_text())
     assert sg2["family"] == "stylegan2" and sg2["weights"]["network"] == "ema" and sg2["scores"] == {}
     code, stdout, stderr = invoke(["project", "--methods", "sae,sg2_w", "--n", "2", "--steps", "2",
-                                   "--sae-run", f"zoo:{NAME}", "--sg2-run", "zoo:tiny_sg2", "--device", "cpu",
+                                   "--run", f"zoo:{NAME}", "--run", "zoo:tiny_sg2", "--device", "cpu",
                                    "--no-progress"])
     assert code == 0, stderr
     client = mlflow.MlflowClient(in_ws["store"])
@@ -197,7 +197,7 @@ COMMANDS = {
     "evaluate": ["evaluate", f"zoo:{NAME}", "--metrics", "recon_psnr"],
     "edit": ["edit", "swap", "--run", f"zoo:{NAME}", "--structure", "a.png", "--texture", "b.png", "--out", "{tmp}/e.png"],
     "figure": ["figure", "swaps", "--runs", f"zoo:{NAME}", "--out", "{tmp}/f.png"],
-    "project": ["project", "--methods", "sae", "--n", "2", "--sae-run", f"zoo:{NAME}", "--no-progress"],
+    "project": ["project", "--methods", "sae", "--n", "2", "--run", f"zoo:{NAME}", "--no-progress"],
 }
 
 

@@ -185,7 +185,7 @@ class ProjectWPlus(LatentOptimiser):
     space = "wplus"
 
 
-@INVERSIONS.register("sg2_wplus_i2s", settings=InversionConfig, section="inversion",
+@INVERSIONS.register("sg2_wplus_i2s", bench=False, settings=InversionConfig, section="inversion",
                      description="Image2StyleGAN's own W+ settings: Adam lr 0.01 constant, "
                      "5,000 steps, no latent noise, noise maps fixed, LPIPS + MSE.")
 class ProjectWPlusImage2StyleGAN(ProjectWPlus):

@@ -26,6 +26,7 @@ from swapbench.bench.loading import DATA_COLUMNS
 from swapbench.bench.scoring import SCORE_COLUMNS
 from swapbench.bench.training import PROFILE_COLUMNS, SCALING_COLUMNS, TRAIN_COLUMNS
 from swapbench.errors import UserError
+from swapbench.experiments.runs import TrainedRun
 from swapbench.recipe import BENCH_QUICK, BenchConfig
 
 SCHEMA = "swapbench.bench/1"
@@ -122,15 +123,19 @@ def check_device(name: str, only: Sequence[str]) -> torch.device:
 
 
 def run_bench(only: Sequence[str], settings: BenchConfig, *, quick: bool = False, threads: int | None = None,
-              json_path: Path | None = None, score_run: str | None = None,
-              embed_runs: dict[str, str | None] | None = None, command: str = "swapbench bench",
-              device: str = "cpu", log_run: bool = True, log=print) -> BenchReport:
+              json_path: Path | None = None, runs: dict[str, TrainedRun] | None = None,
+              command: str = "swapbench bench", device: str = "cpu", log_run: bool = True, log=print) -> BenchReport:
     """Measure the chosen sections on ``device``, log them to MLflow (unless ``log_run`` is false),
-    write ``json_path``; the report."""
+    write ``json_path``; the report. ``runs``: trained runs by model family (``--run``), for the embedding
+    rows of their families' methods and, when there is one, as the model scored."""
     from swapbench.bench import machine
 
     target = check_device(device, only)
     check_inputs(settings, json_path)
+    runs = runs or {}
+    if "score" in only and len(runs) > 1:
+        raise UserError(f"section score measures one model and {len(runs)} runs were given "
+                        f"({', '.join(r.ref for r in runs.values())}); measure score apart: --only score --run REF")
     if threads is not None:
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
@@ -138,8 +143,7 @@ def run_bench(only: Sequence[str], settings: BenchConfig, *, quick: bool = False
 
     sections = {"peaks": _peaks, "train": _train, "data": _data, "score": _score, "embed": _embed, "scaling": _scaling,
                 "profile": _profile}
-    context = {"settings": settings, "threads": threads, "only": only, "score_run": score_run,
-               "embed_runs": embed_runs, "device": target}
+    context = {"settings": settings, "threads": threads, "only": only, "runs": runs, "device": target}
     for name, measure in sections.items():
         if name != "peaks" and name not in only:
             continue
@@ -186,18 +190,19 @@ def _data(report: BenchReport, settings: BenchConfig, threads: int, only: Sequen
     return rows, "" if "train" in only else "train was not measured in this call: no training rate to compare with"
 
 
-def _score(report: BenchReport, settings: BenchConfig, threads: int, score_run: str | None, device: torch.device,
+def _score(report: BenchReport, settings: BenchConfig, threads: int, runs: dict[str, TrainedRun], device: torch.device,
            **_) -> tuple[list[dict], str]:
     from swapbench.bench.scoring import score_rows
 
-    rows, described = score_rows(settings, device, threads, score_run)
+    rows, described = score_rows(settings, device, threads, next(iter(runs.values()), None))
     return rows, f"model: {described}"
 
 
-def _embed(report: BenchReport, settings: BenchConfig, threads: int, embed_runs, **_) -> tuple[list[dict], str]:
+def _embed(report: BenchReport, settings: BenchConfig, threads: int, runs: dict[str, TrainedRun],
+           **_) -> tuple[list[dict], str]:
     from swapbench.bench.embedding import embed_rows
 
-    return embed_rows(settings, torch.device("cpu"), threads, embed_runs), ""
+    return embed_rows(settings, torch.device("cpu"), threads, runs), ""
 
 
 def _scaling(report: BenchReport, settings: BenchConfig, threads: int, **_) -> tuple[list[dict], str]:

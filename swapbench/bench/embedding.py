@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from swapbench.inversion import inversion_settings
+from swapbench.experiments.runs import TrainedRun
+from swapbench.inversion import bench_methods, inversion_settings, speed_reference
 from swapbench.recipe import BenchConfig, load_recipe
 
 EMBED_COLUMNS = ("method", "steps", "images", "seconds_per_image", "gflop_per_image", "time_vs_sae",
@@ -31,20 +32,21 @@ def _fresh_method(name: str, settings: Any, device: torch.device, threads: int):
 
 
 def embed_rows(settings: BenchConfig, device: torch.device, threads: int,
-               runs: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
-    """Every method of ``embed_methods`` on the same test images (``runs``: trained runs by family,
-    as ``swapbench project`` takes them; a family without one gets a fresh model)."""
+               runs: dict[str, TrainedRun] | None = None) -> list[dict[str, Any]]:
+    """Every method of ``embed_methods`` ('all': :func:`swapbench.inversion.bench_methods`) on the same test
+    images (``runs``: trained runs by family, as ``swapbench project`` takes them; a family without one gets
+    a fresh model)."""
     from swapbench.data import build_dataset, test_images
     from swapbench.experiments.projection import check_same_data, invert_all, load_method, search_flops
+    from swapbench.registry import INVERSIONS
 
     runs = runs or {}
     inversion = inversion_settings(**{k: v for k, v in {"steps": settings.embed_steps,
                                                         "refine_steps": settings.embed_refine_steps}.items() if v})
     loaded = {}
-    for name in settings.embed_methods:
-        from swapbench.registry import INVERSIONS
-
-        if runs.get(INVERSIONS.get(name).needs):
+    methods = bench_methods() if settings.embed_methods == "all" else settings.embed_methods
+    for name in methods:
+        if INVERSIONS.get(name).needs in runs:
             method, recipe, ref = load_method(name, runs, inversion, device)
             loaded[name] = (method, recipe, f"run {ref}")
         else:
@@ -62,7 +64,7 @@ def embed_rows(settings: BenchConfig, device: torch.device, threads: int,
         rows.append({"method": name, "steps": result.steps, "images": n,  # steps None: one forward pass
                      "seconds_per_image": float(np.median(result.seconds)), "gflop_per_image": flops / 1e9,
                      "model": model})
-    sae = next((r for r in rows if r["method"] == "sae"), None)
+    sae = next((r for r in rows if r["method"] == speed_reference()), None)
     for row in rows:
         row["time_vs_sae"] = row["seconds_per_image"] / sae["seconds_per_image"] if sae else None
         row["flops_vs_sae"] = (row["gflop_per_image"] / sae["gflop_per_image"]

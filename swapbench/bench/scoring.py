@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from swapbench.experiments.runs import TrainedRun
 from swapbench.recipe import BenchConfig
 
 SCORE_COLUMNS = ("score", "n", "end_to_end_seconds", "bare_seconds", "vs_bare", "model_seconds",
@@ -46,15 +47,14 @@ def _seconds(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def score_model_and_recipe(settings: BenchConfig, run: str | None, threads: int):
+def score_model_and_recipe(settings: BenchConfig, run: TrainedRun | None, threads: int):
     """(model in eval mode, recipe, description): a run's scored network, or a fresh one."""
-    from swapbench.models.build import load_model
+    from swapbench.experiments.runs import load_run
     from swapbench.registry import MODELS
-    from swapbench.tracking import checkpoint_of
 
     if run is not None:
-        model, recipe, _ = load_model(checkpoint_of(run))
-        described = f"run {run}"
+        model, recipe, _ = load_run(run)
+        described = f"run {run.ref}"
     else:
         from swapbench.bench.training import bench_recipe
 
@@ -133,7 +133,8 @@ def _batched_no_grad(fn, x: torch.Tensor, batch_size: int) -> None:
         fn(x[i : i + batch_size])
 
 
-def score_rows(settings: BenchConfig, device: torch.device, threads: int, run: str | None = None) -> tuple[list[dict], str]:
+def score_rows(settings: BenchConfig, device: torch.device, threads: int,
+               run: TrainedRun | None = None) -> tuple[list[dict], str]:
     """(rows, what was scored)."""
     from swapbench.data import test_images
     from swapbench.data.pairs import draw_pairs

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from swapbench.cli.common import MAX_PROCESSES, app, err, out, runs_by_family
+from swapbench.cli.common import MAX_PROCESSES, OldEncoderRun, OldSaeRun, OldSg2Run, app, err, out, trained_runs
 
 
 @app.command("bench")
@@ -19,14 +19,17 @@ def bench(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the table as JSON to this file.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Tiny sizes, every column present (CI); not for comparing machines.")] = False,
     threads: Annotated[Optional[int], typer.Option(min=1, max=MAX_PROCESSES, help="torch threads for every measurement (default: torch's).")] = None,
-    run: Annotated[Optional[str], typer.Option(help="Score this run's model (MLflow run id or checkpoint) instead of a fresh one.")] = None,
-    sae_run: Annotated[Optional[str], typer.Option(help="Embedding: a trained swap_ae run (default: a fresh model).")] = None,
-    sg2_run: Annotated[Optional[str], typer.Option(help="Embedding: a trained stylegan2 run (default: a fresh model).")] = None,
-    encoder_run: Annotated[Optional[str], typer.Option(help="Embedding: a trained sg2_encoder run (default: a fresh model).")] = None,
+    run: Annotated[Optional[list[str]], typer.Option("--run", help="A trained run (MLflow run id, checkpoint or zoo:NAME; "
+                                                     "repeatable, one per model family, read from its recipe): embedding "
+                                                     "times its family's methods on it, scoring scores it (one run), "
+                                                     "instead of fresh models.")] = None,
     score_recipe: Annotated[Optional[str], typer.Option(help="Scoring: the recipe of the fresh model scored when no --run is given (default small).")] = None,
     device: Annotated[str, typer.Option(help="cpu, or cuda: the peaks, training steps and scores measured on the GPU (with --only train,score).")] = "cpu",
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log the table to MLflow (--no-log: print and --json only, e.g. where MLflow is not installed).")] = True,
     record: Annotated[Optional[Path], typer.Option(help="Measure nothing: log this --no-log bench JSON (made on another machine) to MLflow.")] = None,
+    sae_run: OldSaeRun = None,
+    sg2_run: OldSg2Run = None,
+    encoder_run: OldEncoderRun = None,
 ) -> None:
     """Measure what training, embedding, scoring and data loading cost on this machine, each next to a
     limit measured in the same process; print the table, log it to MLflow (experiment 'bench')."""
@@ -43,9 +46,8 @@ def bench(
         return
     sections = parse_only(only)
     settings = bench_settings(quick, recipe, score_recipe)
-    embed_runs = runs_by_family(sae_run=sae_run, sg2_run=sg2_run, encoder_run=encoder_run)
-    report = run_bench(sections, settings, quick=quick, threads=threads, json_path=json_path, score_run=run,
-                       embed_runs=embed_runs, command="swapbench " + shlex.join(sys.argv[1:]), device=device,
+    report = run_bench(sections, settings, quick=quick, threads=threads, json_path=json_path,
+                       runs=trained_runs(run), command="swapbench " + shlex.join(sys.argv[1:]), device=device,
                        log_run=log, log=lambda text: err.print(text, markup=False, highlight=False))
     print(render_markdown(report))
     logged = f"logged to MLflow run {report.run_id} (experiment 'bench')" if log else "not logged to MLflow (--no-log)"

@@ -98,12 +98,35 @@ def parse_floats(text: str, option: str) -> list[float]:
     return values
 
 
-def runs_by_family(**given: str | None) -> dict[str, str | None]:
-    """The trained runs given to `project` or `bench` (``sae_run=...`` for --sae-run), keyed by the model
-    family each must be, as :data:`swapbench.inversion.RUN_OPTIONS` pairs them."""
-    from swapbench.inversion import RUN_OPTIONS
+RunsOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--run", help="A trained run the methods use: an MLflow run id, a checkpoint or zoo:NAME (repeatable, "
+                               "one run per model family; the family is read from the run's recipe)."),
+]
 
-    return {family: given.get(option.lstrip("-").replace("-", "_")) for family, option in RUN_OPTIONS.items()}
+
+def _replaced_by_run(ctx: typer.Context, param, value: str | None) -> None:
+    if value:
+        raise UserError(f"{'/'.join(param.opts)} was replaced by --run; pass --run REF (repeatable: one run per model family, "
+                        f"read from each run's recipe)")
+
+
+def replaced_run_option(*names: str):
+    """A per-family run option that ``--run`` replaced (--sae-run, --sg2-run, ...): hidden, and a one-line error
+    naming ``--run`` when given, for the scripts that still pass it."""
+    return Annotated[Optional[str], typer.Option(*names, hidden=True, callback=_replaced_by_run)]
+
+
+OldSaeRun = replaced_run_option("--sae-run")
+OldSg2Run = replaced_run_option("--sg2-run")
+OldEncoderRun = replaced_run_option("--encoder-run")
+
+
+def trained_runs(refs: list[str] | None):
+    """The runs of ``--run REF ...`` by model family (see :mod:`swapbench.experiments.runs`)."""
+    from swapbench.experiments.runs import runs_by_family
+
+    return runs_by_family(refs)
 
 
 def device_name(name: str) -> str:

@@ -7,17 +7,26 @@ from typing import Annotated, Optional
 
 import typer
 
-from swapbench.cli.common import MAX_CELL, MAX_IMAGES, MAX_ROWS, MAX_STEPS, DeviceOption, app, csv, out, runs_by_family
+from swapbench.cli.common import (
+    MAX_CELL,
+    MAX_IMAGES,
+    MAX_ROWS,
+    MAX_STEPS,
+    DeviceOption,
+    OldEncoderRun,
+    OldSaeRun,
+    OldSg2Run,
+    RunsOption,
+    app,
+    csv,
+    out,
+    trained_runs,
+)
 from swapbench.errors import UserError
 
 figure_app = typer.Typer(help="Figures from runs in MLflow: cross-run swaps, score-vs-setting curves.",
                          no_args_is_help=True)
 app.add_typer(figure_app, name="figure")
-
-SaeRun = Annotated[Optional[str], typer.Option(help="MLflow run id, checkpoint or zoo:NAME of a trained swap_ae recipe.")]
-Sg2Run = Annotated[Optional[str], typer.Option(help="MLflow run id, checkpoint or zoo:NAME of a trained stylegan2 recipe.")]
-EncoderRun = Annotated[Optional[str], typer.Option(help="MLflow run id, checkpoint or zoo:NAME of a trained sg2_encoder recipe.")]
-
 
 @app.command()
 def project(
@@ -25,17 +34,18 @@ def project(
                                                    "default: those registered with default=True).")] = None,
     n: Annotated[int, typer.Option("--n", min=2, max=MAX_IMAGES, help="Test images to invert (the same for every method).")] = 32,
     steps: Annotated[Optional[int], typer.Option(min=1, max=MAX_STEPS, help="Optimisation steps of sg2_w / sg2_wplus (default 1000).")] = None,
-    sae_run: SaeRun = None,
-    sg2_run: Sg2Run = None,
-    encoder_run: EncoderRun = None,
+    run: RunsOption = None,
     device: DeviceOption = "auto",
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    sae_run: OldSaeRun = None,
+    sg2_run: OldSg2Run = None,
+    encoder_run: OldEncoderRun = None,
 ) -> None:
     """Invert the same N test images with every method at batch size 1: seconds per image, reconstruction
     and swap scores, speed-up of the SAE's one pass, and the optimisers' quality-vs-steps curve."""
     from swapbench.experiments.projection import run_projection
 
-    runs = runs_by_family(sae_run=sae_run, sg2_run=sg2_run, encoder_run=encoder_run)
+    runs = trained_runs(run)
     chosen = None if methods is None else csv(methods) or []
     _, markdown, run_id = run_projection(chosen, n, runs, steps=steps, device=device, progress=progress)
     print(markdown, end="")

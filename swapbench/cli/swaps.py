@@ -8,14 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from swapbench.cli.common import DeviceOption, app, csv, out, runs_by_family
+from swapbench.cli.common import DeviceOption, OldSg2Run, RunsOption, app, csv, out, replaced_run_option, trained_runs
 from swapbench.errors import UserError
 
-SaeModel = Annotated[Optional[str], typer.Option("--sae-run", "--sae-model",
-                                                 help="MLflow run id, checkpoint (a converted one of the authors' too) or "
-                                                      "zoo:NAME of a trained swap_ae model, for method sae.")]
-Sg2Run = Annotated[Optional[str], typer.Option("--sg2-run", help="MLflow run id, checkpoint or zoo:NAME of a trained "
-                                                                 "stylegan2 recipe, for method sg2_mix.")]
+OldSaeModel = replaced_run_option("--sae-run", "--sae-model")
 Settings = Annotated[Optional[list[str]], typer.Option("--set", help="A method's setting, SECTION.KEY=VALUE (e.g. "
                                                        "gatys.steps=100, strotss.steps_per_scale=50, inversion.crossover=4); "
                                                        "repeat for several.")]
@@ -25,14 +21,15 @@ Settings = Annotated[Optional[list[str]], typer.Option("--set", help="A method's
 def swaps(
     methods: Annotated[str, typer.Option(help="Comma-separated swap methods (`swapbench registry swap_method`).")] = "sae,gatys,strotss",
     n: Annotated[int, typer.Option("--n", min=4, help="Test pairs to swap (drawn from as many test images), the same for every method.")] = 8,
-    sae_run: SaeModel = None,
-    sg2_run: Sg2Run = None,
+    run: RunsOption = None,
     recipe: Annotated[Optional[str], typer.Option(help="Recipe whose test split is swapped, when no method uses a trained run.")] = None,
     reference: Annotated[Optional[int], typer.Option(min=6, help="Held-out reference images for realism (default: the recipe's eval.reference_images).")] = None,
     settings: Settings = None,
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Also write the table (.md), the figure (.png) and its provenance (.json) here (a path without suffix).")] = None,
     device: DeviceOption = "auto",
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    sae_run: OldSaeModel = None,
+    sg2_run: OldSg2Run = None,
 ) -> None:
     """Every swap method on the same N test pairs at batch size 1: swap scores with intervals next to the copy
     controls, seconds and FLOPs per swap and each method's time over the autoencoder's, a figure of the pairs."""
@@ -43,7 +40,7 @@ def swaps(
 
     if out_file is not None:
         writable_file(out_file.with_suffix(".md"), "--out")
-    runs = runs_by_family(sae_run=sae_run, sg2_run=sg2_run)
+    runs = trained_runs(run)
     _, markdown, run_id, figure, provenance = run_swaps(csv(methods) or [], n, runs, recipe, settings or [], reference,
                                                         device=device, progress=progress)
     print(markdown, end="")
@@ -62,10 +59,11 @@ def swap(
     texture: Annotated[Path, typer.Argument(help="The texture image B, of the same size as A.")],
     out_file: Annotated[Path, typer.Option("--out", help="PNG file for the swap.")],
     method: Annotated[str, typer.Option(help="A swap method (`swapbench registry swap_method`).")] = "gatys",
-    sae_run: SaeModel = None,
-    sg2_run: Sg2Run = None,
+    run: RunsOption = None,
     settings: Settings = None,
     device: DeviceOption = "auto",
+    sae_run: OldSaeModel = None,
+    sg2_run: OldSg2Run = None,
 ) -> None:
     """Swap one pair of image files with one method: A's structure, B's texture."""
     import numpy as np
@@ -85,7 +83,7 @@ def swap(
     chosen = swap_settings(method, split_overrides(settings or []).get(settings_of(method)[0]))
     a, b = (torch.from_numpy(read_image(p).copy()).permute(2, 0, 1)[None].float() / 127.5 - 1 for p in (structure, texture))
     check_pair(a, b)
-    loaded = load_runs({method: cls}, runs_by_family(sae_run=sae_run, sg2_run=sg2_run))
+    loaded = load_runs({method: cls}, trained_runs(run))
     model = loaded[cls.needs][0] if cls.needs is not None else None
     if cls.needs is not None and loaded[cls.needs][1].data.resolution != a.shape[-1]:
         raise UserError(f"method '{method}' was trained at {loaded[cls.needs][1].data.resolution} px and the images are "

@@ -9,17 +9,19 @@ images (reconstructed, and the structure and texture sources of the swap pairs);
 them, up to ``eval.reference_images``, are the *reference*: real images of the same distribution that
 are never a swap source, against which swap FID/KID are measured.
 
-Every swap score is also computed for the controls on exactly the model's pairs (see
-:data:`CONTROLS`: copying A, copying B, the model's reconstruction of A and, on data with a known
-swap, the true swap without patterns) and logged as ``control/<control>/<score>``; every
-reconstruction score likewise for :data:`RECON_CONTROLS` (a 4x thumbnail of each test image).
+Every score of the swaps (registered with ``scores="swaps"``) is also computed for the controls on exactly
+the model's pairs (see :data:`CONTROLS`: copying A, copying B, the model's reconstruction of A and, on data
+with a known swap, the true swap without patterns) and logged as ``control/<control>/<score>``; every
+score of the reconstructions likewise for :data:`RECON_CONTROLS` (a 4x thumbnail of each test image). A
+control's context computes afresh everything derived from the output it replaces: the context's own caches
+say what they derive from (:func:`derived`), and anything else a score keeps on the context is dropped too.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any
 
@@ -28,13 +30,26 @@ import torch
 from torch import nn
 
 from swapbench.errors import UserError
-from swapbench.evaluation.metrics import CONTROL_SCORES, CONTROLS, RECON_CONTROLS, applies_to, needs
+from swapbench.evaluation.metrics import CONTROLS, OPT_IN_CONTROLS, RECON_CONTROLS, applies_to, needs
 from swapbench.recipe import Recipe
 from swapbench.registry import METRICS
 
-# cached values that depend on the swap outputs; a control's context computes them afresh
-_SWAP_DEPENDENT = ("swaps", "swap_features", "swap_features_legacy", "swap_codes", "swap_selfsim", "swap_grams",
-                   "_manifold_items")
+
+class DerivedValue(cached_property):
+    """A cached value of :class:`EvalContext` computed from one of the model's outputs (``output``: "swaps"
+    or "reconstructions"); see :func:`derived`."""
+
+    def __init__(self, fn, output: str):
+        super().__init__(fn)
+        self.output = output
+
+
+def derived(output: str):
+    """Decorates a cached value of :class:`EvalContext` computed from the model's ``output`` ("swaps" or
+    "reconstructions"): a control's context, which replaces that output, computes it afresh. The context's
+    other cached values derive from no output and are shared with the controls. This is the one place that
+    says what derives from the swaps."""
+    return lambda fn: DerivedValue(fn, output)
 
 
 @dataclass
@@ -76,7 +91,7 @@ class EvalContext:
     def texture_indices(self) -> list[int]:
         return [b for _, b in self.pairs]
 
-    @cached_property
+    @derived("swaps")
     def swaps(self) -> torch.Tensor:
         """G(s(A_i), t(B_i)) for every evaluation pair, (len(pairs), 3, H, W) on the CPU."""
         return self.batched(self.model.swap, self.images[self.structure_indices], self.images[self.texture_indices])
@@ -124,13 +139,13 @@ class EvalContext:
 
         return cached_features(self._feature_key("reference", "clean", len(ref), ref.start if ref else 0), compute)
 
-    @cached_property
+    @derived("swaps")
     def swap_features(self) -> np.ndarray:
         if self.copied_rows is not None:
             return self.real_features[self.copied_rows]
         return self.inception.pool(self.swaps)
 
-    @cached_property
+    @derived("swaps")
     def swap_features_legacy(self) -> np.ndarray:
         if self.copied_rows is not None:
             return self.real_features_legacy[self.copied_rows]
@@ -182,7 +197,7 @@ class EvalContext:
     def image_grams(self) -> torch.Tensor:
         return self.grams(self.images)
 
-    @cached_property
+    @derived("swaps")
     def swap_grams(self) -> torch.Tensor:
         return self.image_grams[self.copied_rows] if self.copied_rows is not None else self.grams(self.swaps)
 
@@ -190,7 +205,7 @@ class EvalContext:
     def image_selfsim(self) -> torch.Tensor:
         return self.selfsim(self.images)
 
-    @cached_property
+    @derived("swaps")
     def swap_selfsim(self) -> torch.Tensor:
         return self.image_selfsim[self.copied_rows] if self.copied_rows is not None else self.selfsim(self.swaps)
 
@@ -209,7 +224,7 @@ class EvalContext:
     def image_codes(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encode(self.images)
 
-    @cached_property
+    @derived("swaps")
     def swap_codes(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.copied_rows is not None:
             return self.image_codes[0][self.copied_rows], self.image_codes[1][self.copied_rows]
@@ -300,15 +315,18 @@ class EvalContext:
         return ratio_with_interval(name, numerator, denominator, self.resamples(len(numerator)))
 
     # -- controls ------------------------------------------------------------------------------
-    def with_outputs(self, outputs: torch.Tensor, copied_rows: list[int] | None = None) -> EvalContext:
-        """This context with ``outputs`` in place of the swaps (for a control); everything that does not
-        depend on the swaps (features of the test and reference images, LPIPS nets, codes) is shared.
-        With ``copied_rows`` the outputs are those scored images, and their features and codes are
-        taken from the images' own (cached) ones."""
+    def with_outputs(self, outputs: torch.Tensor, copied_rows: list[int] | None = None,
+                     output: str = "swaps") -> EvalContext:
+        """This context with ``outputs`` in place of ``output`` (the swaps or the reconstructions; for a
+        control). It shares the settings and the cached values that derive from no output (features of
+        the test and reference images, LPIPS nets, the images' codes); the values :func:`derived` from
+        ``output``, and anything else a score kept on the context, are computed afresh. With
+        ``copied_rows`` the outputs are those scored images, and their features and codes are taken from
+        the images' own (cached) ones."""
         child = copy.copy(self)
-        for key in _SWAP_DEPENDENT:
-            child.__dict__.pop(key, None)
-        child.__dict__["swaps"] = outputs
+        child.__dict__.clear()
+        child.__dict__.update({k: v for k, v in self.__dict__.items() if k in _shared(output)})
+        child.__dict__[output] = outputs
         child.copied_rows = copied_rows
         return child
 
@@ -333,10 +351,16 @@ class EvalContext:
         if name == "thumbnail_4x":  # a reconstruction control: it replaces G(E(x)), not the swaps
             from swapbench.evaluation.metrics.reconstruction import thumbnail
 
-            child = copy.copy(self)
-            child.__dict__["reconstructions"] = thumbnail(self.images, 4)
-            return child
+            return self.with_outputs(thumbnail(self.images, 4), output="reconstructions")
         raise ValueError(f"unknown control {name!r}; controls are {', '.join([*CONTROLS, *RECON_CONTROLS])}")
+
+
+def _shared(output: str) -> set[str]:
+    """What a control's context that replaces ``output`` shares with the model's: the context's settings
+    (its dataclass fields) and its cached values that are not :func:`derived` from ``output``."""
+    cached = {k: v for k, v in vars(EvalContext).items() if isinstance(v, cached_property)}
+    return ({f.name for f in fields(EvalContext)}
+            | {k for k, v in cached.items() if not (isinstance(v, DerivedValue) and v.output == output)}) - {output}
 
 
 def held_out_split(recipe: Recipe, test_set=None, split: str = "test") -> tuple[Any, range]:
@@ -431,12 +455,11 @@ def evaluate(ctx: EvalContext, metrics: Sequence[str] | str = "all", skip: Seque
         names = applicable(metric_names(metrics, skip), ctx.model, metrics)
         for name in names:
             scores.update(METRICS.get(name)(ctx))
-        # swap scores for the swap controls, reconstruction scores for the reconstruction controls
-        for controls, need in ((controls_for(ctx), "swap"), (list(RECON_CONTROLS), "reconstruct")):
-            controlled = [n for n in names if need in needs(n)]
+        # scores of the swaps for the swap controls, of the reconstructions for the reconstruction controls
+        for controls, output in ((controls_for(ctx), "swaps"), (list(RECON_CONTROLS), "reconstructions")):
+            controlled = [n for n in names if METRICS.scores(n) == output]
             for control in controls if controlled else []:
-                only = CONTROL_SCORES.get(control)
-                scored = [n for n in controlled if only is None or n in only]
+                scored = [n for n in controlled if control not in OPT_IN_CONTROLS or control in METRICS.controls(n)]
                 if not scored:
                     continue
                 child = ctx.control(control)

@@ -23,11 +23,9 @@ from swapbench.evaluation.metrics import (
     CONTROLS,
     COPY_CONTROLS,
     RECON_CONTROLS,
-    STRUCTURE_KEPT,
-    SWAP_REALISM,
-    TEXTURE_TRANSFER,
     arrow,
     direction,
+    group,
     with_companions,
 )
 from swapbench.experiments.sweep import SWEEP_KEY_TAG, SWEEP_KEYS_TAG
@@ -155,13 +153,13 @@ def score_columns(df: pd.DataFrame, metrics: list[str] | None = None) -> tuple[l
         columns = sorted(m for m in available if direction(m))
     columns = with_companions(columns, [m for m in available if df[f"metrics.{m}"].notna().any()])
     notes = []
-    realism = [c for c in columns if c in SWAP_REALISM]
+    realism = [c for c in columns if c in group("realism")]
     if realism:
-        has_texture = any(c in columns for c in TEXTURE_TRANSFER)
-        has_structure = any(c in columns for c in STRUCTURE_KEPT)
+        has_texture = any(c in columns for c in group("texture"))
+        has_structure = any(c in columns for c in group("structure"))
         has_controls = all(f"control/{c}/{m}" in available for c in COPY_CONTROLS for m in realism)
         if not (has_texture and has_structure and has_controls):
-            columns = [c for c in columns if c not in SWAP_REALISM]
+            columns = [c for c in columns if c not in realism]
             notes.append(f"{', '.join(realism)} not shown: these runs lack a texture-transfer score, a structure score "
                          f"or the copy controls, and realism alone rewards copying; rescore them with `swapbench evaluate`")
     return columns, notes

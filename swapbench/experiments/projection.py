@@ -26,14 +26,15 @@ import torch
 
 from swapbench.data import data_differences
 from swapbench.errors import UserError
-from swapbench.inversion import default_methods, inversion_settings, run_option, speed_reference
+from swapbench.experiments.runs import TrainedRun, load_run, run_of
+from swapbench.inversion import default_methods, inversion_settings, speed_reference
 from swapbench.recipe import Recipe
+from swapbench.registry import METRICS
 
-# scores of reconstructions and swaps in the table (those that apply to the data); swap realism always
-# comes with texture-transfer and structure scores, and the controls are rows of the same table
-SCORES = ("recon_lpips_vgg", "recon_lpips_alex", "recon_psnr", "swap_fid", "swap_kid", "swap_fid_vs_structure",
-          "swap_texture_dist", "sifid", "swap_structure_dist", "gt_swap_lpips", "gt_swap_psnr")
-SWAP_SCORES = tuple(s for s in SCORES if not s.startswith("recon_"))
+# the groups of registered scores in the table (each score that applies to an inverted image and to the
+# data): swap realism always comes with texture-transfer and structure scores, and the controls are rows of
+# the same table
+GROUPS = ("reconstruction", "realism", "texture", "structure", "truth")
 EXPERIMENT = "projection"
 
 
@@ -71,28 +72,26 @@ class MethodResult:
         return rows
 
 
+def table_scores() -> list[str]:
+    """The registered scores of the table's :data:`GROUPS`, group by group."""
+    return [name for group in GROUPS for name in METRICS.in_group(group)]
+
+
 def score_cells(scores: dict[str, float]) -> dict[str, float]:
     """The table's scores with their intervals (<score>_ci_low, <score>_ci_high)."""
-    return {k: scores[k] for s in SCORES for k in (s, f"{s}_ci_low", f"{s}_ci_high") if k in scores}
+    return {k: scores[k] for s in table_scores() for k in (s, f"{s}_ci_low", f"{s}_ci_high") if k in scores}
 
 
-def load_method(name: str, runs: dict[str, str | None], settings: Any,
+def load_method(name: str, runs: dict[str, TrainedRun], settings: Any,
                 device: torch.device) -> tuple[Any, Recipe, str]:
-    """(method object, recipe of the run it uses, that run's reference)."""
-    from swapbench.models.build import load_model
+    """(method object, recipe of the run it uses, that run's reference); ``runs``: the trained runs by
+    model family (:func:`swapbench.experiments.runs.runs_by_family`)."""
     from swapbench.registry import INVERSIONS
-    from swapbench.tracking import checkpoint_of
 
     cls = INVERSIONS.get(name)
-    ref = runs.get(cls.needs)
-    if ref is None:
-        flag = run_option(cls.needs)
-        raise UserError(f"method '{name}' needs a trained {cls.needs} run; pass {flag} RUN_ID (an MLflow run id or a checkpoint)")
-    model, recipe, _ = load_model(checkpoint_of(ref))
-    if recipe.model.family != cls.needs:
-        raise UserError(f"{run_option(cls.needs)} {ref} is a '{recipe.model.family}' run; "
-                        f"method '{name}' needs a {cls.needs} run")
-    return cls(model, settings, device), recipe, ref
+    run = run_of(runs, cls.needs, f"method '{name}'")
+    model, recipe, _ = load_run(run)
+    return cls(model, settings, device), recipe, run.ref
 
 
 def check_same_data(recipes: dict[str, Recipe]) -> Recipe:
@@ -168,11 +167,10 @@ def score_method(result: MethodResult, method: Any, images: torch.Tensor, recipe
                  pairs: list[tuple[int, int]], device: torch.device, test_set) -> dict[str, float]:
     from swapbench.evaluation.evaluate import build_context, evaluate
     from swapbench.inversion import InvertedImages
-    from swapbench.registry import METRICS
 
     model = InvertedImages(method, images, result.latents, result.reconstructions)
     ctx = build_context(model, recipe, device, test_set, pairs, images)
-    return evaluate(ctx, [m for m in SCORES if m in METRICS])
+    return evaluate(ctx, [m for m in table_scores() if METRICS.applies_to(m, model)])
 
 
 def curve_figure(results: list[MethodResult]):
@@ -199,7 +197,7 @@ def curve_figure(results: list[MethodResult]):
     return fig
 
 
-def run_projection(methods: list[str] | None, n: int, runs: dict[str, str | None], steps: int | None = None,
+def run_projection(methods: list[str] | None, n: int, runs: dict[str, TrainedRun], steps: int | None = None,
                    device: str = "auto", progress: bool = True) -> tuple[pd.DataFrame, str, str]:
     """Invert ``n`` test images with every method, score them, log one MLflow run; (table, its
     markdown with the settings it was measured under, run id). ``methods`` None: the registered
@@ -289,7 +287,7 @@ def render_table(table: pd.DataFrame, n: int, settings: Any, device: str) -> str
     if "sae_speedup" in shown:
         shown["sae_speedup"] = [f"{v:,.0f}x" if pd.notna(v) and v >= 10 else (f"{v:.2g}x" if pd.notna(v) and v else "-")
                                 for v in table["sae_speedup"]]
-    for s in SCORES:
+    for s in table_scores():
         if s in shown:
             shown[s] = [_with_interval(row, s) for _, row in table.iterrows()]
             shown = shown.drop(columns=[c for c in (f"{s}_ci_low", f"{s}_ci_high") if c in shown])

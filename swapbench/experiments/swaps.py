@@ -28,13 +28,15 @@ from torch import nn
 
 from swapbench.errors import UserError
 from swapbench.experiments.projection import _with_interval
+from swapbench.experiments.runs import TrainedRun, load_run, run_of
 from swapbench.recipe import Recipe
+from swapbench.registry import METRICS
 
 EXPERIMENT = "swaps"
-# the table's scores, those that apply to the data: realism against the held-out reference, texture transfer,
-# structure kept, the reference manifold's precision/recall/density/coverage, and the truth on synthetic data
-SCORES = ("swap_fid", "swap_kid", "swap_texture_dist", "sifid", "swap_structure_dist", "swap_precision",
-          "swap_recall", "swap_density", "swap_coverage", "gt_swap_lpips", "gt_swap_psnr")
+# the groups of registered scores in the table (each score that applies to precomputed swaps and to the data):
+# realism against the held-out reference, texture transfer, structure kept, the reference manifold's
+# precision/recall/density/coverage, and the truth on synthetic data
+GROUPS = ("realism", "texture", "structure", "manifold", "truth")
 DEFAULT_METHODS = ("sae", "gatys", "strotss")
 
 
@@ -53,8 +55,13 @@ class SwapResult:
                 "time_vs_sae": float(q50 / sae_median) if sae_median else None, **score_cells(self.scores)}
 
 
+def table_scores() -> list[str]:
+    """The registered scores of the table's :data:`GROUPS`, group by group."""
+    return [name for group in GROUPS for name in METRICS.in_group(group)]
+
+
 def score_cells(scores: dict[str, float]) -> dict[str, float]:
-    return {k: scores[k] for s in SCORES for k in (s, f"{s}_ci_low", f"{s}_ci_high") if k in scores}
+    return {k: scores[k] for s in table_scores() for k in (s, f"{s}_ci_low", f"{s}_ci_high") if k in scores}
 
 
 class PrecomputedSwaps(nn.Module):
@@ -105,26 +112,17 @@ def split_overrides(overrides: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def load_runs(classes: dict[str, Any], runs: dict[str, str | None]) -> dict[str, tuple[Any, Recipe, str]]:
-    """{model family: (model, recipe, reference)} of every trained run the methods need, checked before work."""
-    from swapbench.inversion import run_option
-    from swapbench.models.build import load_model
-    from swapbench.tracking import checkpoint_of
-
+def load_runs(classes: dict[str, Any], runs: dict[str, TrainedRun]) -> dict[str, tuple[Any, Recipe, str]]:
+    """{model family: (model, recipe, reference)} of every trained run the methods need (``runs``: the runs of
+    ``--run`` by family), checked before work."""
     loaded: dict[str, tuple[Any, Recipe, str]] = {}
     for name, cls in classes.items():
         family = cls.needs
         if family is None or family in loaded:
             continue
-        ref = runs.get(family)
-        if ref is None:
-            raise UserError(f"swap method '{name}' needs a trained {family} run; pass {run_option(family)} RUN "
-                            "(an MLflow run id, a checkpoint or zoo:NAME)")
-        model, recipe, _ = load_model(checkpoint_of(ref))
-        if recipe.model.family != family:
-            raise UserError(f"{run_option(family)} {ref} is a '{recipe.model.family}' run; method '{name}' needs a "
-                            f"{family} run")
-        loaded[family] = (model, recipe, ref)
+        run = run_of(runs, family, f"swap method '{name}'")
+        model, recipe, _ = load_run(run)
+        loaded[family] = (model, recipe, run.ref)
     return loaded
 
 
@@ -194,7 +192,7 @@ def swap_all(method: Any, images: torch.Tensor, pairs: list[tuple[int, int]], de
     return torch.cat(outs), seconds, evaluations
 
 
-def run_swaps(methods: list[str], n: int, runs: dict[str, str | None], recipe_ref: str | None = None,
+def run_swaps(methods: list[str], n: int, runs: dict[str, TrainedRun], recipe_ref: str | None = None,
               overrides: list[str] = (), reference_images: int | None = None, device: str = "auto",
               progress: bool = True) -> tuple[pd.DataFrame, str, str, Any, dict[str, Any]]:
     """Swap ``n`` test pairs with every method, score, log one MLflow run; (table, its markdown, run id,
@@ -205,7 +203,6 @@ def run_swaps(methods: list[str], n: int, runs: dict[str, str | None], recipe_re
     from swapbench.data import test_images
     from swapbench.data.pairs import draw_pairs, pairs_record
     from swapbench.evaluation.evaluate import build_context, evaluate, held_out_split, reference_record
-    from swapbench.registry import METRICS
     from swapbench.runtime import resolve_device
     from swapbench.swaps import settings_of, swap_settings
     from swapbench.tracking import open_tool_run
@@ -249,8 +246,9 @@ def run_swaps(methods: list[str], n: int, runs: dict[str, str | None], recipe_re
                 from swapbench.experiments.projection import _counted_flops
 
                 result.flops = _counted_flops(lambda m=method, a=a, b=b: m.swap(a, b))
-            ctx = build_context(PrecomputedSwaps(images, pairs, outputs), recipe, dev, test_set, pairs, images)
-            result.scores = evaluate(ctx, [s for s in SCORES if s in METRICS])
+            swapped = PrecomputedSwaps(images, pairs, outputs)
+            ctx = build_context(swapped, recipe, dev, test_set, pairs, images)
+            result.scores = evaluate(ctx, [s for s in table_scores() if METRICS.applies_to(s, swapped)])
             results.append(result)
             del method
 
@@ -316,14 +314,14 @@ def render_table(table: pd.DataFrame, n: int, device: str, threads: int, cpu: st
                                for v in table["gflop_per_swap"]]
     shown["time_vs_sae"] = [("-" if pd.isna(v) else f"{v:,.0f}x" if v >= 10 else f"{v:.2g}x")
                             for v in table["time_vs_sae"]]
-    for s in SCORES:
+    for s in table_scores():
         if s in shown:
             shown[s] = [_with_interval(row, s) for _, row in table.iterrows()]
             shown = shown.drop(columns=[c for c in (f"{s}_ci_low", f"{s}_ci_high") if c in shown])
     from swapbench.evaluation.metrics import arrow
 
     shown = shown.rename(columns={"seconds_per_swap": "s/swap (median)", "gflop_per_swap": "GFLOP/swap",
-                                  "time_vs_sae": "time / sae's", **{s: f"{s} {arrow(s)}" for s in SCORES}})
+                                  "time_vs_sae": "time / sae's", **{s: f"{s} {arrow(s)}" for s in table_scores()}})
     note = (f"N = {n} test pairs at {res} px, batch size 1, device {device} ({cpu}), {threads} thread(s); reference "
             f"set: {ref_n} held-out test images. Scores: value [95 % interval: bootstrap over pairs (over reference "
             f"images for recall and coverage), resampling source photographs where scored images are crops of one; "

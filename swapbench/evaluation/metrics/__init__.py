@@ -1,17 +1,12 @@
 """Registered scores (see swapbench.registry.METRICS): each metric's direction, what a model needs for
-it and its description are recorded at registration; this module reads them and groups the swap scores."""
+it, the output it scores, its group and its description are recorded at registration; this module reads
+them, and names the controls."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from swapbench.registry import METRICS
-
-# what a swap score measures: realism alone rewards copying, so a table that shows a realism score
-# also shows a texture-transfer and a structure score (and the controls)
-SWAP_REALISM = ("swap_fid", "swap_kid", "swap_fid_vs_structure")
-TEXTURE_TRANSFER = ("swap_texture_dist", "swap_reencode_texture", "sifid")
-STRUCTURE_KEPT = ("swap_structure_dist", "swap_reencode_structure")
 
 # what each control outputs for pair (A_i, B_i), in place of the swap G(s(A_i), t(B_i)); every swap
 # score is logged for each as control/<name>/<score>
@@ -38,16 +33,24 @@ RECON_CONTROLS = {
 # the controls every swap score is logged with, whatever the model and data (the others need a model that
 # reconstructs, or a dataset that knows its true swap)
 COPY_CONTROLS = ("copy_a", "copy_b")
-# controls logged only for some swap scores (the others: for every swap score)
-CONTROL_SCORES = {"code_midpoint": ("swap_reencode_structure", "swap_reencode_texture")}
+# controls logged only for the swap scores that name them at registration (``controls=``); every other swap
+# control is logged for every swap score
+OPT_IN_CONTROLS = ("code_midpoint",)
+
+
+def group(name: str) -> list[str]:
+    """The registered scores of group ``name`` (see swapbench.registry.MetricRegistry.GROUPS): what a score
+    measures. Realism alone rewards copying, so a table that shows a 'realism' score also shows a 'texture'
+    and a 'structure' score (and the controls)."""
+    return METRICS.in_group(name)
 
 
 def with_companions(columns: list[str], available: list[str]) -> list[str]:
     """``columns`` plus, when one of them is a swap realism score, every available texture-transfer and
     structure score (in that order after the realism columns)."""
-    if not any(c in SWAP_REALISM for c in columns):
+    if not any(c in group("realism") for c in columns):
         return list(columns)
-    extra = [c for c in (*TEXTURE_TRANSFER, *STRUCTURE_KEPT) if c in available and c not in columns]
+    extra = [c for c in (*group("texture"), *group("structure")) if c in available and c not in columns]
     return list(columns) + extra
 
 

@@ -70,6 +70,7 @@ def _code_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @METRICS.register("swap_reencode_structure", direction="up", needs=("swap", "encode"),
+                  scores="swaps", group="structure", controls=("code_midpoint",),
                   description="1 - mean |s(E(swap_i)) - s(E(A_i))| / mean |s(E(A_i)) - s(E(B_i))|: 1 = A's structure code "
                               "recovered, 0 = a random pair's distance.")
 def swap_reencode_structure(ctx) -> dict[str, float]:
@@ -80,6 +81,7 @@ def swap_reencode_structure(ctx) -> dict[str, float]:
 
 
 @METRICS.register("swap_reencode_texture", direction="up", needs=("swap", "encode"),
+                  scores="swaps", group="texture", controls=("code_midpoint",),
                   description="1 - mean |t(E(swap_i)) - t(E(B_i))| / mean |t(E(A_i)) - t(E(B_i))|: 1 = B's texture code "
                               "recovered, 0 = a random pair's distance.")
 def swap_reencode_texture(ctx) -> dict[str, float]:
@@ -90,6 +92,7 @@ def swap_reencode_texture(ctx) -> dict[str, float]:
 
 
 @METRICS.register("swap_texture_dist", direction="down", needs=("swap",),
+                  scores="swaps", group="texture",
                   description="Mean over pairs of the relative Frobenius distance of LPIPS-VGG Gram matrices (relu1_2, "
                               "relu2_2, relu3_3), swap_i vs its texture source B_i: 0 = B's texture statistics.")
 def swap_texture_dist(ctx) -> dict[str, float]:
@@ -100,6 +103,7 @@ def swap_texture_dist(ctx) -> dict[str, float]:
 
 
 @METRICS.register("swap_structure_dist", direction="down", needs=("swap",),
+                  scores="swaps", group="structure",
                   description="Mean over pairs of the mean |self-similarity(swap_i) - self-similarity(A_i)| of LPIPS-VGG "
                               "relu3_3 features: 0 = A's layout kept.")
 def swap_structure_dist(ctx) -> dict[str, float]:

@@ -8,6 +8,7 @@ from swapbench.registry import METRICS
 
 
 @METRICS.register("gt_swap_lpips", direction="down", needs=("swap",),
+                  scores="swaps", group="truth",
                   description="Synthetic data only: mean LPIPS (VGG16) of each swap vs render(layout(A_i), style(B_i)).")
 def gt_swap_lpips(ctx) -> dict[str, float]:
     gt = ctx.gt_swaps
@@ -17,6 +18,7 @@ def gt_swap_lpips(ctx) -> dict[str, float]:
 
 
 @METRICS.register("gt_swap_psnr", direction="up", needs=("swap",),
+                  scores="swaps", group="truth",
                   description="Synthetic data only: mean PSNR (dB) of each swap vs render(layout(A_i), style(B_i)).")
 def gt_swap_psnr(ctx) -> dict[str, float]:
     gt = ctx.gt_swaps

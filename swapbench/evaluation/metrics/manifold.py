@@ -57,6 +57,7 @@ def _scores(ctx, part: str) -> dict[str, float]:
 
 
 @METRICS.register("swap_precision", direction="up", needs=("swap",),
+                  scores="swaps", group="manifold",
                   description="Share of swaps inside the held-out reference set's manifold (Kynkaanniemi et al. 2019, "
                               "k=3, Inception pool features).")
 def swap_precision(ctx) -> dict[str, float]:
@@ -64,6 +65,7 @@ def swap_precision(ctx) -> dict[str, float]:
 
 
 @METRICS.register("swap_recall", direction="up", needs=("swap",),
+                  scores="swaps", group="manifold",
                   description="Share of held-out reference images inside the swaps' manifold (Kynkaanniemi et al. "
                               "2019, k=3).")
 def swap_recall(ctx) -> dict[str, float]:
@@ -71,6 +73,7 @@ def swap_recall(ctx) -> dict[str, float]:
 
 
 @METRICS.register("swap_density", direction="up", needs=("swap",),
+                  scores="swaps", group="manifold",
                   description="Reference k-NN balls holding each swap, over k (Naeem et al. 2020, k=5); 1 on average "
                               "for samples of the reference distribution.")
 def swap_density(ctx) -> dict[str, float]:
@@ -78,6 +81,7 @@ def swap_density(ctx) -> dict[str, float]:
 
 
 @METRICS.register("swap_coverage", direction="up", needs=("swap",),
+                  scores="swaps", group="manifold",
                   description="Share of held-out reference images whose k-NN ball holds a swap (Naeem et al. 2020, k=5).")
 def swap_coverage(ctx) -> dict[str, float]:
     return _scores(ctx, "coverage")

@@ -88,6 +88,7 @@ def _area_weights(masks: torch.Tensor) -> torch.Tensor:
 
 
 @METRICS.register("gt_layout", direction="up", needs=("swap",),
+                  scores="swaps", group="truth_parts",
                   description="Synthetic data only: share of the swap's colour variance that A_i's regions explain, relative "
                               "to the true swap's (1 = as the truth; colour-blind). Passes at >= 0.9.")
 def gt_layout(ctx) -> dict[str, float]:
@@ -99,6 +100,7 @@ def gt_layout(ctx) -> dict[str, float]:
 
 
 @METRICS.register("gt_colour_error", direction="down", needs=("swap",),
+                  scores="swaps", group="truth_parts",
                   description="Synthetic data only: area-weighted RGB distance (0..1 channels) between the swap's and the "
                               "true swap's mean colour in each of A_i's regions (pattern-blind). Passes at <= 0.05.")
 def gt_colour_error(ctx) -> dict[str, float]:
@@ -110,6 +112,7 @@ def gt_colour_error(ctx) -> dict[str, float]:
 
 
 @METRICS.register("gt_pattern", direction="up", needs=("swap",),
+                  scores="swaps", group="truth_parts",
                   description="Synthetic data only: 1 - relative distance of the within-region autocovariances (lags up to "
                               "4 px) of the swap from the true swap's, in each of A_i's regions (phase-blind; 1 = B's "
                               "pattern statistics, 0 = flat). Passes at >= 0.5.")

@@ -27,12 +27,14 @@ def thumbnail(images: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 @METRICS.register("recon_l1", direction="down", needs=("reconstruct",),
+                  scores="reconstructions", group="reconstruction",
                   description="Mean absolute error of G(E(x)) vs x on [-1, 1], test split.")
 def recon_l1(ctx) -> dict[str, float]:
     return ctx.mean_score("recon_l1", (ctx.reconstructions.clamp(-1, 1) - ctx.images).abs().flatten(1).mean(1), over="images")
 
 
 @METRICS.register("recon_psnr", direction="up", needs=("reconstruct",),
+                  scores="reconstructions", group="reconstruction",
                   description="Mean per-image PSNR (dB, peak 1 on [0, 1]) of G(E(x)) vs x, test split.")
 def recon_psnr(ctx) -> dict[str, float]:
     return ctx.mean_score("recon_psnr", psnr(ctx.reconstructions, ctx.images), over="images")
@@ -50,12 +52,14 @@ def _recon_lpips(ctx, net: str) -> dict[str, float]:
 
 
 @METRICS.register("recon_lpips_alex", direction="down", needs=("reconstruct",),
+                  scores="reconstructions", group="reconstruction",
                   description="Mean LPIPS (AlexNet) of G(E(x)) vs x, test split (>= 31 px).")
 def recon_lpips_alex(ctx) -> dict[str, float]:
     return _recon_lpips(ctx, "alex")
 
 
 @METRICS.register("recon_lpips_vgg", direction="down", needs=("reconstruct",),
+                  scores="reconstructions", group="reconstruction",
                   description="Mean LPIPS (VGG16) of G(E(x)) vs x, test split.")
 def recon_lpips_vgg(ctx) -> dict[str, float]:
     return _recon_lpips(ctx, "vgg")

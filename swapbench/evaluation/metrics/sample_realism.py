@@ -9,6 +9,7 @@ from swapbench.registry import METRICS
 
 
 @METRICS.register("sample_fid", direction="down", needs=("sample",),
+                  scores="samples", group="samples",
                   description="FID of N generated samples (fixed seeds) vs the N real test images (clean-fid, Inception pool).")
 def sample_fid(ctx) -> dict[str, float]:
     leave_out = frechet_on_subsets(ctx.sample_features, ctx.real_features, ctx.jackknife_subsets(ctx.n, over="samples"))
@@ -16,6 +17,7 @@ def sample_fid(ctx) -> dict[str, float]:
 
 
 @METRICS.register("sample_kid", direction="down", needs=("sample",),
+                  scores="samples", group="samples",
                   description="KID (unbiased) of N generated samples vs the N real test images.")
 def sample_kid(ctx) -> dict[str, float]:
     leave_out = kid_on_subsets(ctx.sample_features, ctx.real_features, ctx.jackknife_subsets(ctx.n, over="samples"))

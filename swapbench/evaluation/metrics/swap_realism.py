@@ -43,6 +43,7 @@ def _against_reference(ctx, name: str, distance, on_subsets) -> dict[str, float]
 
 
 @METRICS.register("swap_fid", direction="down", needs=("swap",),
+                  scores="swaps", group="realism",
                   description="FID of the swaps G(s(A_i), t(B_i)) vs held-out real test images that are never a swap source "
                               "(clean-fid, Inception pool).")
 def swap_fid(ctx) -> dict[str, float]:
@@ -50,12 +51,14 @@ def swap_fid(ctx) -> dict[str, float]:
 
 
 @METRICS.register("swap_kid", direction="down", needs=("swap",),
+                  scores="swaps", group="realism",
                   description="KID (unbiased, clean-fid's subsets) of the swaps vs the held-out real test images.")
 def swap_kid(ctx) -> dict[str, float]:
     return _against_reference(ctx, "swap_kid", kernel_distance, kid_on_subsets)
 
 
 @METRICS.register("swap_fid_vs_structure", direction="down", needs=("swap",),
+                  scores="swaps", group="realism",
                   description="The authors' protocol: FID of the swaps vs their own structure images A_i, pytorch-fid's resize "
                               "(clean-fid legacy_pytorch).")
 def swap_fid_vs_structure(ctx) -> dict[str, float]:
@@ -66,6 +69,7 @@ def swap_fid_vs_structure(ctx) -> dict[str, float]:
 
 
 @METRICS.register("sifid", direction="down", needs=("swap",),
+                  scores="swaps", group="texture",
                   description="Mean over pairs of the Frechet distance of Inception conv_4 samples, swap vs its texture source "
                               "B_i; only where the map has more positions than its 192 dimensions (>= 71 px), else NaN.")
 def sifid(ctx) -> dict[str, float]:
