@@ -167,6 +167,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("encoder-capacity-inf", ["run", "tiny.yaml", "--set", "encoder.capacity=.inf"], "encoder.capacity: Input should be a finite number"),
     ("encoder-capacity-tiny", ["run", "tiny.yaml", "--set", "encoder.capacity=1e-9"], "encoder.capacity: Input should be greater than or equal to 0.03125"),
     ("texture-dim-huge", ["run", "tiny.yaml", "--set", "model.texture_dim=10000000000"], "model.texture_dim: Input should be less than or equal to 65536"),
+    ("setting-moved", ["run", "tiny.yaml", "--set", "model.texture_convs=1"],
+     "model.texture_convs is now encoder.texture_convs (read by encoder 'swap_ae'); rename it"),
     ("edit-grid-cell-huge", ["edit", "grid", "--run", "{ckpt}", "--structure", "photos32/a.png", "--texture", "photos32/b.png",
                              "--out", "g.png", "--cell", "1000000"], "Invalid value for '--cell': Input should be less than or equal to 1024"),
     ("figure-swaps-n-huge", ["figure", "swaps", "--runs", "{fin}", "--out", "f.png", "--n", "100000"], "Invalid value for '--n': Input should be less than or equal to 256"),
