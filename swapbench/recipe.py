@@ -293,8 +293,9 @@ class Recipe(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     # Besides these sections a recipe holds one section per settings class that registered components
-    # declare (``loss``, read by the trainers; ``stylegan2``, ``inversion`` from baselines/; a plugin's own):
-    # see component_sections().
+    # declare (``encoder``, ``generator``, ``discriminator``, ``cooccur``, ``timm`` from the networks in
+    # swapbench/models/; ``loss``, read by the trainers; ``stylegan2``, ``inversion`` from baselines/; a
+    # plugin's own): see component_sections().
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     @model_validator(mode="before")
@@ -450,7 +451,8 @@ def migrate_flat(params: Mapping[str, Any]) -> dict[str, Any]:
 
 # Settings added to the schema after recipes were first hashed, with the value that does what the
 # schema did before them: at that value they are left out of Recipe.hash. A new setting whose default
-# keeps the old behaviour belongs here.
+# keeps the old behaviour belongs here (at its key of today: a renamed one is left out before RENAMED_KEYS
+# puts the others back at their old keys).
 HASH_NEUTRAL: dict[str, Any] = {"train.cpu_minutes": None, "loss.texture_cycle": 0.0, "generator.fourier": 0,
                                  "loss.recon_lpips_net": "vgg", "loss.recon_warmup_images": 0,
                                  "data.augment": [], "eval.skip_metrics": [], "data.validation_fraction": 0.0,
