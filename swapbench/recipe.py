@@ -331,7 +331,8 @@ class Recipe(Section):
     @model_validator(mode="after")
     def _cross_checks(self) -> Recipe:
         res = self.data.resolution
-        if not is_pow2(res) and self.model.family != "swap_ae":  # swap_ae checks its own sizes
+        family_checks = family_check(self.model.family)  # registered with the family's trainer (check=)
+        if not is_pow2(res) and family_checks is None:  # a family with checks of its own checks its sizes
             raise ValueError(f"data.resolution={res} must be a power of two (e.g. 32, 64, 256)")
         lo, hi = self.data.scale
         if not 0 < lo <= hi <= 1:
@@ -350,7 +351,8 @@ class Recipe(Section):
             )
         if self.optim.betas[0] < 0 or not 0 <= self.optim.betas[1] < 1:
             raise ValueError(f"optim.betas={list(self.optim.betas)} must lie in [0, 1)")
-        family_check(self.model.family)(self)  # the family's own cross-checks, registered with its trainer
+        if family_checks is not None:
+            family_checks(self)
         if self.eval.grid_size > self.data.test_images:
             raise ValueError(
                 f"eval.grid_size={self.eval.grid_size} needs at least that many data.test_images "
@@ -527,13 +529,13 @@ def allowed_numbers(key: str) -> str:
     return text
 
 
-def family_check(family: str) -> Callable[[Recipe], None]:
-    """The cross-checks that model family ``family`` registers with its trainer (``check=``; none: a no-op).
-    An unknown family has none here: check_names reports it."""
+def family_check(family: str) -> Callable[[Recipe], None] | None:
+    """The cross-checks that model family ``family`` registers with its trainer (``check=``), or None. A
+    family with checks checks its own image sizes; the others need a power-of-two data.resolution. An
+    unknown family has none here: check_names reports it."""
     from swapbench.registry import TRAINERS
 
-    check = TRAINERS.entry(family).info.get("check") if family in TRAINERS else None
-    return check or (lambda recipe: None)
+    return TRAINERS.entry(family).info.get("check") if family in TRAINERS else None
 
 
 def read_by(key: str) -> str:

@@ -98,7 +98,8 @@ class Registry:
         section and class. ``reads``: further sections the component reads, by key (e.g. the trainers'
         shared ``{"loss": LossConfig}``), declared in the same way. ``check``: a function of the whole
         recipe that raises ValueError for settings that cannot go together (a trainer's: the cross-checks
-        of its model family, which every recipe of that family passes; see :func:`swapbench.recipe.family_check`).
+        of its model family, which every recipe of that family passes, image sizes included: a family
+        without one needs a power-of-two data.resolution; see :func:`swapbench.recipe.family_check`).
         ``info``: what this kind records besides (see :attr:`Entry.info`).
         """
 

@@ -173,7 +173,13 @@ def test_a_family_registers_its_cross_checks_with_its_trainer():
         with pytest.raises(UserError, match=r"^recipe: model.texture_dim=7 must be even for family 'checked'$"):
             recipe_from_dict(family, ["model.texture_dim=7"])
         recipe_from_dict({**TINY, "model": {**TINY["model"], "texture_dim": 7}})  # swap_ae does not check that
+        # a family with checks of its own checks its image sizes; one without needs a power-of-two side
+        assert recipe_from_dict(family, ["data.resolution=24"]).data.resolution == 24
+        TRAINERS.add("unchecked", CheckedTrainer)
+        with pytest.raises(UserError, match=r"data.resolution=24 must be a power of two"):
+            recipe_from_dict({**family, "model": {**family["model"], "family": "unchecked"}}, ["data.resolution=24"])
     finally:
         TRAINERS.remove("checked")
+        TRAINERS.remove("unchecked")
     with pytest.raises(ValueError, match="check must be a function of the recipe"):
         TRAINERS.add("checked", CheckedTrainer, check="no_odd_texture_dim")
