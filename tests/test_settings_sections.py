@@ -139,6 +139,7 @@ def test_stored_recipes_in_the_old_layout_are_read_with_their_keys_moved():
 def test_run_params_logged_before_the_move_compare_under_todays_keys():
     import pandas as pd
 
+    from swapbench.experiments.figures import curve_x
     from swapbench.experiments.leaderboard import current_param_columns
     from swapbench.experiments.records import records_frame
     from swapbench.recipe import migrate_flat
@@ -150,6 +151,9 @@ def test_run_params_logged_before_the_move_compare_under_todays_keys():
     mixed = current_param_columns(pd.DataFrame({"params.model.generator_fourier": ["16", None],
                                                 "params.generator.fourier": [None, "8"]}))
     assert list(mixed.columns) == ["params.generator.fourier"] and list(mixed["params.generator.fourier"]) == ["16", "8"]
+    assert list(curve_x(mixed, "generator.fourier")) == [16, 8]
+    with pytest.raises(UserError, match=r"^the setting model.generator_fourier is now generator.fourier; name it so"):
+        curve_x(mixed, "model.generator_fourier")
 
 
 def test_a_family_registers_its_cross_checks_with_its_trainer():
