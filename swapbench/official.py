@@ -25,9 +25,9 @@ from swapbench.nn.layers import ConvLayer, ModulatedConv2d
 from swapbench.recipe import Recipe
 
 # the recipe settings that must hold for a recipe to build the authors' networks
-AUTHORS_ARCHITECTURE = {"model.widths": "paper", "model.resample": "fir", "model.encoder_padding": "reflect",
-                        "model.generator_noise": True, "model.rgb_every_scale": False, "model.generator_fourier": 0,
-                        "model.discriminator_mbstd": 0, "model.encoder": "swap_ae", "model.generator": "swap_ae",
+AUTHORS_ARCHITECTURE = {"model.widths": "paper", "model.resample": "fir", "encoder.padding": "reflect",
+                        "generator.noise": True, "generator.rgb_every_scale": False, "generator.fourier": 0,
+                        "discriminator.mbstd": 0, "model.encoder": "swap_ae", "model.generator": "swap_ae",
                         "model.discriminator": "stylegan2", "model.cooccur_discriminator": "cooccur"}
 COUNTER_KEY = "num_discriminator_iters"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -95,19 +95,21 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
+    """The components a run builds, by registered name, and the sizes that several of them read. A component's
+    own settings live in the section it declares when it registers (``encoder``, ``generator``,
+    ``discriminator``, ``cooccur``, ``timm``, ``stylegan2``, ...; see :data:`RENAMED_KEYS` for where the
+    settings that used to live here went)."""
+
     family: str = Field(
         "swap_ae", description="Registered trainer: what is trained ('swap_ae'; baselines add 'stylegan2', 'sg2_encoder')."
     )
     encoder: str = Field("swap_ae", description="Registered encoder name.")
-    backbone: str = Field("resnet18", description="timm model for encoder 'timm' (random init, features_only).")
-    backbone_weights: str | None = Field(
-        None, description="Local safetensors state dict for the 'timm' encoder's backbone; null: random init."
-    )
     generator: str = Field("swap_ae", description="Registered generator name.")
     discriminator: str = Field("stylegan2", description="Registered image discriminator name.")
     cooccur_discriminator: str | None = Field(
         "cooccur", description="Registered co-occurrence patch discriminator; null disables it."
     )
+    # -- sizes shared by several networks (models/build.py:model_settings hands them to every component)
     channels: int = Field(
         32, ge=1, description="Width at full resolution, doubling per halving of the side: the StyleGAN2 baselines' "
         "networks, and the Swapping Autoencoder's with model.widths=uniform."
@@ -119,83 +121,18 @@ class ModelConfig(Section):
         16, ge=1, le=2048, description="Structure code side = resolution / this (a power of two)."
     )
     texture_dim: int = Field(2048, ge=1, le=WIDTH_LIMIT, description="Length of the texture code vector.")
-    generator_blocks: int = Field(
-        2, ge=0, le=COUNT_LIMIT, description="Modulated residual blocks at the structure code's resolution."
-    )
     # -- Swapping Autoencoder architecture (issue 13): the defaults build the authors' networks; the
     # -- other values are swapbench's cheaper CPU variants, chosen explicitly by the CPU recipes.
     widths: Literal["paper", "uniform"] = Field(
-        "paper", description="'paper': each network's width table as in the authors' code, scaled by its *_capacity; "
-        "'uniform' (CPU): encoder, generator and image discriminator all use model.channels / model.max_channels, "
-        "the patch discriminator cooccur.channels / model.max_channels."
-    )
-    encoder_capacity: float = Field(
-        1.0, ge=1 / 32, le=64, description="Encoder width multiplier (authors' netE_scale_capacity): round(32 x this) at full "
-        "resolution, doubling per downsampling, capped at model.texture_dim (widths=paper); at least 1/32, so the "
-        "first layer keeps a channel, and at most 64."
-    )
-    generator_capacity: float = Field(
-        1.0, ge=1 / 128, le=64, description="Generator width multiplier (authors' netG_scale_capacity): 128 at the image, "
-        "doubling per halving up to 512, times this (widths=paper); at least 1/128, so the last layer keeps a channel, "
-        "and at most 64."
-    )
-    discriminator_capacity: float = Field(
-        1.0, ge=1 / 16, le=64, description="Image discriminator width multiplier (authors' netD_scale_capacity; StyleGAN2's "
-        "channel multiplier is 2 x this) (widths=paper); at least 1/16, so the first layer keeps a channel at 2048 px, "
-        "and at most 64."
+        "paper", description="'paper': each network's width table as in the authors' code, scaled by its capacity "
+        "(encoder.capacity, generator.capacity, discriminator.capacity, cooccur.capacity); 'uniform' (CPU): encoder, "
+        "generator and image discriminator all use model.channels / model.max_channels, the patch discriminator "
+        "cooccur.channels / model.max_channels."
     )
     resample: Literal["fir", "average"] = Field(
         "fir", description="Resampling of encoder, generator and both discriminators: 'fir' blurs around strided "
         "convolutions ([1,2,1] in the encoder, [1,3,3,1] elsewhere, as the authors); 'average' (CPU) pools 2x2 and "
         "upsamples bilinearly."
-    )
-    encoder_padding: Literal["reflect", "zeros"] = Field(
-        "reflect", description="Padding of the encoder trunk's 3x3 convolutions: reflection (authors) or zeros."
-    )
-    texture_convs: int = Field(
-        2, ge=0, le=16, description="Unpadded stride-2 3x3 convolutions of the encoder's texture branch before its global "
-        "mean (authors' netE_num_downsampling_gl); each needs a map of at least 3 px."
-    )
-    generator_noise: bool = Field(
-        True, description="Per-pixel noise inputs in the generator's styled convolutions (authors: on); eval mode "
-        "uses fixed seeded noise maps so scores and edits are deterministic."
-    )
-    rgb_every_scale: bool = Field(
-        False, description="A ToRGB at every generator scale summed StyleGAN2-style (CPU variant) instead of the "
-        "authors' single final ToRGB."
-    )
-    discriminator_mbstd: int = Field(
-        0, ge=0, le=COUNT_LIMIT, description="Minibatch standard-deviation group size of the image discriminator; 0: "
-        "none (authors)."
-    )
-    generator_fourier: int = Field(
-        0, ge=0, le=COUNT_LIMIT, description="Fixed sinusoids of image position (this many orientation x frequency pairs, "
-        "sine and cosine each) added at every generator scale through a texture-modulated 1x1 convolution, so a texture "
-        "code can draw periodic patterns anywhere; 0: none (the authors' generator; swapbench's addition)."
-    )
-
-
-class CooccurConfig(Section):
-    patch_size: int = Field(128, ge=4, le=2048, description="Side the random crops are resized to (a power of two).")
-    crop_min: float = Field(0.125, gt=0, le=1, description="Smallest crop side as a fraction of the image side.")
-    crop_max: float = Field(0.25, gt=0, le=1, description="Largest crop side as a fraction of the image side.")
-    n_crops: int = Field(8, ge=1, le=COUNT_LIMIT, description="Crops judged per swapped image.")
-    n_ref: int = Field(4, ge=1, le=COUNT_LIMIT, description="Reference crops of the texture image averaged into one feature.")
-    channels: int = Field(
-        32, ge=1, le=WIDTH_LIMIT, description="Width of the patch discriminator at patch resolution (model.widths=uniform)."
-    )
-    # -- patch discriminator architecture (issue 13): the defaults are the authors'
-    capacity: float = Field(
-        4.0, gt=0, le=256, description="Patch discriminator width multiplier (authors' netPatchD_scale_capacity): "
-        "1024 x this / side channels at each side (widths=paper)."
-    )
-    max_channels: int = Field(
-        384, ge=1, le=WIDTH_LIMIT, description="Cap on the patch discriminator's width at 16 px and below, and width of "
-        "its feature layers (authors' netPatchD_max_nc); the patch feature has 4 x this values (widths=paper)."
-    )
-    head: list[Annotated[int, Field(ge=1, le=WIDTH_LIMIT)]] = Field(
-        [2048, 2048, 1024], min_length=1, description="Hidden widths of the MLP that judges a (reference, crop) "
-        "feature pair (authors: 2048, 2048, 1024)."
     )
 
 
@@ -340,7 +277,7 @@ class TrackingConfig(Section):
     )
 
 
-def _is_pow2(n: int) -> bool:
+def is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
@@ -352,14 +289,14 @@ class Recipe(Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' uses CUDA when present.")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    cooccur: CooccurConfig = Field(default_factory=CooccurConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     # Besides these sections a recipe holds one section per settings class that registered components
-    # declare (``loss``, read by the trainers; ``stylegan2``, ``inversion`` from baselines/; a plugin's own):
-    # see component_sections().
+    # declare (``encoder``, ``generator``, ``discriminator``, ``cooccur``, ``timm`` from the networks in
+    # swapbench/models/; ``loss``, read by the trainers; ``stylegan2``, ``inversion`` from baselines/; a
+    # plugin's own): see component_sections().
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     @model_validator(mode="before")
@@ -369,7 +306,7 @@ class Recipe(Section):
         when the recipe does not set it); any other unknown top-level key is an error."""
         if not isinstance(data, Mapping):
             return data
-        data = dict(data)
+        data = migrate(data)
         sections = component_sections()
         for key, settings in sections.items():
             value = data.get(key, {})
@@ -395,7 +332,8 @@ class Recipe(Section):
     @model_validator(mode="after")
     def _cross_checks(self) -> Recipe:
         res = self.data.resolution
-        if not _is_pow2(res) and self.model.family != "swap_ae":  # swap_ae checks its own sizes
+        family_checks = family_check(self.model.family)  # registered with the family's trainer (check=)
+        if not is_pow2(res) and family_checks is None:  # a family with checks of its own checks its sizes
             raise ValueError(f"data.resolution={res} must be a power of two (e.g. 32, 64, 256)")
         lo, hi = self.data.scale
         if not 0 < lo <= hi <= 1:
@@ -414,74 +352,14 @@ class Recipe(Section):
             )
         if self.optim.betas[0] < 0 or not 0 <= self.optim.betas[1] < 1:
             raise ValueError(f"optim.betas={list(self.optim.betas)} must lie in [0, 1)")
-        if self.model.family == "swap_ae":  # the Swapping Autoencoder's own settings
-            self._check_swap_ae()
+        if family_checks is not None:
+            family_checks(self)
         if self.eval.grid_size > self.data.test_images:
             raise ValueError(
                 f"eval.grid_size={self.eval.grid_size} needs at least that many data.test_images "
                 f"(have {self.data.test_images})"
             )
         return self
-
-    def _check_swap_ae(self) -> None:
-        res = self.data.resolution
-        sd = self.model.structure_downsample
-        if not _is_pow2(sd) or res % sd != 0 or res // sd < 2:
-            raise ValueError(
-                f"model.structure_downsample={sd} must be a power of two that divides data.resolution={res} "
-                f"and leaves a structure code of at least 2x2 (e.g. {res // 2 if _is_pow2(res) else 16})"
-            )
-        side, convs = res // sd, self.model.texture_convs if self.model.encoder == "swap_ae" else 0
-        for _ in range(convs):
-            if side < 3:
-                need = 3
-                for _ in range(convs - 1):
-                    need = 2 * need + 1
-                raise ValueError(
-                    f"model.texture_convs={convs} needs a structure code of at least {need} px, but data.resolution={res} "
-                    f"/ model.structure_downsample={sd} gives {res // sd}; lower model.texture_convs or "
-                    f"model.structure_downsample"
-                )
-            side = (side - 3) // 2 + 1
-        if self.loss.recon_lpips > 0:
-            from swapbench.nn.lpips import MIN_SIDE  # torch: only for recipes that use LPIPS
-
-            if res < MIN_SIDE[self.loss.recon_lpips_net]:
-                raise ValueError(
-                    f"loss.recon_lpips_net={self.loss.recon_lpips_net} needs images of at least "
-                    f"{MIN_SIDE[self.loss.recon_lpips_net]} px, but data.resolution={res}; use recon_lpips_net=vgg "
-                    f"or a larger resolution"
-                )
-        co = self.cooccur
-        if self.loss.cooccur_reference == "per_crop" and co.n_ref != co.n_crops:
-            raise ValueError(
-                f"loss.cooccur_reference=per_crop pairs reference crop i with judged crop i, so cooccur.n_ref="
-                f"{co.n_ref} must equal cooccur.n_crops={co.n_crops}"
-            )
-        if self.model.cooccur_discriminator is None:
-            for key in ("cooccur", "patch_r1"):
-                if getattr(self.loss, key) > 0:
-                    raise ValueError(
-                        f"loss.{key}={getattr(self.loss, key)} needs the co-occurrence discriminator, "
-                        f"but model.cooccur_discriminator is null; set loss.{key}=0 or name one"
-                    )
-        else:
-            if co.patch_size > res:
-                raise ValueError(
-                    f"cooccur.patch_size={co.patch_size} is larger than data.resolution={res}; "
-                    f"use at most {res}"
-                )
-            if not _is_pow2(co.patch_size):
-                raise ValueError(f"cooccur.patch_size={co.patch_size} must be a power of two >= 4")
-            if co.crop_min > co.crop_max:
-                raise ValueError(
-                    f"cooccur.crop_min={co.crop_min} is larger than cooccur.crop_max={co.crop_max}"
-                )
-            if co.crop_min * res < 2:
-                raise ValueError(
-                    f"cooccur.crop_min={co.crop_min} gives crops under 2 px at data.resolution={res}; "
-                    f"raise it to at least {2 / res:.3g}"
-                )
 
     # -- derived values -----------------------------------------------------------------------
     @property
@@ -519,13 +397,66 @@ class Recipe(Section):
                 parent = parent.get(section) or {}
             if leaf in parent and parent[leaf] == neutral:
                 del parent[leaf]
+        # a renamed setting is hashed at its old key, so that recipes keep their hashes across the rename
+        for old, new in RENAMED_KEYS.items():
+            (old_section, old_leaf), (new_section, new_leaf) = old.split("."), new.split(".")
+            if new_leaf in d.get(new_section, {}):
+                d.setdefault(old_section, {})[old_leaf] = d[new_section].pop(new_leaf)
+        for section in {new.split(".")[0] for new in RENAMED_KEYS.values()}:
+            if d.get(section) == {}:  # a section made of renamed settings only was not hashed before them
+                del d[section]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+# Settings that moved out of the flat model.* section into the section of the component that reads them
+# (issue 33): old dotted key -> new dotted key. A recipe, --set or sweep variant that names an old key is an
+# error naming the new one (check_keys); a stored recipe (a checkpoint's, a zoo model's, an MLflow run's) is
+# read with its keys moved (migrate); Recipe.hash hashes each at its old key, so no recipe's hash changed.
+RENAMED_KEYS: dict[str, str] = {
+    "model.encoder_capacity": "encoder.capacity",
+    "model.encoder_padding": "encoder.padding",
+    "model.texture_convs": "encoder.texture_convs",
+    "model.generator_blocks": "generator.blocks",
+    "model.generator_capacity": "generator.capacity",
+    "model.generator_noise": "generator.noise",
+    "model.rgb_every_scale": "generator.rgb_every_scale",
+    "model.generator_fourier": "generator.fourier",
+    "model.discriminator_capacity": "discriminator.capacity",
+    "model.discriminator_mbstd": "discriminator.mbstd",
+    "model.backbone": "timm.backbone",
+    "model.backbone_weights": "timm.weights",
+}
+
+
+def migrate(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored recipe's settings with every key of :data:`RENAMED_KEYS` moved to its new place (a value
+    already at the new key wins); settings in today's layout come back unchanged."""
+    data = dict(data)
+    for old, new in RENAMED_KEYS.items():
+        (old_section, old_leaf), (new_section, new_leaf) = old.split("."), new.split(".")
+        section = data.get(old_section)
+        if not isinstance(section, Mapping) or old_leaf not in section:
+            continue
+        data[old_section] = {k: v for k, v in section.items() if k != old_leaf}
+        target = data.get(new_section)
+        if isinstance(target, BaseModel):
+            continue
+        target = dict(target) if isinstance(target, Mapping) else {}
+        target.setdefault(new_leaf, section[old_leaf])
+        data[new_section] = target
+    return data
+
+
+def migrate_flat(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat (dotted) settings, e.g. an MLflow run's params, with the keys of :data:`RENAMED_KEYS` renamed."""
+    return {RENAMED_KEYS.get(k, k): v for k, v in params.items()}
 
 
 # Settings added to the schema after recipes were first hashed, with the value that does what the
 # schema did before them: at that value they are left out of Recipe.hash. A new setting whose default
-# keeps the old behaviour belongs here.
-HASH_NEUTRAL: dict[str, Any] = {"train.cpu_minutes": None, "loss.texture_cycle": 0.0, "model.generator_fourier": 0,
+# keeps the old behaviour belongs here (at its key of today: a renamed one is left out before RENAMED_KEYS
+# puts the others back at their old keys).
+HASH_NEUTRAL: dict[str, Any] = {"train.cpu_minutes": None, "loss.texture_cycle": 0.0, "generator.fourier": 0,
                                  "loss.recon_lpips_net": "vgg", "loss.recon_warmup_images": 0,
                                  "data.augment": [], "eval.skip_metrics": [], "data.validation_fraction": 0.0,
                                  "eval.split": "test"}
@@ -597,6 +528,15 @@ def allowed_numbers(key: str) -> str:
     if float in kinds:
         text = f"finite, {text}" if text else "finite"
     return text
+
+
+def family_check(family: str) -> Callable[[Recipe], None] | None:
+    """The cross-checks that model family ``family`` registers with its trainer (``check=``), or None. A
+    family with checks checks its own image sizes; the others need a power-of-two data.resolution. An
+    unknown family has none here: check_names reports it."""
+    from swapbench.registry import TRAINERS
+
+    return TRAINERS.entry(family).info.get("check") if family in TRAINERS else None
 
 
 def read_by(key: str) -> str:
@@ -744,10 +684,13 @@ def _nest(keys: list[str], value: Any) -> dict[str, Any]:
 
 
 def check_keys(data: Mapping[str, Any], source: str, model: type[BaseModel] = Recipe, prefix: str = "") -> None:
-    """Reject keys the schema does not have, naming the closest valid key."""
+    """Reject keys the schema does not have, naming the closest valid key (or the new name of a renamed one)."""
     fields = _schema(model)
     for key, value in data.items():
         dotted = f"{prefix}{key}"
+        if key not in fields and dotted in RENAMED_KEYS:
+            new = RENAMED_KEYS[dotted]
+            raise UserError(f"{source}: {dotted} is now {new} (read by {read_by(new)}); rename it")
         if key not in fields:
             valid = [f"{prefix}{f}" for f in fields]
             raise UserError(

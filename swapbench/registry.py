@@ -89,25 +89,30 @@ class Registry:
     # -- registration -------------------------------------------------------------------------
     def register(self, name: str, *, description: str | None = None, settings: type[BaseModel] | None = None,
                  section: str | None = None, reads: Mapping[str, type[BaseModel]] | None = None,
-                 **info: Any) -> Callable[[Any], Any]:
+                 check: Callable[[Any], None] | None = None, **info: Any) -> Callable[[Any], Any]:
         """Decorator that registers a class or function under ``name``.
 
         ``settings``: a pydantic model of the component's own settings. Recipes then carry a section
         ``section`` (default: ``name``) validated by it, and :meth:`build_from` passes its fields to the
         constructor (those its signature names). Components that read the same settings name the same
         section and class. ``reads``: further sections the component reads, by key (e.g. the trainers'
-        shared ``{"loss": LossConfig}``), declared in the same way. ``info``: what this kind records
-        besides (see :attr:`Entry.info`).
+        shared ``{"loss": LossConfig}``), declared in the same way. ``check``: a function of the whole
+        recipe that raises ValueError for settings that cannot go together (a trainer's: the cross-checks
+        of its model family, which every recipe of that family passes, image sizes included: a family
+        without one needs a power-of-two data.resolution; see :func:`swapbench.recipe.family_check`).
+        ``info``: what this kind records besides (see :attr:`Entry.info`).
         """
 
         def decorator(obj: Any) -> Any:
-            self.add(name, obj, description=description, settings=settings, section=section, reads=reads, **info)
+            self.add(name, obj, description=description, settings=settings, section=section, reads=reads,
+                     check=check, **info)
             return obj
 
         return decorator
 
     def add(self, name: str, obj: Any, *, description: str | None = None, settings: type[BaseModel] | None = None,
-            section: str | None = None, reads: Mapping[str, type[BaseModel]] | None = None, **info: Any) -> None:
+            section: str | None = None, reads: Mapping[str, type[BaseModel]] | None = None,
+            check: Callable[[Any], None] | None = None, **info: Any) -> None:
         if not name or not isinstance(name, str):
             raise ValueError(f"{self.kind} registry: name must be a non-empty string, got {name!r}")
         old = self._entries.get(name)
@@ -126,6 +131,10 @@ class Registry:
             raise ValueError(f"{self.kind} '{name}': section '{section}' given without its settings class")
         for key, read in (reads or {}).items():
             _declare_section(key, read, f"{self.kind} '{name}'")
+        if check is not None:
+            if not callable(check):
+                raise ValueError(f"{self.kind} '{name}': check must be a function of the recipe, got {check!r}")
+            info["check"] = check
         self._entries[name] = Entry(name, obj, description, section if settings is not None else None,
                                     tuple(reads or ()), dict(info))
 

@@ -8,28 +8,40 @@ from pathlib import Path
 import pytest
 import yaml
 
-from swapbench.recipe import Recipe, load_recipe
+from swapbench.recipe import Recipe, deep_merge, load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 
-CPU_VARIANTS = {"widths": "uniform", "resample": "average", "encoder_padding": "zeros", "texture_convs": 1,
-                "generator_noise": False, "rgb_every_scale": True, "discriminator_mbstd": 4}
-PAPER_ARCHITECTURE = {"widths": "paper", "resample": "fir", "encoder_padding": "reflect", "texture_convs": 2,
-                      "generator_noise": True, "rgb_every_scale": False, "discriminator_mbstd": 0}
+CPU_VARIANTS = {"model.widths": "uniform", "model.resample": "average", "encoder.padding": "zeros",
+                "encoder.texture_convs": 1, "generator.noise": False, "generator.rgb_every_scale": True,
+                "discriminator.mbstd": 4}
+PAPER_ARCHITECTURE = {"model.widths": "paper", "model.resample": "fir", "encoder.padding": "reflect",
+                      "encoder.texture_convs": 2, "generator.noise": True, "generator.rgb_every_scale": False,
+                      "discriminator.mbstd": 0}
 
-TINY = {
+
+def nested(flat: dict) -> dict:
+    """{"a.b": 1} -> {"a": {"b": 1}}."""
+    out: dict = {}
+    for key, value in flat.items():
+        section, leaf = key.split(".")
+        out.setdefault(section, {})[leaf] = value
+    return out
+
+
+TINY = deep_merge({
     "name": "tiny",
     "data": {"resolution": 16, "test_images": 8},
     # the CPU variants of the networks, as the CPU recipes choose them (test_models.py also builds
     # the authors' architecture, the default, at these sizes)
-    "model": {"channels": 4, "max_channels": 16, "structure_channels": 2, "structure_downsample": 4,
-              "texture_dim": 8, "generator_blocks": 1, **CPU_VARIANTS},
+    "model": {"channels": 4, "max_channels": 16, "structure_channels": 2, "structure_downsample": 4, "texture_dim": 8},
+    "generator": {"blocks": 1},
     "cooccur": {"patch_size": 8, "n_crops": 2, "n_ref": 2, "channels": 4, "head": [16, 8]},
     "loss": {"r1_interval": 2},
     "train": {"images": 8, "batch_size": 4, "log_every": 1, "image_every": 1, "checkpoint_every": 1},
     "eval": {"batch_size": 8, "grid_size": 2, "swap_pairs": 16, "reference_images": 16, "bootstrap_samples": 100},
     "device": "cpu",
-}
+}, nested(CPU_VARIANTS))
 
 
 @pytest.fixture

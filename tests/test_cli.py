@@ -93,7 +93,7 @@ def test_recipes_commands_work_from_any_directory(tmp_path):
     (["run", "quickstart", "--set", "cooccur.patch_size=64"], "cooccur.patch_size=64 is larger than data.resolution=32"),
     (["run", "quickstart", "--set", "model.encoder=resnet"], "unknown encoder 'resnet'"),
     (["run", "quickstart", "--set", "eval.metrics=[recon_psnr, fid]"], "unknown metric 'fid'"),
-    (["run", "quickstart", "--set", "model.encoder=timm", "--set", "model.backbone=resnet_nope"],
+    (["run", "quickstart", "--set", "model.encoder=timm", "--set", "timm.backbone=resnet_nope"],
      "timm has no model 'resnet_nope'"),
     (["run", "quickstart", "--set", "device=cuda"], None),
     (["run", "quickstart", "--bogus"], "No such option: --bogus"),

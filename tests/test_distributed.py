@@ -106,7 +106,8 @@ def test_torchrun_run_logs_one_mlflow_run_from_rank_0(tmp_path):
 # terms that pair or crop images within one process's share of the batch (swaps, co-occurrence crops,
 # minibatch stddev) make several processes train differently from one by design (see
 # swapbench.training.distributed); without them, gradient averaging must reproduce the whole batch's step
-NO_SHARE_COUPLING = {**RECIPE, "model": {**RECIPE["model"], "cooccur_discriminator": None, "discriminator_mbstd": 0},
+NO_SHARE_COUPLING = {**RECIPE, "model": {**RECIPE["model"], "cooccur_discriminator": None},
+                     "discriminator": {**RECIPE["discriminator"], "mbstd": 0},
                      "loss": {**RECIPE["loss"], "cooccur": 0, "patch_r1": 0, "g_swap": 0, "d_swap": 0}}
 TWO_NODE_ATOL = 1e-5  # float32 sums in another order; measured 2.4e-7 at most after 3 steps (weights up to 3.9)
 

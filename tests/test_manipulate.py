@@ -337,7 +337,7 @@ def test_exported_test_images_read_back_as_the_dataset_gives_them(tmp_path):
     files = sorted((tmp_path / "crops").glob("*.png"))
     assert [f.name for f in files] == ["test_0000.png", "test_0001.png", "test_0002.png"]
     ds = build_dataset(recipe_from_dict({"data": {"dataset": "photos", "resolution": 32, "test_images": 3},
-                                         "model": {"texture_convs": 0}, "cooccur": {"patch_size": 32},
+                                         "encoder": {"texture_convs": 0}, "cooccur": {"patch_size": 32},
                                          "eval": {"grid_size": 2}}), "test")
     for i, f in enumerate(files):  # lossless up to the uint8 rounding of the PNG
         assert (M.load_image(f, 32)[0] - ds[i]).abs().max() <= 1 / 127.5 + 1e-6

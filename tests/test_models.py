@@ -10,7 +10,7 @@ from swapbench.models.patches import random_crops
 from swapbench.nn.layers import ModulatedConv2d, channel_table
 from swapbench.recipe import load_recipe
 
-PAPER = [f"model.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in PAPER_ARCHITECTURE.items()]
+PAPER = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in PAPER_ARCHITECTURE.items()]
 
 
 @pytest.mark.parametrize("resolution, downsample, structure_channels, texture_dim, architecture", [
@@ -21,7 +21,7 @@ def test_shapes(tiny_yaml, resolution, downsample, structure_channels, texture_d
     sets = [f"data.resolution={resolution}", f"model.structure_downsample={downsample}",
             f"model.structure_channels={structure_channels}", f"model.texture_dim={texture_dim}"]
     if architecture == "paper":
-        sets += PAPER + (["model.texture_convs=1"] if resolution // downsample < 7 else [])
+        sets += PAPER + (["encoder.texture_convs=1"] if resolution // downsample < 7 else [])
     r = load_recipe(tiny_yaml, sets)
     torch.manual_seed(0)
     ae, D, Dc = build_autoencoder(r), build_discriminator(r), build_cooccur_discriminator(r)
@@ -88,7 +88,7 @@ def test_timm_encoder_through_the_registry(tiny_yaml):
         build_autoencoder(load_recipe(tiny_yaml, ["model.encoder=timm", "model.structure_downsample=64",
                                                   "data.resolution=128"]))
     with pytest.raises(UserError, match="timm has no model 'resnet_nope'"):
-        build_autoencoder(load_recipe(tiny_yaml, ["model.encoder=timm", "model.backbone=resnet_nope"]))
+        build_autoencoder(load_recipe(tiny_yaml, ["model.encoder=timm", "timm.backbone=resnet_nope"]))
 
 
 # -- the authors' architecture, swapbench's default components (issue 13) -------------------------
@@ -133,12 +133,12 @@ def test_generator_texture_modulates_the_structure_input_and_noise_is_on(tiny_ya
 
 
 def test_positional_patterns_are_sinusoids_added_at_every_scale_and_off_by_default(tiny):
-    """model.generator_fourier: fixed sin/cos of 2 pi f (x cos a + y sin a) on pixel centres, one
+    """generator.fourier: fixed sin/cos of 2 pi f (x cos a + y sin a) on pixel centres, one
     texture-modulated 1x1 conv per generator block; at 0 the generator has none (and its weights'
     names are the authors')."""
-    assert tiny.model.generator_fourier == 0
+    assert tiny.generator.fourier == 0
     assert not any("positional" in k for k in build_autoencoder(tiny).state_dict())
-    with_patterns = tiny.model_validate({**tiny.to_dict(), "model": {**tiny.model.model_dump(), "generator_fourier": 6}})
+    with_patterns = tiny.model_validate({**tiny.to_dict(), "generator": {**tiny.generator.model_dump(), "fourier": 6}})
     assert with_patterns.hash() != tiny.hash()
     torch.manual_seed(0)
     g = build_autoencoder(with_patterns).generator

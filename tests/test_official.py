@@ -166,10 +166,12 @@ def test_checkpoints_from_before_the_parity_networks_are_refused(tmp_path, tiny)
     from swapbench.checkpoint import save_checkpoint
     from swapbench.models.build import load_model, recipe_of_checkpoint
 
-    old = tiny.to_dict()
-    for key in ("widths", "resample", "encoder_padding", "texture_convs", "generator_noise", "rgb_every_scale",
-                "discriminator_mbstd", "encoder_capacity", "generator_capacity", "discriminator_capacity"):
+    old = tiny.to_dict()  # as stored then: the flat model.* layout, without the settings of the parity networks
+    for key in ("widths", "resample"):
         old["model"].pop(key)
+    old["model"]["generator_blocks"] = old["generator"]["blocks"]
+    for section in ("encoder", "generator", "discriminator", "timm"):
+        del old[section]
     path = save_checkpoint(tmp_path / "old.safetensors", {"autoencoder": {"x": torch.zeros(1)}}, {"recipe": old})
     with pytest.raises(UserError, match="predates swapbench's paper-parity networks.*retrain"):
         load_model(path)
@@ -179,4 +181,4 @@ def test_checkpoints_from_before_the_parity_networks_are_refused(tmp_path, tiny)
     old["model"].update(family="stylegan2", generator="stylegan2", cooccur_discriminator=None)
     old["loss"].update(cooccur=0, patch_r1=0)
     recipe = recipe_of_checkpoint({"recipe": old}, path)
-    assert (recipe.model.widths, recipe.model.resample, recipe.model.discriminator_mbstd) == ("uniform", "average", 4)
+    assert (recipe.model.widths, recipe.model.resample, recipe.discriminator.mbstd) == ("uniform", "average", 4)

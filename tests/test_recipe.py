@@ -23,10 +23,10 @@ def test_defaults_are_the_papers():
     assert r.loss.recon_lpips == 0
     # the authors' networks at their 256 px size (issue 13)
     assert (r.data.resolution, r.cooccur.patch_size) == (256, 128)
-    assert (r.model.widths, r.model.resample, r.model.encoder_padding, r.model.texture_convs) == ("paper", "fir", "reflect", 2)
-    assert (r.model.generator_noise, r.model.rgb_every_scale, r.model.discriminator_mbstd) == (True, False, 0)
+    assert (r.model.widths, r.model.resample, r.encoder.padding, r.encoder.texture_convs) == ("paper", "fir", "reflect", 2)
+    assert (r.generator.noise, r.generator.rgb_every_scale, r.discriminator.mbstd) == (True, False, 0)
     assert (r.cooccur.capacity, r.cooccur.max_channels, r.cooccur.head) == (4.0, 384, [2048, 2048, 1024])
-    assert (r.model.encoder_capacity, r.model.generator_capacity, r.model.discriminator_capacity) == (1.0, 1.0, 1.0)
+    assert (r.encoder.capacity, r.generator.capacity, r.discriminator.capacity) == (1.0, 1.0, 1.0)
 
 
 def test_every_setting_has_a_description():
@@ -108,7 +108,7 @@ def test_bad_keys_and_values_are_one_line_errors(tmp_path, data, overrides, mess
     (["model.structure_downsample=3"], "model.structure_downsample=3 must be a power of two"),
     (["model.structure_downsample=64"], "structure code of at least 2x2"),
     (["data.resolution=40"], "model.structure_downsample=16 must be a power of two that divides data.resolution=40"),
-    (["model.texture_convs=2"], "model.texture_convs=2 needs a structure code of at least 7 px"),
+    (["encoder.texture_convs=2"], "encoder.texture_convs=2 needs a structure code of at least 7 px"),
     (["model.cooccur_discriminator=null"], "loss.cooccur=1.0 needs the co-occurrence discriminator"),
     (["model.cooccur_discriminator=null", "loss.cooccur=0"], "loss.patch_r1=1.0 needs the co-occurrence"),
     (["cooccur.crop_min=0.5", "cooccur.crop_max=0.25"], "cooccur.crop_min=0.5 is larger than cooccur.crop_max=0.25"),
@@ -117,7 +117,7 @@ def test_bad_keys_and_values_are_one_line_errors(tmp_path, data, overrides, mess
 ])
 def test_cross_field_checks(tmp_path, overrides, message):
     path = write(tmp_path, "r.yaml", {"data": {"resolution": 64}, "cooccur": {"patch_size": 16},
-                                      "model": {"texture_convs": 1}})
+                                      "encoder": {"texture_convs": 1}})
     load_recipe(path)  # the base is valid
     with pytest.raises(UserError) as exc:
         load_recipe(path, overrides)

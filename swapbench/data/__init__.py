@@ -1,9 +1,10 @@
 """Datasets (registered in ``swapbench.registry.DATASETS``) and the sampler the trainer draws from.
 
 A registered dataset is a callable (usually a class) that accepts any of the keyword settings
-:func:`build_dataset` passes (``split``, ``resolution``, ``test_images``, ``scale``, ``hflip``,
-``seed``, ``root``, ``crop``, ``limit``, ``test_fraction``, ``validation_fraction``, ``manifest``, ``skip_corrupt``,
-``preprocess``, ``load_size``; it names the ones it uses; only a dataset that takes ``preprocess``
+:func:`build_dataset` passes (``split``, ``seed``, and every ``data.*`` setting but ``dataset``, ``augment`` and
+``num_workers``: ``resolution``, ``test_images``, ``scale``, ``hflip``, ``root``, ``crop``, ``limit``, ``test_fraction``,
+``validation_fraction``, ``manifest``, ``skip_corrupt``, ``preprocess``, ``load_size``; it names the ones it uses,
+and declares a section of its own for settings no other dataset reads; only a dataset that takes ``preprocess``
 may be used with a ``data.preprocess`` other than ``square``) and returns a
 ``torch.utils.data.Dataset`` whose items are float images (3, resolution, resolution) in [-1, 1]. It may also define:
 
@@ -27,29 +28,18 @@ from swapbench.errors import UserError
 from swapbench.recipe import Recipe
 from swapbench.registry import DATASETS
 
+# data.* settings that build_dataset applies around the dataset instead of passing them to it
+DATASET_WRAPPER_SETTINGS = {"dataset", "augment", "num_workers"}
+
 
 def build_dataset(recipe: Recipe, split: str) -> Dataset:
     d = recipe.data
     if d.manifest is not None and d.dataset != "folder":
         raise UserError(f"data.manifest={d.manifest} is read only by dataset 'folder', not '{d.dataset}'; "
                         "remove data.manifest (the other datasets record their splits themselves)")
-    settings = {
-        "split": split,
-        "resolution": d.resolution,
-        "test_images": d.test_images,
-        "scale": d.scale,
-        "hflip": d.hflip,
-        "seed": recipe.seed,
-        "root": d.root,
-        "crop": d.crop,
-        "limit": d.limit,
-        "test_fraction": d.test_fraction,
-        "validation_fraction": d.validation_fraction,
-        "manifest": d.manifest,
-        "skip_corrupt": d.skip_corrupt,
-        "preprocess": d.preprocess,
-        "load_size": d.load_size,
-    }
+    # data.* is the datasets' shared section: every setting but the dataset's name and those applied around
+    # it (augmentations, loader workers), plus the split and the recipe's seed; a dataset takes those it names
+    settings = {**d.model_dump(exclude=DATASET_WRAPPER_SETTINGS), "split": split, "seed": recipe.seed}
     accepts = inspect.signature(DATASETS.get(d.dataset)).parameters
     if d.preprocess != "square" and "preprocess" not in accepts:
         raise UserError(f"dataset '{d.dataset}' makes its own crops and has no data.preprocess modes; use dataset "

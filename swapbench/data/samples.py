@@ -26,7 +26,7 @@ def dataset_recipe(name: str, resolution: int, n: int, sets: Sequence[str]) -> R
     """A recipe that reads dataset ``name`` at ``resolution`` with ``n`` test images (``sets`` applied)."""
     # no network is built: the model settings only need to pass the cross-field checks at this size
     base = {"data": {"dataset": name, "resolution": resolution, "test_images": max(n, 2)},
-            "model": {"texture_convs": 0}, "cooccur": {"patch_size": min(resolution, 32)}, "eval": {"grid_size": 2}}
+            "encoder": {"texture_convs": 0}, "cooccur": {"patch_size": min(resolution, 32)}, "eval": {"grid_size": 2}}
     return recipe_from_dict(base, list(sets), source=f"datasets {name}")
 
 

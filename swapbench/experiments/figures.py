@@ -21,6 +21,7 @@ from PIL import Image
 from swapbench.data import data_differences
 from swapbench.errors import UserError
 from swapbench.outputs import make_parent, replace_text, replacing
+from swapbench.recipe import RENAMED_KEYS
 from swapbench.visualize import labelled_columns
 
 
@@ -97,7 +98,10 @@ def figure_swaps(run_ids: list[str], out: str | Path, n: int = 6, labels: list[s
 
 def curve_x(df: pd.DataFrame, x: str) -> pd.Series:
     """The x value of every run: the recipe setting ``x``, else the logged number ``x`` (a cost such as
-    ``train/cpu_seconds``, so that runs with different settings can share one cost axis)."""
+    ``train/cpu_seconds``, so that runs with different settings can share one cost axis). Runs read back
+    carry today's keys (see :data:`swapbench.recipe.RENAMED_KEYS`), so a moved setting goes by its new key."""
+    if x in RENAMED_KEYS:
+        raise UserError(f"the setting {x} is now {RENAMED_KEYS[x]}; name it so (older runs are read under it too)")
     col = f"params.{x}" if f"params.{x}" in df.columns else f"metrics.{x}"
     if col not in df.columns:
         raise UserError(f"the runs have no setting or logged number '{x}'; name a recipe key such as "

@@ -29,6 +29,7 @@ from swapbench.evaluation.metrics import (
     with_companions,
 )
 from swapbench.experiments.sweep import SWEEP_KEY_TAG, SWEEP_KEYS_TAG
+from swapbench.recipe import RENAMED_KEYS, migrate_flat
 
 # the settings that must be equal for two rows' scores to be comparable
 # (runs scored before the held-out reference existed have no eval.reference_images: their swap_fid was
@@ -101,6 +102,17 @@ def load_runs(experiment: str | None = None, sweep: str | None = None, uri: str 
         df = sweep_runs(df, parent)
     if df.empty:
         raise UserError("no finished runs to tabulate; run a recipe first or check --experiment / --sweep")
+    return current_param_columns(df)
+
+
+def current_param_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Runs logged before a setting moved to its component's section (RENAMED_KEYS) carry its old key:
+    one column per setting, under today's key."""
+    for old, new in RENAMED_KEYS.items():
+        before, now = f"params.{old}", f"params.{new}"
+        if before in df.columns:
+            df = df.assign(**{now: df[before] if now not in df.columns else df[now].fillna(df[before])})
+            df = df.drop(columns=before)
     return df
 
 
@@ -348,7 +360,7 @@ def compare_runs(run_a: str, run_b: str, uri: str | None = None) -> tuple[pd.Dat
     from swapbench.tracking import get_run
 
     runs = [get_run(rid, uri) for rid in (run_a, run_b)]
-    pa, pb = runs[0].data.params, runs[1].data.params
+    pa, pb = (migrate_flat(run.data.params) for run in runs)  # a run logged before a rename: today's keys
     keys = sorted(k for k in set(pa) | set(pb) if pa.get(k) != pb.get(k) and k not in ("name", "description"))
     settings = pd.DataFrame({"setting": keys, run_a[:8]: [pa.get(k, "-") for k in keys],
                              run_b[:8]: [pb.get(k, "-") for k in keys]})

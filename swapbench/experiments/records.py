@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from swapbench.experiments.archive import load_archive
+from swapbench.recipe import migrate_flat
 
 RUNS_DIR = Path("results/runs")
 ZOO_DIR = Path("zoo")
@@ -76,7 +77,7 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
             continue
         row: dict[str, Any] = {"run_id": rec["run_id"], "status": rec.get("status"), "start_time": rec.get("start_time"),
                                "experiment": rec.get("experiment")}
-        row.update({f"params.{k}": v for k, v in (rec.get("params") or {}).items()})
+        row.update({f"params.{k}": v for k, v in migrate_flat(rec.get("params") or {}).items()})  # today's keys
         row.update({f"tags.{k}": v for k, v in (rec.get("tags") or {}).items()})
         row.update({f"metrics.{k}": v for k, v in (rec.get("metrics") or {}).items()})
         rows.append(row)

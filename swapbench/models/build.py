@@ -1,5 +1,6 @@
-"""Recipe -> networks. Registered constructors receive the settings their signature asks for: the model
-settings below and the fields of the recipe section their component declares.
+"""Recipe -> networks. Registered constructors receive the settings their signature asks for: the sizes
+that several networks share (:func:`model_settings`) and the fields of the recipe section their component
+declares when it registers (encoder 'swap_ae': ``encoder``, generator 'swap_ae': ``generator``, ...).
 
 A model family's scored network (what evaluation, publishing and :func:`load_model` build) comes from the
 ``model`` registry (:data:`swapbench.registry.MODELS`); the Swapping Autoencoder's is registered here, the
@@ -18,31 +19,14 @@ from swapbench.models.swap_ae import SwappingAutoencoder
 from swapbench.recipe import Recipe
 from swapbench.registry import DISCRIMINATORS, ENCODERS, GENERATORS, MODELS
 
+# the model.* settings that are sizes every network may read (the rest of model.* names the components)
+SHARED_SIZES = ("channels", "max_channels", "structure_channels", "structure_downsample", "texture_dim", "widths",
+                "resample")
+
 
 def model_settings(recipe: Recipe) -> dict[str, Any]:
-    m = recipe.model
-    return {
-        "resolution": recipe.data.resolution,
-        "channels": m.channels,
-        "max_channels": m.max_channels,
-        "structure_channels": m.structure_channels,
-        "structure_downsample": m.structure_downsample,
-        "texture_dim": m.texture_dim,
-        "generator_blocks": m.generator_blocks,
-        "widths": m.widths,
-        "encoder_capacity": m.encoder_capacity,
-        "generator_capacity": m.generator_capacity,
-        "discriminator_capacity": m.discriminator_capacity,
-        "resample": m.resample,
-        "encoder_padding": m.encoder_padding,
-        "texture_convs": m.texture_convs,
-        "generator_noise": m.generator_noise,
-        "rgb_every_scale": m.rgb_every_scale,
-        "generator_fourier": m.generator_fourier,
-        "mbstd_group": m.discriminator_mbstd,
-        "backbone": m.backbone,
-        "backbone_weights": m.backbone_weights,
-    }
+    """The shared sizes: the image side (``resolution``, from data.resolution) and :data:`SHARED_SIZES`."""
+    return {"resolution": recipe.data.resolution, **recipe.model.model_dump(include=set(SHARED_SIZES))}
 
 
 @MODELS.register("swap_ae", checkpoint_key="autoencoder",
@@ -62,16 +46,18 @@ def build_cooccur_discriminator(recipe: Recipe) -> nn.Module | None:
     name = recipe.model.cooccur_discriminator
     if name is None:
         return None
-    co = recipe.cooccur
-    settings = {"patch_size": co.patch_size, "channels": co.channels, "max_channels": recipe.model.max_channels,
-                "widths": recipe.model.widths, "resample": recipe.model.resample, "capacity": co.capacity,
-                "cooccur_max_channels": co.max_channels, "head": tuple(co.head)}
+    # it works at the patch side: its own section (``cooccur``) holds its sizes, and of the shared ones it
+    # reads the width rule and resampling, and model.max_channels as the cap of its uniform widths
+    shared = model_settings(recipe)
+    settings = {"widths": shared["widths"], "resample": shared["resample"], "model_max_channels": shared["max_channels"]}
     return DISCRIMINATORS.build_from(name, settings, recipe.sections())
 
 
 # Settings that issue 13 added to model.*: a stored recipe without them was written before the networks
 # became the authors' architecture. Families whose networks did not change read such a recipe with the
-# values that rebuild their old networks; a Swapping Autoencoder checkpoint of that time is refused.
+# values that rebuild their old networks; a Swapping Autoencoder checkpoint of that time is refused. (Such
+# a recipe has the layout of its time: model.discriminator_mbstd becomes discriminator.mbstd when it
+# is validated, as every key of RENAMED_KEYS.)
 PARITY_MARKER = "widths"
 PRE_PARITY_VALUES = {"widths": "uniform", "resample": "average", "discriminator_mbstd": 4}
 

@@ -7,12 +7,40 @@ from __future__ import annotations
 import math
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from swapbench.models.encoder import normalize_code
 from swapbench.models.widths import paper_generator_width, uniform_widths
 from swapbench.nn.layers import EqualLinear, ModulatedConv2d, StyledResBlock, ToRGB, upsample2x
+from swapbench.recipe import COUNT_LIMIT, Section
 from swapbench.registry import GENERATORS
+
+
+class GeneratorConfig(Section):
+    """Settings of generator 'swap_ae' (recipe section ``generator``); other generators ignore them."""
+
+    blocks: int = Field(
+        2, ge=0, le=COUNT_LIMIT, description="Modulated residual blocks at the structure code's resolution."
+    )
+    capacity: float = Field(
+        1.0, ge=1 / 128, le=64, description="Generator width multiplier (authors' netG_scale_capacity): 128 at the image, "
+        "doubling per halving up to 512, times this (model.widths=paper); at least 1/128, so the last layer keeps a "
+        "channel, and at most 64."
+    )
+    noise: bool = Field(
+        True, description="Per-pixel noise inputs in the generator's styled convolutions (authors: on); eval mode "
+        "uses fixed seeded noise maps so scores and edits are deterministic."
+    )
+    rgb_every_scale: bool = Field(
+        False, description="A ToRGB at every generator scale summed StyleGAN2-style (CPU variant) instead of the "
+        "authors' single final ToRGB."
+    )
+    fourier: int = Field(
+        0, ge=0, le=COUNT_LIMIT, description="Fixed sinusoids of image position (this many orientation x frequency pairs, "
+        "sine and cosine each) added at every generator scale through a texture-modulated 1x1 convolution, so a texture "
+        "code can draw periodic patterns anywhere; 0: none (the authors' generator; swapbench's addition)."
+    )
 
 
 class InputModulation(nn.Module):
@@ -30,7 +58,7 @@ class InputModulation(nn.Module):
 
 class PositionalPatterns(nn.Module):
     """Fixed sinusoids of image position, added to the generator's features at every scale through a
-    texture-modulated 1x1 convolution per scale (swapbench's ``model.generator_fourier``, not the
+    texture-modulated 1x1 convolution per scale (swapbench's ``generator.fourier``, not the
     authors'): with them the texture code can select and weigh periodic patterns, which a convolution
     stack on a coarse structure code otherwise has to invent from the zero padding alone.
 
@@ -67,20 +95,20 @@ class PositionalPatterns(nn.Module):
 
 
 def generator_widths(resolution: int, upsamplings: int, widths: str, channels: int, max_channels: int,
-                     generator_capacity: float) -> list[int]:
+                     capacity: float) -> list[int]:
     """Width at the structure code (index 0) and after each upsampling (index 1 ... upsamplings)."""
     if widths == "paper":
-        return [paper_generator_width(upsamplings - j, generator_capacity) for j in range(upsamplings + 1)]
+        return [paper_generator_width(upsamplings - j, capacity) for j in range(upsamplings + 1)]
     table = uniform_widths(resolution, channels, max_channels)
     return [table[resolution >> (upsamplings - j)] for j in range(upsamplings + 1)]
 
 
-@GENERATORS.register("swap_ae",
+@GENERATORS.register("swap_ae", settings=GeneratorConfig, section="generator",
                      description="SAE generator: texture-modulated structure input, "
                                  "modulated residual blocks, noise, one final ToRGB.")
 class SwapGenerator(nn.Module):
     """Both codes are L2-normalised again; the texture code scales and shifts the structure code;
-    ``generator_blocks`` modulated residual blocks at the code's resolution widen it gradually; one
+    ``blocks`` modulated residual blocks at the code's resolution widen it gradually; one
     upsampling modulated residual block per halving of the encoder brings it to the image size; a
     final modulated 1x1 ToRGB gives the image (roughly in [-1, 1], not clamped).
 
@@ -88,18 +116,18 @@ class SwapGenerator(nn.Module):
     """
 
     def __init__(self, resolution: int, structure_channels: int, structure_downsample: int, texture_dim: int,
-                 generator_blocks: int = 2, widths: str = "paper", channels: int = 32, max_channels: int = 512,
-                 generator_capacity: float = 1.0, resample: str = "fir", generator_noise: bool = True,
-                 rgb_every_scale: bool = False, generator_fourier: int = 0):
+                 blocks: int = 2, widths: str = "paper", channels: int = 32, max_channels: int = 512,
+                 capacity: float = 1.0, resample: str = "fir", noise: bool = True,
+                 rgb_every_scale: bool = False, fourier: int = 0):
         super().__init__()
         upsamplings = structure_downsample.bit_length() - 1
-        ch = generator_widths(resolution, upsamplings, widths, channels, max_channels, generator_capacity)
-        block = dict(noise=generator_noise, demodulation="weight", resample=resample, fixed_eval_noise=True)
+        ch = generator_widths(resolution, upsamplings, widths, channels, max_channels, capacity)
+        block = dict(noise=noise, demodulation="weight", resample=resample, fixed_eval_noise=True)
         self.input_modulation = InputModulation(texture_dim, structure_channels)
         self.blocks = nn.ModuleList()
         width = structure_channels
-        for i in range(generator_blocks):  # widen gradually to the code-resolution width
-            out = max(structure_channels, round((i + 1) / generator_blocks * ch[0]))
+        for i in range(blocks):  # widen gradually to the code-resolution width
+            out = max(structure_channels, round((i + 1) / blocks * ch[0]))
             self.blocks.append(StyledResBlock(width, out, texture_dim, **block))
             width = out
         self.up_blocks = nn.ModuleList()
@@ -109,8 +137,8 @@ class SwapGenerator(nn.Module):
         self.rgb_every_scale = rgb_every_scale
         block_widths = [b.conv2.conv.weight.shape[0] for b in [*self.blocks, *self.up_blocks]]  # each block's output
         self.positional = None
-        if generator_fourier > 0:
-            self.positional = PositionalPatterns(generator_fourier, block_widths, texture_dim, max_cycles=resolution / 4)
+        if fourier > 0:
+            self.positional = PositionalPatterns(fourier, block_widths, texture_dim, max_cycles=resolution / 4)
         self.to_rgb = ToRGB(width, texture_dim)
         if rgb_every_scale:
             self.to_rgbs = nn.ModuleList(ToRGB(w, texture_dim) for w in block_widths[:-1])

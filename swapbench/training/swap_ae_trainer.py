@@ -32,9 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from swapbench.models.build import build_autoencoder, build_cooccur_discriminator, build_discriminator
+from swapbench.models.cooccur import CooccurConfig
 from swapbench.models.patches import random_crops
 from swapbench.registry import LOSSES, TRAINERS
 from swapbench.training.losses import LossConfig, WeightedTerms
+from swapbench.training.swap_ae_checks import check_swap_ae
 from swapbench.training.trainer import Regularizer, Trainer, set_requires_grad
 from swapbench.visualize import swap_grid
 
@@ -49,7 +51,7 @@ class Fakes(NamedTuple):
     swap_texture: torch.Tensor  # the texture codes the swaps were made from, detached (the texture cycle's target)
 
 
-@TRAINERS.register("swap_ae", reads={"loss": LossConfig},
+@TRAINERS.register("swap_ae", reads={"loss": LossConfig, "cooccur": CooccurConfig}, check=check_swap_ae,
                    description="The Swapping Autoencoder: E, G, image D and co-occurrence patch D (Park et al. 2020).")
 class SwapAutoencoderTrainer(Trainer):
     multi_process = True  # crops come from a per-rank generator, pairs are formed within each process's share
