@@ -376,17 +376,20 @@ class MetricRegistry(Registry):
 class ModelRegistry(Registry):
     """Model families (``model.family``): how to build a family's scored network from a recipe (the
     network that is evaluated, published and loaded from a checkpoint) and its key in a checkpoint
-    (``checkpoint_key``). Evaluation, publishing and the bench build models from here, without the
-    training loop; the family's trainer (:data:`TRAINERS`) registers under the same name.
+    (``checkpoint_key``), and the recipe that builds an untrained model of it (``fresh_recipe``, default: the
+    family's name; ``swapbench bench`` times methods on one when no run is given). Evaluation, publishing and
+    the bench build models from here, without the training loop; the family's trainer (:data:`TRAINERS`)
+    registers under the same name.
 
         @MODELS.register("my_family", checkpoint_key="autoencoder", description="...")
         def build_my_model(recipe) -> nn.Module: ...
     """
 
     def register(self, name: str, *, checkpoint_key: str,  # type: ignore[override]
-                 description: str | None = None) -> Callable[[Any], Any]:
+                 description: str | None = None, fresh_recipe: str | None = None) -> Callable[[Any], Any]:
         def decorator(obj: Any) -> Any:
-            self.add(name, obj, description=description, checkpoint_key=checkpoint_key)
+            self.add(name, obj, description=description, checkpoint_key=checkpoint_key,
+                     fresh_recipe=fresh_recipe or name)
             return obj
 
         return decorator
@@ -402,8 +405,12 @@ class ModelRegistry(Registry):
         """The key of family ``name``'s scored network in a checkpoint (besides ``ema``, its average)."""
         return self.entry(name).info["checkpoint_key"]
 
+    def fresh_recipe(self, name: str) -> str:
+        """The recipe (name or file) of an untrained model of family ``name``."""
+        return self.entry(name).info.get("fresh_recipe") or name
+
     def details(self, name: str) -> str:
-        return f"checkpoint key: {self.checkpoint_key(name)}"
+        return f"checkpoint key: {self.checkpoint_key(name)}; untrained: recipe {self.fresh_recipe(name)}"
 
 
 _plugins_loaded = False

@@ -19,14 +19,13 @@ from swapbench.recipe import BenchConfig, load_recipe
 
 EMBED_COLUMNS = ("method", "steps", "images", "seconds_per_image", "gflop_per_image", "time_vs_sae",
                  "flops_vs_sae", "model")
-FRESH_RECIPES = {"swap_ae": "swap_ae", "stylegan2": "stylegan2", "sg2_encoder": "sg2_encoder"}  # family -> recipe
 
 
 def _fresh_method(name: str, settings: Any, device: torch.device, threads: int):
     from swapbench.registry import INVERSIONS, MODELS
 
     cls = INVERSIONS.get(name)
-    recipe = load_recipe(FRESH_RECIPES[cls.needs], [f"train.threads={threads}"])
+    recipe = load_recipe(MODELS.fresh_recipe(cls.needs), [f"train.threads={threads}"])
     model = MODELS.get(recipe.model.family)(recipe)
     return cls(model, settings, device), recipe, f"fresh (untrained) {recipe.name}"
 
