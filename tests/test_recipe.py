@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -139,6 +141,18 @@ def test_every_shipped_recipe_validates():
     for name in names:
         r = load_recipe(name)
         assert r.name == name.split("/")[-1]
+
+
+def test_every_shipped_sweep_expands_into_valid_recipes():
+    """Each file in recipes/sweeps/ loads and every variant x seed of it is a valid recipe (a sweep whose grid
+    reaches an impossible setting fails here, not hours into a run)."""
+    from swapbench.experiments.sweep import load_sweep
+
+    sweeps = sorted((Path(__file__).parents[1] / "recipes" / "sweeps").glob("*.yaml"))
+    assert len(sweeps) >= 20
+    for path in sweeps:
+        spec, jobs, _ = load_sweep(path)
+        assert jobs, f"{path.name} expands into no runs"
 
 
 def test_gpu_recipe_has_the_paper_settings():
