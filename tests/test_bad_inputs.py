@@ -298,6 +298,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("swaps-old-sg2-run", ["swaps", "--sg2-run", "x"], "--sg2-run was replaced by --run"),
     ("bench-old-encoder-run", ["bench", "--encoder-run", "x"], "--encoder-run was replaced by --run"),
     ("swaps-no-data", ["swaps", "--methods", "gatys", "--n", "4"], "pass --recipe NAME"),
+    ("swaps-setting-of-unchosen-method", ["swaps", "--methods", "gatys", "--n", "4", "--set", "strotss.steps_per_scale=5"],
+     "--set strotss.steps_per_scale=5: no method among gatys reads strotss.*; add strotss to the methods, or drop the setting"),
     ("swap-sizes-differ", ["swap", "photos32/a.png", "photos64/b.png", "--out", "s.png"], "resize them to one size first"),
     ("docs-out-dir-under-file", ["docs", "--out-dir", "a_file/reference"], "a_file is a file"),
     ("channels-huge", ["run", "tiny.yaml", "--set", "model.channels=1000000000", "--set", "model.max_channels=1000000000"], "model.max_channels: Input should be less than or equal to 65536"),

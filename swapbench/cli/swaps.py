@@ -80,7 +80,7 @@ def swap(
         raise UserError(f"--out {out_file} must be a .png file")
     writable_file(out_file, "--out")
     cls = method_classes([method])[method]
-    chosen = swap_settings(method, split_overrides(settings or []).get(settings_of(method)[0]))
+    chosen = swap_settings(method, split_overrides(settings or [], [method]).get(settings_of(method)[0]))
     a, b = (torch.from_numpy(read_image(p).copy()).permute(2, 0, 1)[None].float() / 127.5 - 1 for p in (structure, texture))
     check_pair(a, b)
     loaded = load_runs({method: cls}, trained_runs(run))

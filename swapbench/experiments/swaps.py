@@ -95,19 +95,26 @@ def method_classes(methods: list[str]) -> dict[str, Any]:
     return {m: SWAPS.get(m) for m in methods}
 
 
-def split_overrides(overrides: list[str]) -> dict[str, dict[str, Any]]:
-    """``--set gatys.steps=100`` -> {"gatys": {"steps": 100}}, each section checked against a registered one."""
+def split_overrides(overrides: list[str], methods: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """``--set gatys.steps=100`` -> {"gatys": {"steps": 100}}, each section checked against a registered one and,
+    given ``methods``, against the sections those methods read (a setting no chosen method reads would be
+    ignored without a word)."""
     from swapbench.recipe import parse_override
     from swapbench.registry import SWAPS
     from swapbench.swaps import settings_of
 
     sections = {settings_of(n)[0] for n in SWAPS.names()} - {None}
+    read = None if methods is None else {settings_of(m)[0] for m in methods} - {None}
     out: dict[str, dict[str, Any]] = {}
     for text in overrides:
         keys, value = parse_override(text)
         if len(keys) != 2 or keys[0] not in sections:
             raise UserError(f"--set {text}: give SECTION.SETTING=VALUE with a swap method's section "
                             f"({', '.join(sorted(sections))}), e.g. --set gatys.steps=100")
+        if read is not None and keys[0] not in read:
+            readers = sorted(n for n in SWAPS.names() if settings_of(n)[0] == keys[0])
+            raise UserError(f"--set {text}: no method among {', '.join(methods)} reads {keys[0]}.*; add "
+                            f"{' or '.join(readers)} to the methods, or drop the setting")
         out.setdefault(keys[0], {})[keys[1]] = value
     return out
 
@@ -209,7 +216,7 @@ def run_swaps(methods: list[str], n: int, runs: dict[str, TrainedRun], recipe_re
     from swapbench.visualize import labelled_columns
 
     classes = method_classes(methods)
-    by_section = split_overrides(list(overrides))
+    by_section = split_overrides(list(overrides), methods)
     settings = {m: swap_settings(m, by_section.get(settings_of(m)[0])) for m in methods}
     dev = resolve_device(device)
     loaded = load_runs(classes, runs)
