@@ -176,7 +176,7 @@ def test_swaps_cli_scores_times_and_draws_every_method_on_the_same_pairs(tmp_pat
     run_id = done.stdout.split("run ")[1].split(":")[0]
 
     done = run_cli("swaps", "--methods", "sae,gatys", "--n", "6", "--run", run_id, "--reference", "10",
-                   "--set", "gatys.steps=4", "--set", "strotss.steps_per_scale=2", "--out", str(tmp_path / "out" / "swaps"),
+                   "--set", "gatys.steps=4", "--out", str(tmp_path / "out" / "swaps"),
                    "--no-progress", cwd=tmp_path, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
     header = next(line for line in done.stdout.splitlines() if line.startswith("| method"))
