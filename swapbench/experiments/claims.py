@@ -206,6 +206,9 @@ def inversion_claim(records, scale: str) -> Outcome:
            f"{sae[0]:.3g} [{sae[1]:.3g}, {sae[2]:.3g}] against {best} {opt[0]:.3g} [{opt[1]:.3g}, {opt[2]:.3g}]")
     if not speed or accuracy is False:
         verdict = FAILS
+        why += (" (" + ", ".join(part for part, bad in (("the speed-up is under 1,000x", not speed),
+                                                        ("sae reconstructs worse, intervals apart", accuracy is False))
+                                  if bad) + ")")
     elif accuracy is None:
         verdict, why = INCONCLUSIVE, why + " (accuracy intervals overlap)"
     else:
