@@ -236,11 +236,11 @@ def swap_methods_claim(records, scale: str, dataset: str) -> Outcome:
     shown = list(dict.fromkeys([REALISM, texture, structure]))
     rows = ["| method | seconds per swap | " + " | ".join(shown) + " |",
             "| --- | --- | " + " | ".join("---" for _ in shown) + " |"]
+    by_method = {x: {k.split(".", 1)[1]: v for k, v in m.items() if k.startswith(x + ".")} for x in methods}
     for method in methods:
-        own = pd.Series({k.split(".", 1)[1]: v for k, v in m.items() if k.startswith(method + ".")})
         rows.append(f"| {method} | {m.get(f'{method}.seconds_per_swap', math.nan):.3g} s | "
-                    + " | ".join(_cell(own, s) for s in shown) + " |")
-    sae = {k.split(".", 1)[1]: v for k, v in m.items() if k.startswith("sae.")}
+                    + " | ".join(_cell(pd.Series(by_method[method]), s) for s in shown) + " |")
+    sae = by_method.get("sae", {})
     for control in CONTROL_ROWS:
         row = pd.Series({k.removeprefix(f"control/{control}/"): v for k, v in sae.items()
                          if k.startswith(f"control/{control}/")})
@@ -254,8 +254,7 @@ def swap_methods_claim(records, scale: str, dataset: str) -> Outcome:
     if not verdict.works:
         outcome.why = f"sae does not swap ({verdict.why()})"
         return outcome
-    table = pd.DataFrame([{"variant": x, **{k.split(".", 1)[1]: v for k, v in m.items() if k.startswith(x + ".")}}
-                          for x in methods])
+    table = pd.DataFrame([{"variant": x, **by_method[x]} for x in methods])
     results = {x: compare(Study(table, [REALISM]), "sae", x, REALISM) for x in others}
     speed = "; ".join(f"sae {m[f'{x}.time_vs_sae']:.3g}x faster than {x}" for x in others if f"{x}.time_vs_sae" in m)
     why = "; ".join(w for _, w in results.values()) + (f"; {speed}" if speed else "")
