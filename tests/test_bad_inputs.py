@@ -290,6 +290,11 @@ CASES: list[tuple[str, list[str], str]] = [
      "stylegan2 recipe) besides the runs given: {ckpt} (swap_ae)"),
     ("swap-family-not-given", ["swap", "photos32/a.png", "photos32/b.png", "--out", "s.png", "--method", "sae",
                                "--run", "bad/stylegan2.safetensors"], "swap method 'sae' needs a trained swap_ae run; pass --run REF"),
+    ("swaps-run-unused", ["swaps", "--methods", "gatys", "--n", "4", "--run", "{ckpt}"],
+     "--run {ckpt} is a 'swap_ae' run and no swap method chosen uses one (gatys); drop it, or add a swap method that "
+     "uses a 'swap_ae' run to --methods"),
+    ("project-run-unused", ["project", "--methods", "sae", "--run", "{ckpt}", "--run", "bad/stylegan2.safetensors"],
+     "--run bad/stylegan2.safetensors is a 'stylegan2' run and no inversion method chosen uses one (sae)"),
     ("bench-score-two-runs", ["bench", "--only", "score", "--no-log", "--run", "{ckpt}", "--run", "bad/stylegan2.safetensors"],
      "section score measures one model and 2 runs were given"),
     ("project-old-sae-run", ["project", "--sae-run", "{fin}"], "--sae-run was replaced by --run; pass --run REF"),

@@ -26,10 +26,10 @@ import torch
 
 from swapbench.data import data_differences
 from swapbench.errors import UserError
-from swapbench.experiments.runs import TrainedRun, load_run, run_of
+from swapbench.experiments.runs import TrainedRun, check_all_used, load_run, run_of
 from swapbench.inversion import default_methods, inversion_settings, speed_reference
 from swapbench.recipe import Recipe
-from swapbench.registry import METRICS
+from swapbench.registry import INVERSIONS, METRICS
 
 # the groups of registered scores in the table (each score that applies to an inverted image and to the
 # data): swap realism always comes with texture-transfer and structure scores, and the controls are rows of
@@ -86,8 +86,6 @@ def load_method(name: str, runs: dict[str, TrainedRun], settings: Any,
                 device: torch.device) -> tuple[Any, Recipe, str]:
     """(method object, recipe of the run it uses, that run's reference); ``runs``: the trained runs by
     model family (:func:`swapbench.experiments.runs.runs_by_family`)."""
-    from swapbench.registry import INVERSIONS
-
     cls = INVERSIONS.get(name)
     run = run_of(runs, cls.needs, f"method '{name}'")
     model, recipe, _ = load_run(run)
@@ -219,6 +217,7 @@ def run_projection(methods: list[str] | None, n: int, runs: dict[str, TrainedRun
     dev = resolve_device(device)
     settings = inversion_settings(**({} if steps is None else {"steps": steps}))
     loaded = {m: load_method(m, runs, settings, dev) for m in methods}  # every run checked before work
+    check_all_used(runs, {m: INVERSIONS.get(m).needs for m in methods}, "inversion method")
     recipe = check_same_data({m: r for m, (_, r, _) in loaded.items()})
     test_set = build_dataset(recipe, "test")
     available = len(test_set)

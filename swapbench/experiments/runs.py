@@ -63,6 +63,18 @@ def run_of(runs: dict[str, TrainedRun], family: str, user: str) -> TrainedRun:
     return run
 
 
+def check_all_used(runs: dict[str, TrainedRun], needed: dict[str, str | None], what: str = "method") -> None:
+    """A user error when a run of ``--run`` is of a family that none of the chosen methods uses: it would be
+    ignored silently, and the table would not say what the user meant to compare. ``needed``: {method name:
+    the family its ``needs`` names, or None}."""
+    used = {family for family in needed.values() if family}
+    for run in runs.values():
+        if run.family not in used:
+            chosen = ", ".join(needed) or "none"
+            raise UserError(f"{RUN_OPTION} {run.ref} is a '{run.family}' run and no {what} chosen uses one ({chosen}); "
+                            f"drop it, or add a {what} that uses a '{run.family}' run to --methods")
+
+
 def load_run(run: TrainedRun):
     """(model in eval mode, recipe, checkpoint metadata) of ``run``."""
     from swapbench.models.build import load_model

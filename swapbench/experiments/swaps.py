@@ -28,7 +28,7 @@ from torch import nn
 
 from swapbench.errors import UserError
 from swapbench.experiments.projection import _with_interval
-from swapbench.experiments.runs import TrainedRun, load_run, run_of
+from swapbench.experiments.runs import TrainedRun, check_all_used, load_run, run_of
 from swapbench.recipe import Recipe
 from swapbench.registry import METRICS
 
@@ -121,16 +121,11 @@ def split_overrides(overrides: list[str], methods: list[str] | None = None) -> d
 
 def load_runs(classes: dict[str, Any], runs: dict[str, TrainedRun]) -> dict[str, tuple[Any, Recipe, str]]:
     """{model family: (model, recipe, reference)} of every trained run the methods need (``runs``: the runs of
-    ``--run`` by family), checked before work."""
-    loaded: dict[str, tuple[Any, Recipe, str]] = {}
-    for name, cls in classes.items():
-        family = cls.needs
-        if family is None or family in loaded:
-            continue
-        run = run_of(runs, family, f"swap method '{name}'")
-        model, recipe, _ = load_run(run)
-        loaded[family] = (model, recipe, run.ref)
-    return loaded
+    ``--run`` by family), checked before work; a run that no method uses is a user error."""
+    needed = {family: run_of(runs, family, f"swap method '{name}'")
+              for name, cls in classes.items() if (family := cls.needs) is not None}
+    check_all_used(runs, {name: cls.needs for name, cls in classes.items()}, "swap method")
+    return {family: (*load_run(run)[:2], run.ref) for family, run in needed.items()}
 
 
 def data_recipe(loaded: dict[str, tuple[Any, Recipe, str]], recipe_ref: str | None) -> Recipe:
