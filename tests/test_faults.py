@@ -300,6 +300,44 @@ def test_sigterm_to_a_one_job_sweep_ends_its_run_and_the_parent_killed(tmp_path)
     assert len(runs) == 2 and {r.info.status for r in runs} == {"KILLED"}  # the run and its parent; seed 2 never started
 
 
+def test_rerunning_a_killed_sweep_continues_its_interrupted_run_in_the_same_mlflow_run(tmp_path):
+    """One MLflow run per model: the sweep run again resumes the KILLED child from its checkpoint (as
+    `swapbench resume` would), not a second run of the same variant and seed from step 0."""
+    steps = 300
+    _write_recipe(tmp_path, steps, checkpoint_every=1000)  # the only checkpoint before the end: the one SIGTERM writes
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump({"base": "tiny.yaml", "seeds": [1]}))
+    uri = _store(tmp_path)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    proc = subprocess.Popen([EXE, "sweep", "one.yaml"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while _journal_last_step(tmp_path) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0, err
+    (ckpt,) = tmp_path.glob("checkpoints/*/last.safetensors")
+    killed, stopped_at = ckpt.parent.name, load_checkpoint(ckpt)[1]["step"]
+    assert 0 < stopped_at < steps
+
+    again = subprocess.run([EXE, "sweep", "one.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    said = " ".join(again.stdout.split())  # the console wraps long lines
+    assert "1 to run (1 of them interrupted runs, continued from their checkpoints)" in said
+    assert f"continuing run {killed}" in said
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    children = [r for r in runs if "swapbench.sweep_key" in r.data.tags]
+    assert [c.info.run_id for c in children] == [killed]  # no second run of the model
+    run = children[0]
+    assert run.info.status == "FINISHED" and run.data.tags["swapbench.resumed_at_steps"] == str(stopped_at)
+    assert run.data.metrics["train/steps"] == steps and "recon_psnr" in run.data.metrics
+    assert _history(uri, killed) == list(range(1, steps + 1))  # every step logged once
+    done = subprocess.run([EXE, "sweep", "one.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "1 already finished, 0 to run" in " ".join(done.stdout.split()), done.stderr
+
+
 # -- re-scoring and caches --------------------------------------------------------------------
 
 @pytest.mark.parametrize("failure", ["user error", "crash"])

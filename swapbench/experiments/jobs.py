@@ -18,6 +18,7 @@ class Job:
     overrides: list[str]
     recipe: Recipe
     key: str
+    resume: str | None = None  # the id of this job's interrupted run, continued instead of starting anew
 
 
 def job_recipe(job: Job, experiment: str | None = None, **tracking: Any) -> Recipe:
@@ -28,12 +29,16 @@ def job_recipe(job: Job, experiment: str | None = None, **tracking: Any) -> Reci
 
 
 def train_job(job: Job, experiment: str, parent: str, threads: int | None, tags: dict[str, str] | None = None) -> str:
-    from swapbench.experiments.pipeline import train_and_evaluate
+    """Train and score ``job`` in a new child run of ``parent``, or continue its interrupted run
+    (``job.resume``) from that run's last checkpoint; the run id."""
+    from swapbench.experiments.pipeline import resume_run, train_and_evaluate
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+    if job.resume is not None:
+        return resume_run(job.resume, progress=False).run_id
     tags = {"mlflow.parentRunId": parent, "swapbench.variant": job.variant, SWEEP_KEY_TAG: job.key,
             "swapbench.seed": str(job.seed), "swapbench.overrides": " ".join(job.overrides), **(tags or {})}
     return train_and_evaluate(job_recipe(job, experiment), progress=False, tags=tags).run_id

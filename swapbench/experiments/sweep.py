@@ -12,7 +12,8 @@ of one MLflow parent run, skipping what already finished.
 
 Every variant and seed is validated before the first one trains. A child run is identified by a
 key over (variant, seed, resolved recipe hash); running the sweep again skips every key that has a
-FINISHED run anywhere in the sweep's experiment, so an interrupted sweep resumes without redoing work,
+FINISHED run anywhere in the sweep's experiment, and continues a KILLED run of a key from its last
+checkpoint in the same MLflow run (one run per model), so an interrupted sweep resumes without redoing work,
 and a sweep file that gains variants (a new parent: the parent stands for one set of keys, recorded in
 its tag ``swapbench.sweep_keys``) trains only the new ones and counts the finished runs as its own.
 
@@ -25,6 +26,7 @@ them at once. The workers ignore a terminal's Ctrl-C themselves, so that each is
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -129,6 +131,22 @@ def finished_by_key(client, experiment_id: str, keys: set[str]) -> dict[str, str
     for run in every_run(client, experiment_id, "attributes.status = 'FINISHED'"):  # oldest first: the latest wins
         key = run.data.tags.get(SWEEP_KEY_TAG)
         if key in keys:
+            found[key] = run.info.run_id
+    return found
+
+
+def interrupted_by_key(client, experiment_id: str, jobs: list[Job]) -> dict[str, str]:
+    """sweep key -> the latest KILLED run of ``experiment_id`` with that key whose last checkpoint is still where
+    it trained it (``<tracking.checkpoint_dir>/<run id>/last.safetensors``, from the current folder). Rerunning
+    the sweep continues such a run in its own MLflow run (as ``swapbench resume`` would) instead of training the
+    model again in a second run."""
+    from swapbench.tracking import every_run
+
+    folders = {j.key: Path(j.recipe.tracking.checkpoint_dir) for j in jobs}
+    found: dict[str, str] = {}
+    for run in every_run(client, experiment_id, "attributes.status = 'KILLED'"):  # oldest first: the latest wins
+        key = run.data.tags.get(SWEEP_KEY_TAG)
+        if key in folders and (folders[key] / run.info.run_id / "last.safetensors").is_file():
             found[key] = run.info.run_id
     return found
 
@@ -255,7 +273,12 @@ def _run_sweep(spec: SweepFile, jobs: list[Job], path: Path, experiment: str, ur
     done = finished_by_key(client, exp_id, set(keys))
     todo = [j for j in jobs if j.key not in done]
     skipped = [j.key for j in jobs if j.key in done]
-    echo(f"sweep {path.stem}: parent run {parent}, {len(jobs)} runs, {len(skipped)} already finished, {len(todo)} to run")
+    if cluster is None:  # on a cluster a checkpoint may lie on another node: interrupted runs start anew there
+        interrupted = interrupted_by_key(client, exp_id, todo)
+        todo = [dataclasses.replace(j, resume=interrupted.get(j.key)) for j in todo]
+    resumed = sum(j.resume is not None for j in todo)
+    echo(f"sweep {path.stem}: parent run {parent}, {len(jobs)} runs, {len(skipped)} already finished, {len(todo)} to run"
+         + (f" ({resumed} of them interrupted runs, continued from their checkpoints)" if resumed else ""))
     children = []
     try:
         if cluster is not None:
@@ -264,7 +287,7 @@ def _run_sweep(spec: SweepFile, jobs: list[Job], path: Path, experiment: str, ur
             children = run_on_ray(todo, experiment, parent, cluster[1], cluster[0], uri, echo)
         elif jobs_in_parallel <= 1:
             for job in todo:
-                echo(f"  {job.variant} seed {job.seed} ...")
+                echo(f"  {job.variant} seed {job.seed} ..." + (f" (continuing run {job.resume})" if job.resume else ""))
                 children.append(_run_job(job, experiment, parent, None))
         else:
             children = _run_in_workers(todo, experiment, parent, jobs_in_parallel)
