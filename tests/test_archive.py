@@ -76,3 +76,28 @@ def test_mistakes_are_one_line_errors_and_leave_no_folder(store):
     (tmp / "bad" / "x.json").write_text('{"runs": []}')
     with pytest.raises(UserError, match="not a swapbench run-record file"):
         load_archive(tmp / "bad" / "x.json")
+
+
+def test_merge_keeps_the_runs_of_another_store_and_updates_this_stores(store, tmp_path):
+    """An experiment run in two stores (two machines, two sessions) archived into one file: --merge keeps the
+    file's runs this store lacks, replaces those it holds with its current record, and keeps the order by time."""
+    _, run_id, tmp = store
+    runs = tmp / "runs"
+    assert invoke_cli(["archive", "write", "--out", str(runs), "--experiment", "kept"])[0] == 0
+    data = json.loads((runs / "kept.json").read_text())
+    elsewhere = {**data["runs"][0], "run_id": "f" * 32, "run_name": "from-another-store",
+                 "start_time": "2020-01-01T00:00:00+00:00"}
+    stale = {**data["runs"][0], "metrics": {"recon_lpips_vgg": 9.0}}
+    (runs / "kept.json").write_text(json.dumps({**data, "runs": [stale, elsewhere]}))
+
+    assert invoke_cli(["archive", "write", "--out", str(runs), "--experiment", "kept", "--merge"])[0] == 0
+    kept = load_archive(runs / "kept.json")["runs"]
+    assert [r["run_id"] for r in kept] == ["f" * 32, run_id]  # oldest first
+    assert kept[1]["metrics"]["recon_lpips_vgg"] == 0.34  # the store's record, not the file's stale one
+
+    assert invoke_cli(["archive", "write", "--out", str(runs), "--experiment", "kept"])[0] == 0  # no --merge: replaced
+    assert [r["run_id"] for r in load_archive(runs / "kept.json")["runs"]] == [run_id]
+
+    (runs / "other.json").write_text(json.dumps({**data, "experiment": "kept"}))  # a file of another experiment
+    code, _, err = invoke_cli(["archive", "write", "--out", str(runs), "--experiment", "other", "--merge"])
+    assert code == 2 and "holds the records of experiment 'kept', not 'other'" in err

@@ -86,14 +86,17 @@ def archive_write(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for <experiment>.json files (e.g. results/runs).")],
     experiment: Annotated[Optional[list[str]], typer.Option(help="An MLflow experiment to archive; repeat for "
                                                             "several (default: every experiment with runs).")] = None,
+    merge: Annotated[bool, typer.Option("--merge", help="Keep the runs an existing file holds that this store does "
+                                        "not (an experiment run in several stores); this store's record wins.")] = False,
 ) -> None:
     """Write every run of the experiments (id, name, status, times, swapbench tags, params, final metrics)
-    to one JSON file per experiment; an existing file is replaced by the store's current records."""
+    to one JSON file per experiment; an existing file is replaced by the store's current records, or with
+    --merge, added to."""
     from swapbench.experiments.archive import archive
     from swapbench.outputs import writable_folder
 
     writable_folder(out_dir, "--out")  # created only once every experiment was read
-    for path in archive(experiment, out_dir):
+    for path in archive(experiment, out_dir, merge=merge):
         out.print(f"wrote {path}")
 
 

@@ -40,10 +40,21 @@ def run_record(run) -> dict[str, Any]:
     return record
 
 
-def archive(experiments: list[str] | None, out_dir: Path, uri: str | None = None) -> list[Path]:
+def merged(existing: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` (an experiment's runs in this store) with the runs of ``existing`` (the same experiment's
+    file) that this store does not hold, oldest first: records of one experiment kept in several stores
+    (machines, sessions) in one file. Where both hold a run, this store's record wins."""
+    runs = {r["run_id"]: r for r in existing["runs"]}
+    runs.update({r["run_id"]: r for r in record["runs"]})
+    return {**record, "runs": sorted(runs.values(), key=lambda r: (r.get("start_time") or "", r["run_id"]))}
+
+
+def archive(experiments: list[str] | None, out_dir: Path, uri: str | None = None, merge: bool = False) -> list[Path]:
     """Write ``<out_dir>/<experiment>.json`` (every active run of the experiment, oldest first) for each
-    experiment (default: every experiment with runs); returns the files written. An unknown experiment or
-    one whose name cannot be a file name is refused before anything is written."""
+    experiment (default: every experiment with runs); returns the files written. ``merge`` keeps the runs an
+    existing file holds that this store does not (:func:`merged`); without it the file is replaced. An
+    unknown experiment, one whose name cannot be a file name, or (``merge``) an existing file that is not a
+    record file of that experiment is refused before anything is written."""
     import mlflow
 
     from swapbench.store import use_store
@@ -69,6 +80,15 @@ def archive(experiments: list[str] | None, out_dir: Path, uri: str | None = None
         records = [r for r in records if r["runs"]]  # by default only experiments that hold runs
     if not records:
         raise UserError("the MLflow store holds no runs to archive; run a recipe first or check MLFLOW_TRACKING_URI")
+    if merge:
+        for i, record in enumerate(records):
+            path = out_dir / f"{record['experiment']}.json"
+            if path.exists():
+                existing = load_archive(path)
+                if existing.get("experiment") != record["experiment"]:
+                    raise UserError(f"{path} holds the records of experiment '{existing.get('experiment')}', not "
+                                    f"'{record['experiment']}'; move it away or write without --merge")
+                records[i] = merged(existing, record)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for record in records:
