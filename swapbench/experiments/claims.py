@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from swapbench.evaluation.protocol import swap_works
+from swapbench.experiments.cells import with_interval
 from swapbench.experiments.records import RUNS_DIR, ZOO_DIR, load_records, records_frame
 from swapbench.registry import METRICS
 
@@ -107,14 +108,6 @@ def load_study(records: dict[str, dict[str, Any]], experiment: str, metrics: lis
     return Study(table.frame, table.metrics)
 
 
-def _cell(row: pd.Series, m: str) -> str:
-    v = row.get(m)
-    if v is None or pd.isna(v):
-        return "-"
-    lo, hi = row.get(f"{m}_ci_low"), row.get(f"{m}_ci_high")
-    return f"{v:.4g}" + (f" [{lo:.3g}, {hi:.3g}]" if lo is not None and not pd.isna(lo) else "")
-
-
 def table_rows(st: Study, variants: list[str], metrics: list[str]) -> list[str]:
     """Markdown rows: a header, each variant (seeds, numbers with intervals, run ids, commits), then the controls."""
     rows = ["| variant | seeds | " + " | ".join(metrics) + " | run ids | commits |",
@@ -122,13 +115,13 @@ def table_rows(st: Study, variants: list[str], metrics: list[str]) -> list[str]:
     for v in variants:
         if st.has(v):
             r = st.row(v)
-            rows.append(f"| {v} | {int(r['seeds'])} | " + " | ".join(_cell(r, m) for m in metrics)
+            rows.append(f"| {v} | {int(r['seeds'])} | " + " | ".join(with_interval(r, m) for m in metrics)
                         + f" | {r['run_ids']} | {r['commits']} |")
     for c in CONTROL_ROWS:
         name = f"control: {c}"
         if st.has(name):
             r = st.row(name)
-            rows.append(f"| {name} | - | " + " | ".join(_cell(r, m) for m in metrics) + " | (reference row) | |")
+            rows.append(f"| {name} | - | " + " | ".join(with_interval(r, m) for m in metrics) + " | (reference row) | |")
     return rows
 
 
@@ -142,10 +135,10 @@ def compare(st: Study, better: str, worse: str, score: str) -> tuple[bool | None
         return None, f"{score} has no interval for {better} or {worse}"
     down = METRICS.direction(score) == "down"
     if (hi_a < lo_b) if down else (lo_a > hi_b):
-        return True, f"{better} {_cell(a, score)} beats {worse} {_cell(b, score)} on {score}, intervals apart"
+        return True, f"{better} {with_interval(a, score)} beats {worse} {with_interval(b, score)} on {score}, intervals apart"
     if (hi_b < lo_a) if down else (lo_b > hi_a):
-        return False, f"{worse} {_cell(b, score)} beats {better} {_cell(a, score)} on {score}, intervals apart"
-    return None, f"{score}: {better} {_cell(a, score)} and {worse} {_cell(b, score)} overlap"
+        return False, f"{worse} {with_interval(b, score)} beats {better} {with_interval(a, score)} on {score}, intervals apart"
+    return None, f"{score}: {better} {with_interval(a, score)} and {worse} {with_interval(b, score)} overlap"
 
 
 def variant_claim(records, kind: str, scale: str, dataset: str, better: str, worse: str,
@@ -187,7 +180,7 @@ def inversion_claim(records, scale: str) -> Outcome:
     for method in ["sae", *optimisers]:
         rows.append(f"| {method} | {m.get(f'{method}.seconds_per_image', float('nan')):.4g} s | "
                     f"{m.get(f'{method}.sae_speedup', float('nan')):.4g}x | "
-                    + _cell(pd.Series({k.split('.', 1)[1]: v for k, v in m.items() if k.startswith(method + '.')}),
+                    + with_interval(pd.Series({k.split('.', 1)[1]: v for k, v in m.items() if k.startswith(method + '.')}),
                             "recon_lpips_vgg") + " |")
     commit = (run.get("tags") or {}).get("swapbench.git_commit") or "?"
     if not optimisers:
@@ -239,13 +232,13 @@ def swap_methods_claim(records, scale: str, dataset: str) -> Outcome:
     by_method = {x: {k.split(".", 1)[1]: v for k, v in m.items() if k.startswith(x + ".")} for x in methods}
     for method in methods:
         rows.append(f"| {method} | {m.get(f'{method}.seconds_per_swap', math.nan):.3g} s | "
-                    + " | ".join(_cell(pd.Series(by_method[method]), s) for s in shown) + " |")
+                    + " | ".join(with_interval(pd.Series(by_method[method]), s) for s in shown) + " |")
     sae = by_method.get("sae", {})
     for control in CONTROL_ROWS:
         row = pd.Series({k.removeprefix(f"control/{control}/"): v for k, v in sae.items()
                          if k.startswith(f"control/{control}/")})
         if not row.empty:
-            rows.append(f"| control: {control} | - | " + " | ".join(_cell(row, s) for s in shown) + " |")
+            rows.append(f"| control: {control} | - | " + " | ".join(with_interval(row, s) for s in shown) + " |")
     outcome = Outcome(INCONCLUSIVE, "", rows, [run["run_id"]], [commit])
     if "sae" not in methods or not others:
         outcome.why = "the swaps run compared no other method with sae"

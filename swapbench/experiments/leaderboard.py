@@ -28,6 +28,7 @@ from swapbench.evaluation.metrics import (
     group,
     with_companions,
 )
+from swapbench.experiments.cells import with_interval
 from swapbench.experiments.sweep import SWEEP_KEY_TAG, SWEEP_KEYS_TAG
 from swapbench.recipe import RENAMED_KEYS, migrate_flat
 
@@ -291,17 +292,6 @@ def best_rows(table: Table) -> dict[str, int]:
     return best
 
 
-def _cell(row: pd.Series, m: str) -> str:
-    if pd.isna(row[m]):
-        return "-"
-    text = f"{row[m]:.4g}"
-    if pd.notna(row[f"{m}_ci_low"]):
-        text += f" [{row[f'{m}_ci_low']:.3g}, {row[f'{m}_ci_high']:.3g}]"
-    if pd.notna(row[f"{m}_std"]):
-        text += f" ± {row[f'{m}_std']:.2g}"
-    return text
-
-
 def _display(table: Table, bold: tuple[str, str]) -> pd.DataFrame:
     best = best_rows(table)
     out = pd.DataFrame({"variant": table.frame["variant"], "seeds": table.frame["seeds"]})
@@ -312,7 +302,7 @@ def _display(table: Table, bold: tuple[str, str]) -> pd.DataFrame:
                                       + ")" if len(n) else "")
         cells = []
         for i, row in table.frame.iterrows():
-            text = _cell(row, m)
+            text = with_interval(row, m, std=True)
             cells.append(f"{bold[0]}{text}{bold[1]}" if best.get(m) == i else text)
         out[header] = cells
     out["run ids"] = [("(reference row)" if c else r) for c, r in zip(table.frame["control"], table.frame["run_ids"])]

@@ -26,6 +26,7 @@ import torch
 
 from swapbench.data import data_differences
 from swapbench.errors import UserError
+from swapbench.experiments.cells import with_interval
 from swapbench.experiments.runs import TrainedRun, check_all_used, load_run, run_of
 from swapbench.inversion import default_methods, inversion_settings, speed_reference
 from swapbench.recipe import Recipe
@@ -288,7 +289,7 @@ def render_table(table: pd.DataFrame, n: int, settings: Any, device: str) -> str
                                 for v in table["sae_speedup"]]
     for s in table_scores():
         if s in shown:
-            shown[s] = [_with_interval(row, s) for _, row in table.iterrows()]
+            shown[s] = [with_interval(row, s) for _, row in table.iterrows()]
             shown = shown.drop(columns=[c for c in (f"{s}_ci_low", f"{s}_ci_high") if c in shown])
     shown = shown.rename(columns={"seconds_per_image": "s/image (median)", "gflop_per_image": "GFLOP/image",
                                   "sae_speedup": f"{speed_reference()} is faster by"})
@@ -302,10 +303,3 @@ def render_table(table: pd.DataFrame, n: int, settings: Any, device: str) -> str
             f"better than copy_a while keeping structure (swap_structure_dist) better than copy_b.")
     return note + "\n\n" + shown.to_markdown(index=False, floatfmt=".4g") + "\n"
 
-
-def _with_interval(row: pd.Series, score: str) -> str:
-    value = row.get(score)
-    if value is None or pd.isna(value):
-        return "-"
-    lo, hi = row.get(f"{score}_ci_low"), row.get(f"{score}_ci_high")
-    return f"{value:.4g}" + (f" [{lo:.3g}, {hi:.3g}]" if lo is not None and pd.notna(lo) else "")

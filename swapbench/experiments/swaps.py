@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from swapbench.errors import UserError
-from swapbench.experiments.projection import _with_interval
+from swapbench.experiments.cells import with_interval
 from swapbench.experiments.runs import TrainedRun, check_all_used, load_run, run_of
 from swapbench.recipe import Recipe
 from swapbench.registry import METRICS
@@ -318,7 +318,7 @@ def render_table(table: pd.DataFrame, n: int, device: str, threads: int, cpu: st
                             for v in table["time_vs_sae"]]
     for s in table_scores():
         if s in shown:
-            shown[s] = [_with_interval(row, s) for _, row in table.iterrows()]
+            shown[s] = [with_interval(row, s) for _, row in table.iterrows()]
             shown = shown.drop(columns=[c for c in (f"{s}_ci_low", f"{s}_ci_high") if c in shown])
     from swapbench.evaluation.metrics import arrow
 
