@@ -217,3 +217,14 @@ def test_step_flops_matches_counting_the_whole_optimisation():
         assert method.evaluations > 2
         estimate = step_flops(method, method.settings, a, b, method.evaluations)
         assert abs(estimate - whole) < 0.05 * whole
+
+
+def test_the_swaps_table_logs_every_score_the_claims_read():
+    """`swapbench claims` reads a `swapbench swaps` run by the texture, structure and realism scores of each dataset
+    (synthetic: the part scores against the true swap); a score outside the table's groups is never logged, and the
+    claim could not be decided (as happened with the part scores before they were a table group)."""
+    from swapbench.experiments.claims import REALISM, STRUCTURE, TEXTURE
+    from swapbench.experiments.swaps import table_scores
+
+    read = {REALISM, *TEXTURE.values(), *STRUCTURE.values()}
+    assert read <= set(table_scores()), read - set(table_scores())

@@ -36,7 +36,7 @@ EXPERIMENT = "swaps"
 # the groups of registered scores in the table (each score that applies to precomputed swaps and to the data):
 # realism against the held-out reference, texture transfer, structure kept, the reference manifold's
 # precision/recall/density/coverage, and the truth on synthetic data
-GROUPS = ("realism", "texture", "structure", "manifold", "truth")
+GROUPS = ("realism", "texture", "structure", "manifold", "truth", "truth_parts")
 DEFAULT_METHODS = ("sae", "gatys", "strotss")
 
 
