@@ -36,6 +36,8 @@ HASHES_BEFORE_THE_MOVE = {
     "swaps_stylegan2_synthetic": "cfa67fe0be101c6f", "synthetic_quickstart": "9136972b27bdb7a1",
     "texdim_2048": "6f5aada18f29422d", "texdim_256": "23737894f09cff24", "texdim_64": "c7202660677928f3",
     "texdim_8": "75e170a7b8e46582",
+    # added after the move, at its first run (c0720582, record results/runs/stylegan2_quickstart.json)
+    "stylegan2_quickstart": "d39da11071dbcaf5",
 }
 # sha256 (first 16 hex digits) of the JSON list of the sorted sweep keys of every run of the sweeps whose
 # variants set a moved setting, computed on main at e7902e0 (sweep.py: a finished run with the same key is
