@@ -189,14 +189,23 @@ def checkpoint_of(target: str) -> Path:
     return run_checkpoint(get_run(target))
 
 
+LAST_CHECKPOINT = "last.safetensors"  # the file a run's training keeps current (swapbench.training.state), and logs
+
+
+def local_checkpoint(checkpoint_dir: str | Path, run_id: str) -> Path:
+    """Where the training of run ``run_id`` keeps its last checkpoint: ``<tracking.checkpoint_dir>/<run id>/``
+    (a relative folder: from the current folder)."""
+    return Path(checkpoint_dir) / run_id / LAST_CHECKPOINT
+
+
 def run_checkpoint(run) -> Path:
     """A run's checkpoint: the final one it logged to MLflow, else the last one in its local checkpoint
     folder (``<tracking.checkpoint_dir>/<run id>/``, from the current folder), which is all a run
     stopped before its budget has."""
     run_id = run.info.run_id
-    local = Path(run.data.params.get("tracking.checkpoint_dir", "checkpoints")) / run_id / "last.safetensors"
+    local = local_checkpoint(run.data.params.get("tracking.checkpoint_dir", "checkpoints"), run_id)
     try:
-        path = download_run_artifact(run_id, CHECKPOINT_ARTIFACT_DIR) / "last.safetensors"
+        path = download_run_artifact(run_id, CHECKPOINT_ARTIFACT_DIR) / LAST_CHECKPOINT
         if path.is_file():
             return path
     except UserError:

@@ -24,7 +24,7 @@ from swapbench.recipe import Recipe
 from swapbench.runtime import git_commit, resolve_device
 from swapbench.store import check_reachable
 from swapbench.trackers import Tracker
-from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, get_run, open_run, tracking_uri
+from swapbench.tracking import CHECKPOINT_ARTIFACT_DIR, get_run, local_checkpoint, open_run, tracking_uri
 from swapbench.training import distributed
 from swapbench.training.memory import check_fits
 from swapbench.training.trainer import TrainResult, build_trainer
@@ -222,8 +222,7 @@ def resume_run(run_id: str, checkpoint: str | Path | None = None, *, evaluate_af
         raise UserError(f"run {run_id} is still RUNNING in MLflow; if its process is gone (a hard crash), "
                         f"resume it with --force")
     if checkpoint is None:  # where training wrote it: <tracking.checkpoint_dir>/<run id>/, from the current folder
-        folder = run.data.params.get("tracking.checkpoint_dir", "checkpoints")
-        checkpoint = Path(folder) / run_id / "last.safetensors"
+        checkpoint = local_checkpoint(run.data.params.get("tracking.checkpoint_dir", "checkpoints"), run_id)
         if not checkpoint.is_file():
             raise UserError(f"run {run_id} has no checkpoint at {checkpoint}; run `swapbench resume` from the folder "
                             f"the run started in, or pass --checkpoint PATH")

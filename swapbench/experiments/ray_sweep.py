@@ -214,12 +214,13 @@ def _continue(recipe, run, threads: int) -> str:
     import torch
 
     from swapbench.experiments.pipeline import resume_run, train_and_evaluate
+    from swapbench.tracking import local_checkpoint
 
     run_id = run.info.run_id
     if run.info.status == "FINISHED":  # the worker died after the run ended, before its answer came back
         return run_id
     torch.set_num_threads(threads)
-    checkpoint = Path(recipe.tracking.checkpoint_dir) / run_id / "last.safetensors"
+    checkpoint = local_checkpoint(recipe.tracking.checkpoint_dir, run_id)
     if checkpoint.is_file():
         return resume_run(run_id, checkpoint, progress=False, force=True).run_id
     return train_and_evaluate(recipe, progress=False, run_id=run_id).run_id

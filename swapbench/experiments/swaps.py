@@ -125,7 +125,11 @@ def load_runs(classes: dict[str, Any], runs: dict[str, TrainedRun]) -> dict[str,
     needed = {family: run_of(runs, family, f"swap method '{name}'")
               for name, cls in classes.items() if (family := cls.needs) is not None}
     check_all_used(runs, {name: cls.needs for name, cls in classes.items()}, "swap method")
-    return {family: (*load_run(run)[:2], run.ref) for family, run in needed.items()}
+    loaded: dict[str, tuple[Any, Recipe, str]] = {}
+    for family, run in needed.items():
+        model, recipe, _ = load_run(run)
+        loaded[family] = (model, recipe, run.ref)
+    return loaded
 
 
 def data_recipe(loaded: dict[str, tuple[Any, Recipe, str]], recipe_ref: str | None) -> Recipe:

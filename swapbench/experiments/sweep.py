@@ -123,32 +123,33 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, list[Job], Path]:
     return spec, jobs, path
 
 
-def finished_by_key(client, experiment_id: str, keys: set[str]) -> dict[str, str]:
-    """sweep key -> the latest FINISHED run of ``experiment_id`` with that key, under any parent."""
+def latest_by_key(client, experiment_id: str, status: str, accept) -> dict[str, str]:
+    """sweep key -> the latest run of ``experiment_id`` in ``status``, under any parent, among the runs that
+    ``accept(key, run)`` takes."""
     from swapbench.tracking import every_run
 
     found: dict[str, str] = {}
-    for run in every_run(client, experiment_id, "attributes.status = 'FINISHED'"):  # oldest first: the latest wins
+    for run in every_run(client, experiment_id, f"attributes.status = '{status}'"):  # oldest first: the latest wins
         key = run.data.tags.get(SWEEP_KEY_TAG)
-        if key in keys:
+        if key is not None and accept(key, run):
             found[key] = run.info.run_id
     return found
+
+
+def finished_by_key(client, experiment_id: str, keys: set[str]) -> dict[str, str]:
+    """sweep key -> the latest FINISHED run of ``experiment_id`` with that key, under any parent."""
+    return latest_by_key(client, experiment_id, "FINISHED", lambda key, run: key in keys)
 
 
 def interrupted_by_key(client, experiment_id: str, jobs: list[Job]) -> dict[str, str]:
     """sweep key -> the latest KILLED run of ``experiment_id`` with that key whose last checkpoint is still where
-    it trained it (``<tracking.checkpoint_dir>/<run id>/last.safetensors``, from the current folder). Rerunning
-    the sweep continues such a run in its own MLflow run (as ``swapbench resume`` would) instead of training the
-    model again in a second run."""
-    from swapbench.tracking import every_run
+    it trained it (:func:`swapbench.tracking.local_checkpoint`). Rerunning the sweep continues such a run in its
+    own MLflow run (as ``swapbench resume`` would) instead of training the model again in a second run."""
+    from swapbench.tracking import local_checkpoint
 
-    folders = {j.key: Path(j.recipe.tracking.checkpoint_dir) for j in jobs}
-    found: dict[str, str] = {}
-    for run in every_run(client, experiment_id, "attributes.status = 'KILLED'"):  # oldest first: the latest wins
-        key = run.data.tags.get(SWEEP_KEY_TAG)
-        if key in folders and (folders[key] / run.info.run_id / "last.safetensors").is_file():
-            found[key] = run.info.run_id
-    return found
+    folders = {j.key: j.recipe.tracking.checkpoint_dir for j in jobs}
+    return latest_by_key(client, experiment_id, "KILLED", lambda key, run: key in folders
+                         and local_checkpoint(folders[key], run.info.run_id).is_file())
 
 
 def _experiment(spec: SweepFile, path: Path) -> str:
