@@ -26,6 +26,7 @@ from swapbench.outputs import os_error_of
 
 FORMAT = "swapbench-checkpoint-1"
 ZOO_MANIFEST = "manifest.json"  # records the sha256 of a zoo model's weights (see swapbench.zoo)
+LAST_CHECKPOINT = "last.safetensors"  # the file a run's training keeps current in its checkpoint folder
 
 
 def flatten_state(state: Any) -> tuple[dict[str, torch.Tensor], Any]:

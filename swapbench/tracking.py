@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from swapbench import __version__
+from swapbench.checkpoint import LAST_CHECKPOINT
 from swapbench.errors import UserError
 from swapbench.recipe import Recipe
 from swapbench.runtime import git_commit
@@ -187,9 +188,6 @@ def checkpoint_of(target: str) -> Path:
     if target.endswith((".safetensors", ".json")) or "/" in target:
         raise UserError(f"checkpoint {target} does not exist; pass an existing .safetensors file or an MLflow run id")
     return run_checkpoint(get_run(target))
-
-
-LAST_CHECKPOINT = "last.safetensors"  # the file a run's training keeps current (swapbench.training.state), and logs
 
 
 def local_checkpoint(checkpoint_dir: str | Path, run_id: str) -> Path:

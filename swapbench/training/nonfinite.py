@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from swapbench.checkpoint import LAST_CHECKPOINT
 from swapbench.errors import UserError
 from swapbench.training.distributed import any_process
 
@@ -61,7 +62,7 @@ class NonFiniteGuard:
             self.skipped_steps += 1
             log.warning("step %d skipped: %s (%d skipped so far)", self.step, what, self.skipped_steps)
             return True
-        path = last_checkpoint or (self.checkpoint_dir / "last.safetensors" if self.checkpoint_dir else None)
+        path = last_checkpoint or (self.checkpoint_dir / LAST_CHECKPOINT if self.checkpoint_dir else None)
         kept = self._last_good(path) if path is not None else "no checkpoint is written without a checkpoint folder"
         raise TrainingDiverged(f"training diverged at step {self.step}: {what}; {kept}; lower optim.lr, or set "
                                f"train.on_nonfinite=skip_step to skip such steps")

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from swapbench import __version__
-from swapbench.checkpoint import load_checkpoint, save_checkpoint
+from swapbench.checkpoint import LAST_CHECKPOINT, load_checkpoint, save_checkpoint
 from swapbench.errors import UserError
 from swapbench.runtime import git_commit
 from swapbench.training.signals import StopRequest
@@ -73,7 +73,7 @@ class TrainingState:
         if path is None:
             if self.checkpoint_dir is None:
                 return None
-            path = self.checkpoint_dir / "last.safetensors"
+            path = self.checkpoint_dir / LAST_CHECKPOINT
         try:
             return save_checkpoint(path, self.state_dict(), self.checkpoint_meta())
         except OSError as exc:  # a full disk, a read-only or vanished folder: the previous pair is untouched
