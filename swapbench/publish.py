@@ -38,13 +38,9 @@ def default_zoo_dir() -> Path:
     return Path(first)
 
 
-def metric_sum(client, run_id: str, key: str) -> float | None:
-    """Sum of every value a run logged for ``key`` (one per training part), or None if it logged none."""
-    history = client.get_metric_history(run_id, key)
-    return float(sum(m.value for m in history)) if history else None
-
-
 def training_record(client, run, meta: dict[str, Any]) -> dict[str, Any]:
+    from swapbench.tracking import metric_sum
+
     recipe = meta["recipe"]
     tags = run.data.tags
     wall = metric_sum(client, run.info.run_id, "train/seconds")

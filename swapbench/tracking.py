@@ -143,6 +143,27 @@ def _run(uri: str, experiment: str, run_id: str | None, run_name: str | None, ta
         tracker.end(status)
 
 
+# Numbers a run logs once per part of training (a part ends at the end of training or when it is stopped;
+# ``swapbench resume`` starts the next): the latest value covers only the last part, their sum the whole run.
+PER_PART_METRICS = ("train/seconds", "train/cpu_seconds")
+
+
+def metric_sum(client, run_id: str, key: str) -> float | None:
+    """Sum of every value a run logged for ``key`` (one per training part), or None if it logged none."""
+    history = client.get_metric_history(run_id, key)
+    return float(sum(m.value for m in history)) if history else None
+
+
+def training_totals(client, run_id: str) -> dict[str, float] | None:
+    """The whole run's :data:`PER_PART_METRICS` (sums over its training parts) and ``parts``, the number of
+    parts; None for a run that logged none of them (one that only scored)."""
+    histories = {key: client.get_metric_history(run_id, key) for key in PER_PART_METRICS}
+    totals: dict[str, float] = {key: float(sum(m.value for m in h)) for key, h in histories.items() if h}
+    if not totals:
+        return None
+    return {"parts": max(len(h) for h in histories.values()), **totals}
+
+
 def every_run(client, experiment_id: str, filter_string: str = "") -> Iterator:
     """Every run of ``experiment_id`` matching ``filter_string``, oldest first, page after page (an
     experiment may hold more runs than one search returns)."""

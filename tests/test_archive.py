@@ -24,8 +24,10 @@ def store(tmp_path, monkeypatch):
                          "mlflow.source.name": "/home/someone/script.py"})
         mlflow.log_metric("recon_lpips_vgg", 0.5, step=1)
         mlflow.log_metric("recon_lpips_vgg", 0.34, step=2)  # the record keeps the last value
+        mlflow.log_metrics({"train/cpu_seconds": 1000.0, "train/seconds": 1100.0})  # a first part, then resumed
         mlflow.log_metrics({"recon_lpips_vgg_ci_low": 0.31, "recon_lpips_vgg_ci_high": 0.37, "recon_lpips_vgg_n": 64,
-                            "control/thumbnail_4x/recon_lpips_vgg": 0.317, "train/cpu_seconds": 4316.0})
+                            "control/thumbnail_4x/recon_lpips_vgg": 0.317, "train/cpu_seconds": 4316.0,
+                            "train/seconds": 4400.0})
     mlflow.set_experiment("other")
     with mlflow.start_run(run_name="x"):
         mlflow.log_metric("swap_kid", 0.1)
@@ -44,13 +46,17 @@ def test_write_keeps_identity_params_tags_and_final_metrics_without_system_tags_
     assert run["start_time"].endswith("+00:00") and run["end_time"] >= run["start_time"]
     assert run["params"] == {"data.resolution": "64", "tracking.api_token": "***"}
     assert run["tags"] == {"swapbench.git_commit": "a" * 40, "swapbench.recipe": "swap_ae"}  # no mlflow.source.name
-    assert run["metrics"]["recon_lpips_vgg"] == 0.34 and run["metrics"]["train/cpu_seconds"] == 4316.0
+    assert run["metrics"]["recon_lpips_vgg"] == 0.34 and run["metrics"]["train/cpu_seconds"] == 4316.0  # last part
+    # the whole run's training time: the sum over its two parts
+    assert run["training_totals"] == {"parts": 2, "train/seconds": 5500.0, "train/cpu_seconds": 5316.0}
 
 
 def test_write_without_experiments_takes_every_one_and_show_finds_a_run_by_prefix(store):
     _, run_id, tmp = store
     assert invoke_cli(["archive", "write", "--out", str(tmp / "runs")])[0] == 0
     assert sorted(p.name for p in (tmp / "runs").iterdir()) == ["kept.json", "other.json"]
+    (scored_only,) = json.loads((tmp / "runs" / "other.json").read_text())["runs"]
+    assert "training_totals" not in scored_only  # it never trained
     assert find_run(run_id[:8], tmp / "runs")["experiment"] == "kept"
     assert find_run("0" * 32, tmp / "runs") is None
     code, out, err = invoke_cli(["archive", "show", run_id[:10], "--dir", str(tmp / "runs")])

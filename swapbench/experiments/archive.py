@@ -1,5 +1,6 @@
 """Run records that outlive their MLflow store: ``swapbench archive`` writes, per experiment, one JSON
-file with every run's id, name, status, times, swapbench tags, params and final metric values, so the
+file with every run's id, name, status, times, swapbench tags, params, final metric values and (for a run
+that trained) the training time summed over its parts (a resumed run's final values are its last part's), so the
 run ids that results/ cites can still be looked up after the store they were logged to is gone.
 
 Only what identifies and describes a run is kept: MLflow's own ``mlflow.*`` tags (the user name, the
@@ -26,8 +27,10 @@ def _utc(ms: int | None) -> str | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="seconds")
 
 
-def run_record(run) -> dict[str, Any]:
-    """One MLflow run (``mlflow.entities.Run``) as a plain dict: identity, times, tags, params, metrics."""
+def run_record(run, totals: dict[str, float] | None = None) -> dict[str, Any]:
+    """One MLflow run (``mlflow.entities.Run``) as a plain dict: identity, times, tags, params, metrics, and
+    ``totals`` (:func:`swapbench.tracking.training_totals`: the sums over a resumed run's training parts, whose
+    final metric values are the last part's) as ``training_totals`` where the run trained."""
     from swapbench.trackers import redact
 
     tags = run.data.tags
@@ -37,6 +40,8 @@ def run_record(run) -> dict[str, Any]:
                   tags=dict(sorted(redact({k: v for k, v in tags.items() if not k.startswith("mlflow.")}).items())),
                   params=dict(sorted(redact(run.data.params).items())),
                   metrics=dict(sorted(run.data.metrics.items())))
+    if totals is not None:
+        record["training_totals"] = totals
     return record
 
 
@@ -58,7 +63,7 @@ def archive(experiments: list[str] | None, out_dir: Path, uri: str | None = None
     import mlflow
 
     from swapbench.store import use_store
-    from swapbench.tracking import every_run, tracking_uri
+    from swapbench.tracking import every_run, tracking_uri, training_totals
 
     use_store(uri or tracking_uri(), create=False)
     client = mlflow.MlflowClient()
@@ -74,7 +79,8 @@ def archive(experiments: list[str] | None, out_dir: Path, uri: str | None = None
         if not experiment.name or "/" in experiment.name or experiment.name.startswith("."):
             raise UserError(f"experiment name '{experiment.name}' cannot be used as a file name; archive it under "
                             "another experiment name or export it with the MLflow API")
-    records = [{"format": FORMAT, "experiment": e.name, "runs": [run_record(r) for r in every_run(client, e.experiment_id)]}
+    records = [{"format": FORMAT, "experiment": e.name,
+                "runs": [run_record(r, training_totals(client, r.info.run_id)) for r in every_run(client, e.experiment_id)]}
                for e in found]  # every lookup first: no half-written folder
     if not experiments:
         records = [r for r in records if r["runs"]]  # by default only experiments that hold runs
