@@ -65,6 +65,7 @@ def test_write_without_experiments_takes_every_one_and_show_finds_a_run_by_prefi
     assert run_id in text and "experiment kept" in text and "a" * 40 in text
     assert "recon_lpips_vgg" in text and "0.3400" in text and "[0.3100, 0.3700]" in text
     assert "train/cpu_seconds" not in text
+    assert "training: 88.6 CPU minutes, 91.7 wall minutes, 2 part(s)" in text  # 5,316 and 5,500 s over two parts
     assert text.index("recon_lpips_vgg ") < text.index("control/thumbnail_4x")  # the run's scores before the controls
 
 
