@@ -39,12 +39,12 @@ def default_zoo_dir() -> Path:
 
 
 def training_record(client, run, meta: dict[str, Any]) -> dict[str, Any]:
-    from swapbench.tracking import metric_sum
+    from swapbench.tracking import training_totals
 
     recipe = meta["recipe"]
     tags = run.data.tags
-    wall = metric_sum(client, run.info.run_id, "train/seconds")
-    cpu = metric_sum(client, run.info.run_id, "train/cpu_seconds")
+    totals = training_totals(client, run.info.run_id) or {}
+    wall, cpu = totals.get("train/seconds"), totals.get("train/cpu_seconds")
     host = {k: tags.get(tag) for k, tag in HOST_TAGS.items()}
     return {
         "steps": int(meta["step"]), "images": int(meta["images_seen"]),

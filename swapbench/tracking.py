@@ -148,12 +148,6 @@ def _run(uri: str, experiment: str, run_id: str | None, run_name: str | None, ta
 PER_PART_METRICS = ("train/seconds", "train/cpu_seconds")
 
 
-def metric_sum(client, run_id: str, key: str) -> float | None:
-    """Sum of every value a run logged for ``key`` (one per training part), or None if it logged none."""
-    history = client.get_metric_history(run_id, key)
-    return float(sum(m.value for m in history)) if history else None
-
-
 def training_totals(client, run_id: str) -> dict[str, float] | None:
     """The whole run's :data:`PER_PART_METRICS` (sums over its training parts) and ``parts``, the number of
     parts; None for a run that logged none of them (one that only scored)."""

@@ -121,10 +121,9 @@ def archive_show(
               f"trained at {tags.get('swapbench.git_commit')}, scored at {tags.get('swapbench.score_git_commit')}")
     totals = run.get("training_totals")  # records written before training_totals existed have none
     if totals:
-        cpu, wall = totals.get("train/cpu_seconds"), totals.get("train/seconds")
-        out.print("training: " + ", ".join([*([f"{cpu / 60:.1f} CPU minutes"] if cpu is not None else []),
-                                            *([f"{wall / 60:.1f} wall minutes"] if wall is not None else []),
-                                            f"{int(totals['parts'])} part(s)"]))
+        seconds = {"CPU minutes": totals.get("train/cpu_seconds"), "wall minutes": totals.get("train/seconds")}
+        shown = [f"{s / 60:.1f} {unit}" for unit, s in seconds.items() if s is not None]
+        out.print("training: " + ", ".join([*shown, f"{int(totals['parts'])} part(s)"]))
     scores = {k: v for k, v in run["metrics"].items() if not k.startswith(NOT_SCORES) and not k.endswith(("_n", "_n_sources"))}
     scores = {k: scores[k] for k in sorted(scores, key=lambda k: (k.startswith("control/"), k))}  # controls last
     out.print(scores_table("final scores", scores))
